@@ -1,0 +1,82 @@
+package provider
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Redacted is what a secret prints as.
+const Redacted = "**redacted**"
+
+// secretParams are URI query parameters whose values never print.
+var secretParams = []string{"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "CREDENTIALS", "TOKEN", "VAULT_TOKEN"}
+
+// RedactURI returns raw with the values of secret query parameters and any
+// userinfo password replaced by **redacted**. Unparseable input is redacted
+// whole, since it may hold anything.
+func RedactURI(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Redacted
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+		}
+	}
+	q := u.Query()
+	changed := false
+	for k := range q {
+		if slices.Contains(secretParams, strings.ToUpper(k)) {
+			q.Set(k, Redacted)
+			changed = true
+		}
+	}
+	if changed {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// CheckParams returns an error naming the first query parameter of u that is
+// not in allowed (case-sensitive, as CockroachDB's KMS URIs are).
+func CheckParams(provider string, u *url.URL, allowed ...string) error {
+	for k := range u.Query() {
+		if !slices.Contains(allowed, k) {
+			return Errorf(provider, "parse uri", Misuse, "", "unknown URI parameter %q (allowed: %s)", k, strings.Join(allowed, ", "))
+		}
+	}
+	return nil
+}
+
+// Opener builds a Key from a parsed URI.
+type Opener func(u *url.URL) (Key, error)
+
+// Registry maps a URI scheme to the constructor of its provider. It is built
+// explicitly (see package registry), never by init() side effects.
+type Registry map[string]Opener
+
+// Open parses raw and opens it with the provider of its scheme.
+func (r Registry) Open(raw string) (Key, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return nil, fmt.Errorf("invalid KMS URI %q: expected scheme://..., e.g. file-kms:///abs/dir/name", RedactURI(raw))
+	}
+	open, ok := r[u.Scheme]
+	if !ok {
+		return nil, fmt.Errorf("unsupported KMS URI scheme %q: use one of %s", u.Scheme, strings.Join(r.Schemes(), ", "))
+	}
+	return open(u)
+}
+
+// Schemes lists the registered schemes, sorted.
+func (r Registry) Schemes() []string {
+	s := make([]string, 0, len(r))
+	for k := range r {
+		s = append(s, k)
+	}
+	slices.Sort(s)
+	return s
+}
