@@ -1,0 +1,14 @@
+// Package registry builds the map from KMS URI scheme to provider, in one place.
+package registry
+
+import (
+	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/provider/filekms"
+)
+
+// Default returns every provider cmekctl ships.
+func Default() provider.Registry {
+	return provider.Registry{
+		filekms.Scheme: filekms.Open,
+	}
+}

@@ -1,0 +1,131 @@
+// Package safefile writes files crash-safely through a small filesystem
+// interface, so tests can inject a fault or a crash at every write point:
+// write a temporary file in the same directory, fsync it, rename it over the
+// target, fsync the directory. A crash at any point leaves the old or the new
+// file, readable. It also provides the lock file that serialises writers.
+package safefile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// File is the part of *os.File that the writer uses.
+type File interface {
+	Write(p []byte) (int, error)
+	Sync() error
+	Close() error
+}
+
+// FS is the filesystem the keyring and the embedded KMS write through.
+type FS interface {
+	OpenFile(name string, flag int, perm os.FileMode) (File, error)
+	ReadFile(name string) ([]byte, error)
+	Rename(oldpath, newpath string) error
+	Remove(name string) error
+	Lstat(name string) (os.FileInfo, error)
+	MkdirAll(name string, perm os.FileMode) error
+	// SyncDir fsyncs a directory, making renames in it durable.
+	SyncDir(name string) error
+}
+
+// OS is the real filesystem.
+type OS struct{}
+
+var _ FS = OS{}
+
+func (OS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	return os.OpenFile(name, flag, perm)
+}
+func (OS) ReadFile(name string) ([]byte, error)         { return os.ReadFile(name) }
+func (OS) Rename(o, n string) error                     { return os.Rename(o, n) }
+func (OS) Remove(name string) error                     { return os.Remove(name) }
+func (OS) Lstat(name string) (os.FileInfo, error)       { return os.Lstat(name) }
+func (OS) MkdirAll(name string, perm os.FileMode) error { return os.MkdirAll(name, perm) }
+func (OS) SyncDir(name string) error {
+	d, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// WriteFile replaces path with data crash-safely, with mode perm. On any
+// error the temporary file is removed (best effort) and path is untouched.
+// A failed fsync is never retried: the error is returned and the data is
+// not trusted.
+func WriteFile(fsys FS, path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp-"+strconv.Itoa(os.Getpid())+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = fsys.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err = f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err = fsys.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	if err = fsys.SyncDir(dir); err != nil {
+		// The rename happened; the new file is in place but may not be
+		// durable. Report it: the caller must not claim success.
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// CheckPrivate refuses a file or directory that others can read or write, or
+// that is a symlink, or owned by another user: as ssh refuses such keys.
+// The returned error says how to fix it.
+func CheckPrivate(fsys FS, path string, isDir bool) error {
+	fi, err := fsys.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symbolic link: refusing to follow it; use the real path", path)
+	}
+	if isDir != fi.IsDir() {
+		if isDir {
+			return fmt.Errorf("%s is not a directory", path)
+		}
+		return fmt.Errorf("%s is a directory, not a file", path)
+	}
+	if uid, ok := owner(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("%s is owned by uid %d, not by you (uid %d): run cmekctl as its owner", path, uid, os.Geteuid())
+	}
+	want := os.FileMode(0o600)
+	if isDir {
+		want = 0o700
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s has mode %04o, which others can access: run chmod %04o %s", path, fi.Mode().Perm(), want, path)
+	}
+	return nil
+}
+
+// ErrLocked is returned when another writer holds the lock past the wait.
+var ErrLocked = errors.New("locked by another cmekctl process")
