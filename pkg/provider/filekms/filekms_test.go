@@ -19,7 +19,9 @@ import (
 // eioFS fails every read with EIO: a disk that does not answer.
 type eioFS struct{ safefile.OS }
 
-func (eioFS) ReadFile(string) ([]byte, error) { return nil, &os.PathError{Op: "read", Err: syscall.EIO} }
+func (eioFS) ReadFile(string) ([]byte, error) {
+	return nil, &os.PathError{Op: "read", Err: syscall.EIO}
+}
 
 func newKey(t *testing.T, opt Options) *Key {
 	t.Helper()
