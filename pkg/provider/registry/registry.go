@@ -3,6 +3,7 @@ package registry
 
 import (
 	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/provider/awskms"
 	"github.com/cmekctl/cmekctl/pkg/provider/filekms"
 )
 
@@ -10,5 +11,6 @@ import (
 func Default() provider.Registry {
 	return provider.Registry{
 		filekms.Scheme: filekms.Open,
+		"aws-kms":      awskms.Open,
 	}
 }
