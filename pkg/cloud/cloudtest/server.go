@@ -1,0 +1,677 @@
+// Package cloudtest is a fake of the CockroachDB Cloud API: the CMEK
+// endpoints (GET, POST, PUT and PATCH /api/v1/clusters/{cluster_id}/cmek)
+// and the managed backups list (GET /api/v1/clusters/{cluster_id}/backups),
+// served over real HTTP on 127.0.0.1 with the wire format of the official
+// OpenAPI spec (API version 2024-09-16). It is a fake, not the vendor's
+// service: it keeps the CMEK state machine in memory and exists for tests.
+//
+// The state machine: POST on a cluster without CMEK puts every region in
+// ENABLING; PUT puts the listed regions in ROTATING (a new key info, the
+// past ones kept); PATCH {"action":"REVOKE"} puts every region in REVOKING.
+// After Polls GETs of the cluster's CMEK status (default 2), every
+// transitional region settles: ENABLED (past keys DISABLED) or REVOKED, or
+// the *_FAILED status armed with FailRegion. A second POST, a POST whose
+// regions differ from the cluster's, a malformed key spec or a mutation
+// during another operation is refused as the API would (400, or 503 while
+// busy).
+//
+// Every request must carry Authorization: Bearer <APIKey()> (401
+// otherwise) and Cc-Version: 2024-09-16: the real API answers a request
+// without it as version 2022-03-31; this fake refuses it with 400 so that a
+// missing header shows.
+//
+// Faults: FailRegion, Busy (503 on the next n calls), IAMDenied (403 on the
+// next n POSTs), GETErrors (500 on the next n GETs), EchoAuth (error
+// messages quote the Authorization header, as a careless server might).
+// Requests returns the request log.
+package cloudtest
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// APIVersion is the only Cc-Version the fake serves.
+const APIVersion = "2024-09-16"
+
+// DefaultAPIKey is the key a new Server accepts until SetAPIKey.
+const DefaultAPIKey = "CCDB1_cloudtest_0123456789abcdefABCDEF"
+
+// Cluster is a cluster the fake knows: its ID and its regions.
+type Cluster struct {
+	ID      string
+	Regions []string
+}
+
+// Request is one logged request and the status it got.
+type Request struct {
+	Method    string
+	Path      string
+	Query     url.Values
+	Body      string
+	Status    int
+	Authed    bool   // the Authorization header held the right key
+	CcVersion string // the Cc-Version header
+	UserAgent string
+}
+
+// Server is the fake API. Its methods are safe for concurrent use.
+type Server struct {
+	srv *httptest.Server
+
+	mu        sync.Mutex
+	apiKey    string
+	clusters  map[string]*cluster
+	primary   string
+	polls     int
+	pageSize  int
+	busy      int
+	iamDenied int
+	getErrors int
+	echoAuth  bool
+	fail      map[string]string // region → user_message for its next operation
+	now       func() time.Time
+	log       []Request
+}
+
+type cluster struct {
+	id      string
+	regions []string
+	state   map[string]*regionState
+	pending int // GETs left before transitional regions settle
+	backups []backup
+}
+
+type regionState struct {
+	status string
+	keys   []keyInfo
+}
+
+// Wire types, written from the spec independently of package cloud so that
+// a wrong field name on one side shows.
+type keySpec struct {
+	Type          string `json:"type"`
+	URI           string `json:"uri"`
+	AuthPrincipal string `json:"auth_principal"`
+}
+
+type regionSpec struct {
+	Region  string   `json:"region"`
+	KeySpec *keySpec `json:"key_spec"`
+}
+
+type keyInfo struct {
+	Spec        keySpec `json:"spec"`
+	Status      string  `json:"status"`
+	UserMessage string  `json:"user_message,omitempty"`
+	CreatedAt   string  `json:"created_at"`
+	UpdatedAt   string  `json:"updated_at"`
+}
+
+type regionInfo struct {
+	Region   string    `json:"region"`
+	Status   string    `json:"status"`
+	KeyInfos []keyInfo `json:"key_infos"`
+}
+
+type clusterInfo struct {
+	Status      string       `json:"status"`
+	RegionInfos []regionInfo `json:"region_infos"`
+}
+
+type backup struct {
+	ID       string `json:"id"`
+	AsOfTime string `json:"as_of_time"`
+	at       time.Time
+}
+
+type apiError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Details []any  `json:"details"`
+}
+
+// gRPC codes, as the API puts them in error bodies.
+const (
+	codeInvalidArgument    = 3
+	codeNotFound           = 5
+	codePermissionDenied   = 7
+	codeFailedPrecondition = 9
+	codeUnimplemented      = 12
+	codeInternal           = 13
+	codeUnavailable        = 14
+	codeUnauthenticated    = 16
+)
+
+// New starts a fake serving c on 127.0.0.1 and stops it when the test ends.
+func New(t testing.TB, c Cluster) *Server {
+	t.Helper()
+	s := &Server{
+		apiKey:   DefaultAPIKey,
+		clusters: map[string]*cluster{},
+		polls:    2,
+		pageSize: 2,
+		fail:     map[string]string{},
+		now:      time.Now,
+	}
+	if err := s.AddCluster(c); err != nil {
+		t.Fatalf("cloudtest: %v", err)
+	}
+	s.primary = c.ID
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// URL is the server's base URL (http://127.0.0.1:PORT).
+func (s *Server) URL() string { return s.srv.URL }
+
+// Client is an HTTP client for the server.
+func (s *Server) Client() *http.Client { return s.srv.Client() }
+
+// AddCluster adds another cluster, CMEK disabled in every region.
+func (s *Server) AddCluster(c Cluster) error {
+	if c.ID == "" || len(c.Regions) == 0 {
+		return fmt.Errorf("cluster needs an ID and at least one region")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.clusters[c.ID]; ok {
+		return fmt.Errorf("cluster %s exists", c.ID)
+	}
+	cl := &cluster{id: c.ID, regions: slices.Clone(c.Regions), state: map[string]*regionState{}}
+	for _, r := range c.Regions {
+		cl.state[r] = &regionState{status: "DISABLED"}
+	}
+	s.clusters[c.ID] = cl
+	return nil
+}
+
+// APIKey is the key the server accepts.
+func (s *Server) APIKey() string { s.mu.Lock(); defer s.mu.Unlock(); return s.apiKey }
+
+// SetAPIKey sets the key the server accepts.
+func (s *Server) SetAPIKey(k string) { s.mu.Lock(); s.apiKey = k; s.mu.Unlock() }
+
+// SetPolls sets how many GETs a transitional state lasts (at least 1).
+func (s *Server) SetPolls(n int) { s.mu.Lock(); s.polls = max(n, 1); s.mu.Unlock() }
+
+// SetPageSize sets the largest backups page the server returns.
+func (s *Server) SetPageSize(n int) { s.mu.Lock(); s.pageSize = max(n, 1); s.mu.Unlock() }
+
+// SetClock sets the clock for created_at and updated_at.
+func (s *Server) SetClock(now func() time.Time) { s.mu.Lock(); s.now = now; s.mu.Unlock() }
+
+// FailRegion makes region's next operation end in its *_FAILED status
+// (ENABLE_FAILED, ROTATE_FAILED or REVOKE_FAILED) with userMessage.
+func (s *Server) FailRegion(region, userMessage string) {
+	s.mu.Lock()
+	s.fail[region] = userMessage
+	s.mu.Unlock()
+}
+
+// Busy makes the next n calls answer 503: the cluster is busy.
+func (s *Server) Busy(n int) { s.mu.Lock(); s.busy = n; s.mu.Unlock() }
+
+// IAMDenied makes the next n POSTs answer 403, as while the cluster's
+// access to the key has not propagated yet.
+func (s *Server) IAMDenied(n int) { s.mu.Lock(); s.iamDenied = n; s.mu.Unlock() }
+
+// GETErrors makes the next n GETs answer 500.
+func (s *Server) GETErrors(n int) { s.mu.Lock(); s.getErrors = n; s.mu.Unlock() }
+
+// EchoAuth makes every error message quote the request's Authorization
+// header, so that tests can prove the client scrubs what a server echoes.
+func (s *Server) EchoAuth(on bool) { s.mu.Lock(); s.echoAuth = on; s.mu.Unlock() }
+
+// AddBackup adds a managed backup of the primary cluster.
+func (s *Server) AddBackup(id string, asOf time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cl := s.clusters[s.primary]
+	cl.backups = append(cl.backups, backup{ID: id, AsOfTime: asOf.UTC().Format(time.RFC3339Nano), at: asOf})
+	slices.SortStableFunc(cl.backups, func(a, b backup) int { return a.at.Compare(b.at) })
+}
+
+// Requests returns a copy of the request log.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.log)
+}
+
+// Count returns how many logged requests had method (any method if "") and
+// status (any status if 0).
+func (s *Server) Count(method string, status int) int {
+	n := 0
+	for _, r := range s.Requests() {
+		if (method == "" || r.Method == method) && (status == 0 || r.Status == status) {
+			n++
+		}
+	}
+	return n
+}
+
+// RegionStatus returns the CMEK status of a region of the primary cluster.
+func (s *Server) RegionStatus(region string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.clusters[s.primary].state[region]; ok {
+		return st.status
+	}
+	return ""
+}
+
+// KeyStatuses returns the status of every key info of a region of the
+// primary cluster, oldest first.
+func (s *Server) KeyStatuses(region string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	if st, ok := s.clusters[s.primary].state[region]; ok {
+		for _, k := range st.keys {
+			out = append(out, k.Status)
+		}
+	}
+	return out
+}
+
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) { r.status = code; r.ResponseWriter.WriteHeader(code) }
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	}
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	entry := Request{
+		Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Body: string(body),
+		Authed:    r.Header.Get("Authorization") == "Bearer "+s.apiKey,
+		CcVersion: r.Header.Get("Cc-Version"), UserAgent: r.Header.Get("User-Agent"),
+	}
+	s.handle(rec, r, body, entry.Authed)
+	entry.Status = rec.status
+	s.log = append(s.log, entry)
+}
+
+// handle runs with s.mu held.
+func (s *Server) handle(w http.ResponseWriter, r *http.Request, body []byte, authed bool) {
+	fail := func(status, code int, format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if s.echoAuth {
+			msg += fmt.Sprintf(" (request had Authorization: %s)", r.Header.Get("Authorization"))
+		}
+		writeJSON(w, status, apiError{Code: code, Message: msg, Details: []any{}})
+	}
+	if !authed {
+		if r.Header.Get("Authorization") == "" {
+			fail(http.StatusUnauthorized, codeUnauthenticated, "missing bearer token")
+		} else {
+			fail(http.StatusUnauthorized, codeUnauthenticated, "invalid API key")
+		}
+		return
+	}
+	if v := r.Header.Get("Cc-Version"); v != APIVersion {
+		if v == "" {
+			v = "none (the API would answer as 2022-03-31)"
+		}
+		fail(http.StatusBadRequest, codeInvalidArgument, "cloudtest serves only Cc-Version %s, got %s", APIVersion, v)
+		return
+	}
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(parts) != 5 || parts[0] != "api" || parts[1] != "v1" || parts[2] != "clusters" || (parts[4] != "cmek" && parts[4] != "backups") {
+		fail(http.StatusNotFound, codeNotFound, "no such endpoint: %s", r.URL.Path)
+		return
+	}
+	resource := parts[4]
+	allowed := map[string][]string{"cmek": {"GET", "POST", "PUT", "PATCH"}, "backups": {"GET"}}[resource]
+	if !slices.Contains(allowed, r.Method) {
+		fail(http.StatusMethodNotAllowed, codeUnimplemented, "method %s not allowed on %s", r.Method, resource)
+		return
+	}
+	cl, ok := s.clusters[parts[3]]
+	if !ok {
+		fail(http.StatusNotFound, codeNotFound, "cluster %s not found", parts[3])
+		return
+	}
+	switch {
+	case s.busy > 0:
+		s.busy--
+		fail(http.StatusServiceUnavailable, codeUnavailable, "cluster %s is busy: another operation is in progress; try again later", cl.id)
+		return
+	case r.Method == "GET" && s.getErrors > 0:
+		s.getErrors--
+		fail(http.StatusInternalServerError, codeInternal, "internal error")
+		return
+	case r.Method == "POST" && s.iamDenied > 0:
+		s.iamDenied--
+		fail(http.StatusForbidden, codePermissionDenied, "cannot access the customer-managed key: permission denied by the key's IAM policy")
+		return
+	}
+	if resource == "backups" {
+		s.listBackups(w, r, cl, fail)
+		return
+	}
+	switch r.Method {
+	case "GET":
+		s.poll(cl)
+	case "POST", "PUT":
+		specs, err := decodeSpecs(body)
+		if err != nil {
+			fail(http.StatusBadRequest, codeInvalidArgument, "invalid request body: %v", err)
+			return
+		}
+		if status, code, msg := s.applySpecs(cl, r.Method, specs); status != 0 {
+			fail(status, code, "%s", msg)
+			return
+		}
+	case "PATCH":
+		var req struct {
+			Action string `json:"action"`
+		}
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil || req.Action != "REVOKE" {
+			fail(http.StatusBadRequest, codeInvalidArgument, "invalid request body: want {\"action\":\"REVOKE\"}")
+			return
+		}
+		if status, code, msg := s.revoke(cl); status != 0 {
+			fail(status, code, "%s", msg)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, cl.info())
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func decodeSpecs(body []byte) ([]regionSpec, error) {
+	var req struct {
+		RegionSpecs []regionSpec `json:"region_specs"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, err
+	}
+	if len(req.RegionSpecs) == 0 {
+		return nil, fmt.Errorf("region_specs is empty")
+	}
+	return req.RegionSpecs, nil
+}
+
+func checkKeySpec(region string, k *keySpec) string {
+	if k == nil {
+		return fmt.Sprintf("region %s: key_spec is required", region)
+	}
+	switch k.Type {
+	case "AWS_KMS":
+		if !strings.HasPrefix(k.URI, "arn:aws") || !strings.Contains(k.URI, ":kms:") || !strings.Contains(k.URI, ":key/") {
+			return fmt.Sprintf("region %s: uri %q is not an AWS KMS key ARN", region, k.URI)
+		}
+		if !strings.HasPrefix(k.AuthPrincipal, "arn:aws") || !strings.Contains(k.AuthPrincipal, ":iam::") {
+			return fmt.Sprintf("region %s: auth_principal %q is not an IAM role ARN", region, k.AuthPrincipal)
+		}
+	case "GCP_CLOUD_KMS":
+		p := strings.Split(k.URI, "/")
+		if len(p) != 8 || p[0] != "projects" || p[2] != "locations" || p[4] != "keyRings" || p[6] != "cryptoKeys" {
+			return fmt.Sprintf("region %s: uri %q is not a GCP Cloud KMS key name (projects/P/locations/L/keyRings/R/cryptoKeys/K)", region, k.URI)
+		}
+		if !strings.Contains(k.AuthPrincipal, "@") {
+			return fmt.Sprintf("region %s: auth_principal %q is not a service account email", region, k.AuthPrincipal)
+		}
+	default:
+		return fmt.Sprintf("region %s: key type %q is not supported", region, k.Type)
+	}
+	return ""
+}
+
+func transitional(status string) bool {
+	return status == "ENABLING" || status == "ROTATING" || status == "REVOKING" || status == "DISABLING"
+}
+
+func (cl *cluster) busy() bool {
+	for _, st := range cl.state {
+		if transitional(st.status) {
+			return true
+		}
+	}
+	return false
+}
+
+// applySpecs handles POST (enable) and PUT (enable or rotate). It returns a
+// non-zero status on refusal.
+func (s *Server) applySpecs(cl *cluster, method string, specs []regionSpec) (int, int, string) {
+	seen := map[string]bool{}
+	for _, sp := range specs {
+		if _, ok := cl.state[sp.Region]; !ok {
+			return http.StatusBadRequest, codeInvalidArgument, fmt.Sprintf("region %q is not a region of cluster %s (regions: %s)", sp.Region, cl.id, strings.Join(cl.regions, ", "))
+		}
+		if seen[sp.Region] {
+			return http.StatusBadRequest, codeInvalidArgument, fmt.Sprintf("region %s is given twice", sp.Region)
+		}
+		seen[sp.Region] = true
+		if msg := checkKeySpec(sp.Region, sp.KeySpec); msg != "" {
+			return http.StatusBadRequest, codeInvalidArgument, msg
+		}
+	}
+	if cl.busy() {
+		return http.StatusServiceUnavailable, codeUnavailable, fmt.Sprintf("cluster %s is busy: a CMEK operation is in progress", cl.id)
+	}
+	if method == "POST" {
+		for _, r := range cl.regions {
+			if cl.state[r].status != "DISABLED" {
+				return http.StatusBadRequest, codeFailedPrecondition, fmt.Sprintf("CMEK is already enabled for cluster %s; use PUT to update the key specs", cl.id)
+			}
+		}
+		var missing []string
+		for _, r := range cl.regions {
+			if !seen[r] {
+				missing = append(missing, r)
+			}
+		}
+		if len(missing) > 0 {
+			return http.StatusBadRequest, codeInvalidArgument, fmt.Sprintf("region_specs must cover every region of cluster %s: missing %s", cl.id, strings.Join(missing, ", "))
+		}
+	}
+	for _, sp := range specs {
+		switch st := cl.state[sp.Region].status; st {
+		case "DISABLED", "ENABLED", "ENABLE_FAILED", "ROTATE_FAILED":
+		default:
+			return http.StatusBadRequest, codeFailedPrecondition, fmt.Sprintf("region %s is %s: its key spec cannot be changed", sp.Region, st)
+		}
+	}
+	now := s.now().UTC().Format(time.RFC3339Nano)
+	for _, sp := range specs {
+		st := cl.state[sp.Region]
+		next := "ROTATING"
+		if st.status == "DISABLED" || st.status == "ENABLE_FAILED" {
+			next = "ENABLING"
+		}
+		st.status = next
+		st.keys = append(st.keys, keyInfo{Spec: *sp.KeySpec, Status: next, CreatedAt: now, UpdatedAt: now})
+	}
+	cl.pending = s.polls
+	return 0, 0, ""
+}
+
+func (s *Server) revoke(cl *cluster) (int, int, string) {
+	if cl.busy() {
+		return http.StatusServiceUnavailable, codeUnavailable, fmt.Sprintf("cluster %s is busy: a CMEK operation is in progress", cl.id)
+	}
+	for _, r := range cl.regions {
+		switch st := cl.state[r].status; st {
+		case "ENABLED", "REVOKE_FAILED":
+		case "REVOKED":
+			return http.StatusBadRequest, codeFailedPrecondition, fmt.Sprintf("CMEK is already revoked for cluster %s", cl.id)
+		default:
+			return http.StatusBadRequest, codeFailedPrecondition, fmt.Sprintf("CMEK is not enabled for cluster %s: region %s is %s", cl.id, r, st)
+		}
+	}
+	now := s.now().UTC().Format(time.RFC3339Nano)
+	for _, r := range cl.regions {
+		st := cl.state[r]
+		st.status = "REVOKING"
+		k := &st.keys[len(st.keys)-1]
+		k.Status, k.UserMessage, k.UpdatedAt = "REVOKING", "", now
+	}
+	cl.pending = s.polls
+	return 0, 0, ""
+}
+
+// poll counts a GET and settles transitional regions when their time is up.
+func (s *Server) poll(cl *cluster) {
+	if !cl.busy() {
+		return
+	}
+	cl.pending--
+	if cl.pending > 0 {
+		return
+	}
+	now := s.now().UTC().Format(time.RFC3339Nano)
+	for _, r := range cl.regions {
+		st := cl.state[r]
+		if !transitional(st.status) {
+			continue
+		}
+		msg, failed := s.fail[r]
+		delete(s.fail, r)
+		cur := &st.keys[len(st.keys)-1]
+		var next string
+		switch st.status {
+		case "ENABLING":
+			next = "ENABLED"
+			if failed {
+				next = "ENABLE_FAILED"
+			}
+		case "ROTATING":
+			next = "ENABLED"
+			if failed {
+				next = "ROTATE_FAILED"
+			}
+		case "REVOKING":
+			next = "REVOKED"
+			if failed {
+				next = "REVOKE_FAILED"
+			}
+		}
+		st.status = next
+		cur.Status, cur.UpdatedAt = next, now
+		if failed {
+			cur.UserMessage = msg
+		}
+		if next == "ENABLED" {
+			for i := range st.keys[:len(st.keys)-1] {
+				if k := &st.keys[i]; k.Status == "ENABLED" || k.Status == "ROTATING" || k.Status == "ROTATE_FAILED" {
+					k.Status, k.UpdatedAt = "DISABLED", now
+				}
+			}
+		}
+	}
+}
+
+func (cl *cluster) info() clusterInfo {
+	out := clusterInfo{RegionInfos: []regionInfo{}}
+	rank := func(st string) int {
+		switch {
+		case strings.HasSuffix(st, "_FAILED"):
+			return 3
+		case transitional(st):
+			return 2
+		case st == "DISABLED":
+			return 0
+		}
+		return 1
+	}
+	for _, r := range cl.regions {
+		st := cl.state[r]
+		keys := slices.Clone(st.keys)
+		if keys == nil {
+			keys = []keyInfo{}
+		}
+		out.RegionInfos = append(out.RegionInfos, regionInfo{Region: r, Status: st.status, KeyInfos: keys})
+		if out.Status == "" || rank(st.status) > rank(out.Status) {
+			out.Status = st.status
+		}
+	}
+	return out
+}
+
+func (s *Server) listBackups(w http.ResponseWriter, r *http.Request, cl *cluster, fail func(int, int, string, ...any)) {
+	q := r.URL.Query()
+	limit := s.pageSize
+	if v := q.Get("pagination.limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			fail(http.StatusBadRequest, codeInvalidArgument, "invalid pagination.limit %q", v)
+			return
+		}
+		if n > 0 {
+			limit = min(n, s.pageSize)
+		}
+	}
+	var start, end time.Time
+	for name, dst := range map[string]*time.Time{"start_time": &start, "end_time": &end} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				fail(http.StatusBadRequest, codeInvalidArgument, "invalid %s %q", name, v)
+				return
+			}
+			*dst = t
+		}
+	}
+	var match []backup
+	for _, b := range cl.backups {
+		if (start.IsZero() || !b.at.Before(start)) && (end.IsZero() || b.at.Before(end)) {
+			match = append(match, b)
+		}
+	}
+	if q.Get("pagination.sort_order") == "DESC" {
+		slices.Reverse(match)
+	}
+	offset := 0
+	if tok := q.Get("pagination.page"); tok != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(tok)
+		n, err2 := strconv.Atoi(strings.TrimPrefix(string(raw), "offset:"))
+		if err != nil || err2 != nil || !strings.HasPrefix(string(raw), "offset:") || n < 0 || n > len(match) {
+			fail(http.StatusBadRequest, codeInvalidArgument, "invalid pagination.page %q", tok)
+			return
+		}
+		offset = n
+	}
+	endIdx := min(offset+limit, len(match))
+	page := struct {
+		Backups    []backup          `json:"backups"`
+		Pagination map[string]string `json:"pagination"`
+	}{Backups: append([]backup{}, match[offset:endIdx]...), Pagination: map[string]string{}}
+	if endIdx < len(match) {
+		page.Pagination["next_page"] = base64.RawURLEncoding.EncodeToString([]byte("offset:" + strconv.Itoa(endIdx)))
+	}
+	if offset > 0 {
+		page.Pagination["previous_page"] = base64.RawURLEncoding.EncodeToString([]byte("offset:" + strconv.Itoa(max(offset-limit, 0))))
+	}
+	writeJSON(w, http.StatusOK, page)
+}
