@@ -1,0 +1,590 @@
+// Package stream is cmekctl's chunked streaming AEAD: the STREAM construction
+// (Hoang, Reyhanitabar, Rogaway, Vizár), as age uses it, over AES-256-GCM.
+//
+// Wire format (docs/backup-format.md has the full description):
+//
+//	salt      16 bytes, random per stream
+//	chunk 0   AES-256-GCM(chunkKey, nonce(0, last?), plaintext[0:C], aad = header)
+//	chunk 1   AES-256-GCM(chunkKey, nonce(1, last?), plaintext[C:2C], aad = "")
+//	...
+//	chunk n   the final chunk, last flag set: 0 < len ≤ C bytes of plaintext,
+//	          or empty only when the whole stream is empty
+//
+// where C is the chunk size (Options.ChunkSize, default 64 KiB), every
+// chunk but the final one carries exactly C bytes of plaintext (C+16 bytes on
+// the wire), chunkKey = HKDF-SHA256(key, salt, "cmekctl stream v1") and
+// nonce(i, last) = the 11-byte big-endian chunk counter i || 0x01 if last else
+// 0x00. The caller's header bytes are the additional data of chunk 0, so a
+// changed header fails the first chunk.
+//
+// The counter and the last flag make reordering, dropping, truncating and
+// extending the stream fail authentication; the reader tells these cases
+// apart where it can (ErrAuth, ErrTruncated, ErrTrailingData).
+//
+// The wire format does not depend on Options.Parallel: a stream written with
+// any Parallel reads with any other.
+package stream
+
+import (
+	"bufio"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+const (
+	// DefaultChunkSize is the plaintext size of every chunk but the last.
+	DefaultChunkSize = 64 << 10
+	// MaxChunkSize bounds Options.ChunkSize, so that a chunk size read from an
+	// untrusted header cannot make a reader allocate without limit.
+	MaxChunkSize = 4 << 20
+	// KeySize is the size of the stream key: a 256-bit data or backup key.
+	KeySize = 32
+	// SaltSize is the size of the per-stream random salt written first.
+	SaltSize = 16
+	// Overhead is the ciphertext expansion of one chunk (the GCM tag).
+	Overhead = 16
+
+	nonceSize = 12
+	kdfInfo   = "cmekctl stream v1"
+	// maxCounter is the last chunk number the stream will use. The nonce has
+	// room for an 11-byte counter; the implementation carries it in a uint64
+	// and refuses to go past 2^64-1 chunks instead of wrapping.
+	maxCounter = ^uint64(0)
+)
+
+var (
+	// ErrAuth: a chunk failed authentication (wrong key, wrong header,
+	// tampered, reordered or spliced chunks). No plaintext of that chunk is
+	// returned.
+	ErrAuth = errors.New("message authentication failed")
+	// ErrTruncated: the stream ends before its final chunk (cut at a chunk
+	// boundary, final chunk dropped, or cut inside the salt or a tag).
+	ErrTruncated = errors.New("stream truncated")
+	// ErrTrailingData: data follows the final chunk.
+	ErrTrailingData = errors.New("data after the final chunk")
+	// ErrCounterOverflow: the stream is too long for the chunk counter.
+	ErrCounterOverflow = errors.New("chunk counter overflow")
+)
+
+// Options tune a stream. The wire format depends on ChunkSize (a reader must
+// use the writer's), never on Parallel.
+type Options struct {
+	// ChunkSize is the plaintext bytes per chunk; 0 means DefaultChunkSize.
+	ChunkSize int
+	// Parallel: 0 or 1 seals/opens chunks on the calling goroutine; N > 1
+	// seals/opens up to N chunks at once on N goroutines, output order kept.
+	Parallel int
+}
+
+func (o Options) chunkSize() (int, error) {
+	switch {
+	case o.ChunkSize == 0:
+		return DefaultChunkSize, nil
+	case o.ChunkSize < 1 || o.ChunkSize > MaxChunkSize:
+		return 0, fmt.Errorf("stream: chunk size %d out of range 1..%d", o.ChunkSize, MaxChunkSize)
+	}
+	return o.ChunkSize, nil
+}
+
+func (o Options) parallel() int {
+	if o.Parallel < 1 {
+		return 1
+	}
+	return o.Parallel
+}
+
+// window is the number of chunks in flight (being sealed or opened, or done
+// and waiting for their turn to be written or read) in parallel mode.
+func (o Options) window() int {
+	if o.parallel() == 1 {
+		return 1
+	}
+	return 2 * o.parallel()
+}
+
+func newAEAD(key, salt []byte) (cipher.AEAD, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("stream: key is %d bytes, want %d", len(key), KeySize)
+	}
+	ck, err := hkdf.Key(sha256.New, key, salt, kdfInfo, KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("stream: derive chunk key: %w", err)
+	}
+	block, err := aes.NewCipher(ck)
+	if err != nil {
+		return nil, fmt.Errorf("stream: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("stream: %w", err)
+	}
+	return aead, nil
+}
+
+func nonce(counter uint64, last bool) [nonceSize]byte {
+	var n [nonceSize]byte
+	// n[0:3] are the high bytes of the 11-byte counter: always zero here.
+	binary.BigEndian.PutUint64(n[3:11], counter)
+	if last {
+		n[11] = 1
+	}
+	return n
+}
+
+// job is one chunk on its way through the pipeline.
+type job struct {
+	counter uint64
+	last    bool
+	in      []byte // writer: plaintext (sealed in place); reader: ciphertext
+	out     []byte // reader: plaintext
+	err     error
+	done    chan struct{}
+}
+
+// pool runs jobs on at most n goroutines. A worker exits as soon as nothing
+// is pending, so an abandoned stream leaves no goroutine behind.
+type pool struct {
+	n       int
+	mu      sync.Mutex
+	pending []*job
+	workers int
+	run     func(*job)
+}
+
+func (p *pool) submit(j *job) {
+	p.mu.Lock()
+	p.pending = append(p.pending, j)
+	if p.workers < p.n {
+		p.workers++
+		go p.work()
+	}
+	p.mu.Unlock()
+}
+
+func (p *pool) work() {
+	for {
+		p.mu.Lock()
+		if len(p.pending) == 0 {
+			p.workers--
+			p.mu.Unlock()
+			return
+		}
+		j := p.pending[0]
+		p.pending[0] = nil
+		p.pending = p.pending[1:]
+		p.mu.Unlock()
+		p.run(j)
+		close(j.done)
+	}
+}
+
+// ---------------------------------------------------------------- writer
+
+type writer struct {
+	dst    io.Writer
+	aead   cipher.AEAD
+	header []byte
+	chunk  int
+
+	cur     *job   // the chunk being filled
+	queue   []*job // chunks submitted, in stream order
+	free    []*job
+	counter uint64
+	pool    *pool // nil in serial mode
+	window  int
+	err     error
+	closed  bool
+}
+
+// NewWriter returns a WriteCloser that seals everything written to it onto
+// dst, bound to header: the caller's own header bytes, which the stream only
+// authenticates (as the additional data of chunk 0) and never writes. It
+// writes the random salt to dst before it returns. Close writes the final
+// chunk and must be called: a stream that is not closed reads as truncated.
+// Close does not close dst.
+func NewWriter(dst io.Writer, key []byte, header []byte, opt Options) (io.WriteCloser, error) {
+	cs, err := opt.chunkSize()
+	if err != nil {
+		return nil, err
+	}
+	salt := make([]byte, SaltSize)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, fmt.Errorf("stream: random salt: %w", err)
+	}
+	return newWriter(dst, key, header, salt, cs, opt)
+}
+
+// newWriter is NewWriter with a given salt: tests use it to compare the bytes
+// that serial and parallel writers put on the wire.
+func newWriter(dst io.Writer, key, header, salt []byte, cs int, opt Options) (io.WriteCloser, error) {
+	aead, err := newAEAD(key, salt)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dst.Write(salt); err != nil {
+		return nil, fmt.Errorf("stream: write salt: %w", err)
+	}
+	w := &writer{
+		dst:    dst,
+		aead:   aead,
+		header: append([]byte(nil), header...),
+		chunk:  cs,
+		window: opt.window(),
+	}
+	if n := opt.parallel(); n > 1 {
+		w.pool = &pool{n: n, run: w.seal}
+	}
+	w.cur = w.newJob()
+	return w, nil
+}
+
+func (w *writer) newJob() *job {
+	if n := len(w.free); n > 0 {
+		j := w.free[n-1]
+		w.free = w.free[:n-1]
+		j.in = j.in[:0]
+		j.err = nil
+		return j
+	}
+	return &job{in: make([]byte, 0, w.chunk+Overhead)}
+}
+
+func (w *writer) seal(j *job) {
+	n := nonce(j.counter, j.last)
+	var aad []byte
+	if j.counter == 0 {
+		aad = w.header
+	}
+	j.in = w.aead.Seal(j.in[:0], n[:], j.in, aad)
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.closed {
+		return 0, errors.New("stream: write after close")
+	}
+	written := 0
+	for len(p) > 0 {
+		if len(w.cur.in) == w.chunk {
+			// The buffered chunk is full and more data follows: it is not the last.
+			if err := w.flush(false); err != nil {
+				return written, err
+			}
+		}
+		k := min(w.chunk-len(w.cur.in), len(p))
+		w.cur.in = append(w.cur.in, p[:k]...)
+		p = p[k:]
+		written += k
+	}
+	return written, nil
+}
+
+// flush hands the current chunk to the sealer and writes out finished chunks
+// while more than the window are in flight.
+func (w *writer) flush(last bool) error {
+	if !last && w.counter == maxCounter {
+		w.err = fmt.Errorf("stream: chunk %d: %w", w.counter, ErrCounterOverflow)
+		return w.err
+	}
+	j := w.cur
+	j.counter, j.last = w.counter, last
+	w.counter++
+	if w.pool == nil {
+		w.seal(j)
+		w.cur = j // reuse the one buffer
+		if err := w.emit(j); err != nil {
+			return err
+		}
+		j.in = j.in[:0]
+		return nil
+	}
+	j.done = make(chan struct{})
+	w.queue = append(w.queue, j)
+	w.pool.submit(j)
+	for len(w.queue) >= w.window {
+		if err := w.drainOne(); err != nil {
+			return err
+		}
+	}
+	w.cur = w.newJob()
+	return nil
+}
+
+func (w *writer) drainOne() error {
+	j := w.queue[0]
+	w.queue[0] = nil
+	w.queue = w.queue[1:]
+	<-j.done
+	if err := w.emit(j); err != nil {
+		return err
+	}
+	w.free = append(w.free, j)
+	return nil
+}
+
+func (w *writer) emit(j *job) error {
+	if _, err := w.dst.Write(j.in); err != nil {
+		w.err = fmt.Errorf("stream: write chunk %d: %w", j.counter, err)
+		return w.err
+	}
+	return nil
+}
+
+// Close seals and writes the final chunk, after every chunk still in flight.
+// It is safe to call more than once.
+func (w *writer) Close() error {
+	if w.closed {
+		return w.err
+	}
+	w.closed = true
+	if w.err != nil {
+		w.drainAll()
+		return w.err
+	}
+	if err := w.flush(true); err != nil {
+		w.drainAll()
+		return err
+	}
+	for len(w.queue) > 0 {
+		if err := w.drainOne(); err != nil {
+			w.drainAll()
+			return err
+		}
+	}
+	return nil
+}
+
+// drainAll waits for chunks in flight without writing them.
+func (w *writer) drainAll() {
+	for _, j := range w.queue {
+		<-j.done
+	}
+	w.queue = nil
+}
+
+// ---------------------------------------------------------------- reader
+
+type reader struct {
+	src    *bufio.Reader
+	aead   cipher.AEAD
+	header []byte
+	chunk  int
+
+	queue   []*job // chunks read and submitted, in stream order
+	free    []*job
+	cur     *job   // the chunk whose plaintext is being returned
+	unread  []byte // rest of cur.out
+	counter uint64 // next chunk number to read from src
+	sawLast bool   // the final chunk has been read from src
+	pool    *pool
+	window  int
+	err     error // sticky
+}
+
+// NewReader opens a stream written by NewWriter with the same key, header and
+// chunk size. It reads the salt before it returns. Each chunk is
+// authenticated before any of its plaintext is returned; a chunk that fails
+// returns an error wrapping ErrAuth, ErrTruncated or ErrTrailingData and the
+// chunk number, never io.EOF, and no byte of that chunk. Plaintext of earlier
+// chunks has been returned by then: a consumer that must not act on a partial
+// stream should write to a temporary file and keep it only on io.EOF.
+func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader, error) {
+	cs, err := opt.chunkSize()
+	if err != nil {
+		return nil, err
+	}
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("stream: key is %d bytes, want %d", len(key), KeySize)
+	}
+	salt := make([]byte, SaltSize)
+	if _, err := io.ReadFull(src, salt); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("stream: salt: %w", ErrTruncated)
+		}
+		return nil, fmt.Errorf("stream: read salt: %w", err)
+	}
+	aead, err := newAEAD(key, salt)
+	if err != nil {
+		return nil, err
+	}
+	r := &reader{
+		src:    bufio.NewReaderSize(src, 4096),
+		aead:   aead,
+		header: append([]byte(nil), header...),
+		chunk:  cs,
+		window: opt.window(),
+	}
+	if n := opt.parallel(); n > 1 {
+		r.pool = &pool{n: n, run: r.open}
+	}
+	return r, nil
+}
+
+func (r *reader) newJob() *job {
+	if n := len(r.free); n > 0 {
+		j := r.free[n-1]
+		r.free = r.free[:n-1]
+		j.err = nil
+		return j
+	}
+	return &job{in: make([]byte, r.chunk+Overhead), out: make([]byte, 0, r.chunk)}
+}
+
+func (r *reader) openAs(j *job, last bool) ([]byte, error) {
+	n := nonce(j.counter, last)
+	var aad []byte
+	if j.counter == 0 {
+		aad = r.header
+	}
+	return r.aead.Open(j.out[:0], n[:], j.in, aad)
+}
+
+// open authenticates and decrypts one chunk. j.last is what the framing says
+// (a short chunk, or a full one followed by EOF). When that fails on a full
+// chunk, the other flag is tried, only to tell truncation and trailing data
+// from tampering: nothing of such a chunk is ever returned.
+func (r *reader) open(j *job) {
+	out, err := r.openAs(j, j.last)
+	if err == nil {
+		if j.last && len(out) == 0 && j.counter != 0 {
+			// NewWriter never writes an empty final chunk after data.
+			j.err = fmt.Errorf("stream: chunk %d: empty final chunk: %w", j.counter, ErrAuth)
+			return
+		}
+		j.out = out
+		return
+	}
+	j.out = j.out[:0]
+	if len(j.in) == r.chunk+Overhead {
+		if _, err := r.openAs(j, !j.last); err == nil {
+			j.out = j.out[:0]
+			if j.last {
+				j.err = fmt.Errorf("stream: chunk %d: final chunk missing: %w", j.counter, ErrTruncated)
+			} else {
+				j.err = fmt.Errorf("stream: chunk %d is the final chunk: %w", j.counter, ErrTrailingData)
+			}
+			return
+		}
+		j.out = j.out[:0]
+	}
+	j.err = fmt.Errorf("stream: chunk %d: %w", j.counter, ErrAuth)
+}
+
+// readChunk reads the next chunk's ciphertext from src into a job and decides
+// from the framing whether it is the final one.
+func (r *reader) readChunk() (*job, error) {
+	j := r.newJob()
+	j.in = j.in[:r.chunk+Overhead]
+	n, err := io.ReadFull(r.src, j.in)
+	j.in = j.in[:n]
+	switch {
+	case err == io.EOF:
+		r.free = append(r.free, j)
+		return nil, fmt.Errorf("stream: chunk %d: no final chunk: %w", r.counter, ErrTruncated)
+	case err == io.ErrUnexpectedEOF:
+		if n < Overhead {
+			r.free = append(r.free, j)
+			return nil, fmt.Errorf("stream: chunk %d: %d bytes, shorter than a tag: %w", r.counter, n, ErrTruncated)
+		}
+		j.last = true
+	case err != nil:
+		r.free = append(r.free, j)
+		return nil, fmt.Errorf("stream: read chunk %d: %w", r.counter, err)
+	default:
+		_, perr := r.src.Peek(1)
+		switch {
+		case perr == io.EOF:
+			j.last = true
+		case perr != nil:
+			r.free = append(r.free, j)
+			return nil, fmt.Errorf("stream: read chunk %d: %w", r.counter+1, perr)
+		default:
+			j.last = false
+		}
+	}
+	if !j.last && r.counter == maxCounter {
+		r.free = append(r.free, j)
+		return nil, fmt.Errorf("stream: chunk %d: %w", r.counter, ErrCounterOverflow)
+	}
+	j.counter = r.counter
+	r.counter++
+	r.sawLast = j.last
+	return j, nil
+}
+
+// fill reads and submits chunks until the window is full or the final chunk
+// has been read. A read error is queued behind the chunks before it.
+func (r *reader) fill() {
+	for !r.sawLast && len(r.queue) < r.window {
+		j, err := r.readChunk()
+		if err != nil {
+			r.queue = append(r.queue, &job{err: err})
+			r.sawLast = true // read nothing more
+			return
+		}
+		if r.pool == nil {
+			r.open(j)
+			r.queue = append(r.queue, j)
+			continue
+		}
+		j.done = make(chan struct{})
+		r.queue = append(r.queue, j)
+		r.pool.submit(j)
+	}
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	for len(r.unread) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.cur != nil {
+			r.free = append(r.free, r.cur)
+			r.cur = nil
+		}
+		r.fill()
+		if len(r.queue) == 0 {
+			r.err = io.EOF
+			return 0, io.EOF
+		}
+		j := r.queue[0]
+		r.queue[0] = nil
+		r.queue = r.queue[1:]
+		if j.done != nil {
+			<-j.done
+		}
+		if j.err != nil {
+			r.err = j.err
+			r.abandon()
+			return 0, r.err
+		}
+		if j.last {
+			r.err = io.EOF // after this chunk's plaintext
+		}
+		r.cur, r.unread = j, j.out
+	}
+	n := copy(p, r.unread)
+	r.unread = r.unread[n:]
+	return n, nil
+}
+
+// abandon drops the chunks behind a failed one, waiting for their workers so
+// that no goroutine still writes into a buffer.
+func (r *reader) abandon() {
+	for _, j := range r.queue {
+		if j.done != nil {
+			<-j.done
+		}
+	}
+	r.queue = nil
+}

@@ -1,0 +1,440 @@
+package stream
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+var (
+	testKey    = bytes.Repeat([]byte{0x42}, KeySize)
+	otherKey   = bytes.Repeat([]byte{0x43}, KeySize)
+	testHeader = []byte("cmekctl test header v1")
+)
+
+func randBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// seal encrypts pt, writing it in pieces of writeSize bytes (0: one write).
+func seal(t testing.TB, pt []byte, opt Options, writeSize int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, testKey, testHeader, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if writeSize <= 0 {
+		writeSize = len(pt) + 1
+	}
+	for rest := pt; len(rest) > 0; {
+		k := min(writeSize, len(rest))
+		n, err := w.Write(rest[:k])
+		if err != nil || n != k {
+			t.Fatalf("write: %d, %v", n, err)
+		}
+		rest = rest[k:]
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// open reads the whole stream and returns what the reader released before
+// the error (nil error on a clean io.EOF).
+func open(ct []byte, key, header []byte, opt Options) ([]byte, error) {
+	r, err := NewReader(bytes.NewReader(ct), key, header, opt)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	buf := make([]byte, 1000) // not a multiple of any chunk size used here
+	for {
+		n, err := r.Read(buf)
+		out.Write(buf[:n])
+		if err == io.EOF {
+			return out.Bytes(), nil
+		}
+		if err != nil {
+			// The error is sticky.
+			if n2, err2 := r.Read(buf); n2 != 0 || err2 == nil || err2 == io.EOF {
+				return out.Bytes(), fmt.Errorf("read after error returned %d, %v", n2, err2)
+			}
+			return out.Bytes(), err
+		}
+	}
+}
+
+func wireSize(n, cs int) int {
+	chunks := (n + cs - 1) / cs
+	if chunks == 0 {
+		chunks = 1
+	}
+	return SaltSize + n + chunks*Overhead
+}
+
+var parallels = []int{0, 1, 2, 3, 8}
+
+func TestRoundTrip(t *testing.T) {
+	for _, cs := range []int{DefaultChunkSize, 64, 1} {
+		sizes := []int{0, 1, cs - 1, cs, cs + 1, 2 * cs, 7*cs + 3, 17 * cs}
+		for _, size := range sizes {
+			if size < 0 || (cs == 1 && size > 40) {
+				continue
+			}
+			pt := randBytes(t, size)
+			for _, wp := range parallels {
+				for _, rp := range []int{0, 2} {
+					name := fmt.Sprintf("chunk=%d/size=%d/writeP=%d/readP=%d", cs, size, wp, rp)
+					t.Run(name, func(t *testing.T) {
+						ct := seal(t, pt, Options{ChunkSize: cs, Parallel: wp}, 0)
+						if got, want := len(ct), wireSize(size, cs); got != want {
+							t.Fatalf("wire size %d, want %d", got, want)
+						}
+						got, err := open(ct, testKey, testHeader, Options{ChunkSize: cs, Parallel: rp})
+						if err != nil {
+							t.Fatal(err)
+						}
+						if !bytes.Equal(got, pt) {
+							t.Fatalf("round trip: got %d bytes, want %d", len(got), len(pt))
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// Small writes, and reads through readers that return little at a time.
+func TestRoundTripPieces(t *testing.T) {
+	const cs = 100
+	pt := randBytes(t, 10*cs+37)
+	for _, p := range []int{0, 2} {
+		for _, ws := range []int{1, 7, cs, cs + 1, 3 * cs} {
+			ct := seal(t, pt, Options{ChunkSize: cs, Parallel: p}, ws)
+			for name, wrap := range map[string]func(io.Reader) io.Reader{
+				"onebyte": iotest.OneByteReader,
+				"half":    iotest.HalfReader,
+				"dataerr": iotest.DataErrReader,
+			} {
+				r, err := NewReader(wrap(bytes.NewReader(ct)), testKey, testHeader, Options{ChunkSize: cs, Parallel: p})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(iotest.OneByteReader(r))
+				if err != nil {
+					t.Fatalf("P=%d write=%d %s: %v", p, ws, name, err)
+				}
+				if !bytes.Equal(got, pt) {
+					t.Fatalf("P=%d write=%d %s: round trip mismatch", p, ws, name)
+				}
+			}
+		}
+	}
+}
+
+// The wire format does not depend on Parallel.
+func TestParallelSameBytes(t *testing.T) {
+	const cs = 128
+	salt := randBytes(t, SaltSize)
+	for _, size := range []int{0, 1, cs, 5*cs + 1, 64 * cs} {
+		pt := randBytes(t, size)
+		var want []byte
+		for _, p := range parallels {
+			var buf bytes.Buffer
+			w, err := newWriter(&buf, testKey, testHeader, salt, cs, Options{ChunkSize: cs, Parallel: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(pt); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if want == nil {
+				want = buf.Bytes()
+				continue
+			}
+			if !bytes.Equal(buf.Bytes(), want) {
+				t.Fatalf("size %d: Parallel=%d wrote different bytes from serial", size, p)
+			}
+		}
+	}
+}
+
+func TestFailures(t *testing.T) {
+	const cs = 64
+	chunkAt := func(i int) int { return SaltSize + i*(cs+Overhead) }
+	mutate := func(ct []byte, f func([]byte) []byte) []byte {
+		return f(append([]byte(nil), ct...))
+	}
+	ptShort := randBytes(t, 3*cs+10) // chunks 0,1,2 full; chunk 3 final, short
+	ptFull := randBytes(t, 3*cs)     // chunk 2 is the final chunk and full
+
+	cases := []struct {
+		name   string
+		pt     []byte
+		mut    func([]byte) []byte
+		key    []byte
+		header []byte
+		want   error
+		chunk  int // the bad chunk: plaintext before it may be released, none of it
+	}{
+		{"flip salt", ptShort, func(b []byte) []byte { b[3] ^= 1; return b }, nil, nil, ErrAuth, 0},
+		{"flip chunk 0 body", ptShort, func(b []byte) []byte { b[chunkAt(0)+5] ^= 0x80; return b }, nil, nil, ErrAuth, 0},
+		{"flip chunk 1 body", ptShort, func(b []byte) []byte { b[chunkAt(1)+5] ^= 0x80; return b }, nil, nil, ErrAuth, 1},
+		{"flip chunk 2 tag", ptShort, func(b []byte) []byte { b[chunkAt(3)-1] ^= 1; return b }, nil, nil, ErrAuth, 2},
+		{"flip final chunk tag", ptShort, func(b []byte) []byte { b[len(b)-1] ^= 1; return b }, nil, nil, ErrAuth, 3},
+		{"reorder chunks 1 and 2", ptShort, func(b []byte) []byte {
+			c1 := append([]byte(nil), b[chunkAt(1):chunkAt(2)]...)
+			copy(b[chunkAt(1):], b[chunkAt(2):chunkAt(3)])
+			copy(b[chunkAt(2):], c1)
+			return b
+		}, nil, nil, ErrAuth, 1},
+		{"duplicate chunk 0", ptShort, func(b []byte) []byte {
+			return append(b[:chunkAt(1)], b[chunkAt(0):]...)
+		}, nil, nil, ErrAuth, 1},
+		{"truncate at chunk boundary 2", ptShort, func(b []byte) []byte { return b[:chunkAt(2)] }, nil, nil, ErrTruncated, 1},
+		{"truncate after salt", ptShort, func(b []byte) []byte { return b[:chunkAt(0)] }, nil, nil, ErrTruncated, 0},
+		{"truncate inside salt", ptShort, func(b []byte) []byte { return b[:SaltSize-1] }, nil, nil, ErrTruncated, 0},
+		{"truncate inside tag", ptShort, func(b []byte) []byte { return b[:chunkAt(1)+5] }, nil, nil, ErrTruncated, 1},
+		{"truncate mid chunk", ptShort, func(b []byte) []byte { return b[:chunkAt(1)+40] }, nil, nil, ErrAuth, 1},
+		{"drop final chunk", ptShort, func(b []byte) []byte { return b[:chunkAt(3)] }, nil, nil, ErrTruncated, 2},
+		{"drop full final chunk", ptFull, func(b []byte) []byte { return b[:chunkAt(2)] }, nil, nil, ErrTruncated, 1},
+		{"append after full final chunk", ptFull, func(b []byte) []byte { return append(b, 0) }, nil, nil, ErrTrailingData, 2},
+		{"append chunk after full final chunk", ptFull, func(b []byte) []byte { return append(b, b[chunkAt(1):chunkAt(2)]...) }, nil, nil, ErrTrailingData, 2},
+		// After a short final chunk the boundary is unknown: the extended
+		// chunk fails authentication.
+		{"append after short final chunk", ptShort, func(b []byte) []byte { return append(b, 1, 2, 3) }, nil, nil, ErrAuth, 3},
+		{"wrong key", ptShort, nil, otherKey, nil, ErrAuth, 0},
+		{"wrong header", ptShort, nil, nil, []byte("cmekctl test header v2"), ErrAuth, 0},
+		{"empty header", ptShort, nil, nil, []byte{}, ErrAuth, 0},
+		{"empty stream, wrong header", []byte{}, nil, nil, []byte("x"), ErrAuth, 0},
+		{"empty stream, flip tag", []byte{}, func(b []byte) []byte { b[len(b)-1] ^= 1; return b }, nil, nil, ErrAuth, 0},
+	}
+	for _, c := range cases {
+		for _, p := range []int{0, 2, 3} {
+			t.Run(fmt.Sprintf("%s/P=%d", c.name, p), func(t *testing.T) {
+				opt := Options{ChunkSize: cs, Parallel: p}
+				ct := seal(t, c.pt, opt, 0)
+				if c.mut != nil {
+					ct = mutate(ct, c.mut)
+				}
+				key, header := testKey, testHeader
+				if c.key != nil {
+					key = c.key
+				}
+				if c.header != nil {
+					header = c.header
+				}
+				got, err := open(ct, key, header, opt)
+				if !errors.Is(err, c.want) {
+					t.Fatalf("error %v, want %v", err, c.want)
+				}
+				if !strings.Contains(c.name, "inside salt") {
+					if want := fmt.Sprintf("chunk %d", c.chunk); !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not name %s", err, want)
+					}
+				}
+				// Exactly the chunks before the bad one were released.
+				if good := c.pt[:c.chunk*cs]; !bytes.Equal(got, good) {
+					t.Fatalf("released %d bytes, want the %d bytes before chunk %d", len(got), len(good), c.chunk)
+				}
+			})
+		}
+	}
+}
+
+// Without Close, the stream has no final chunk.
+func TestNotClosed(t *testing.T) {
+	const cs = 64
+	for _, size := range []int{0, 10, cs, 3*cs + 1} {
+		var buf bytes.Buffer
+		w, err := NewWriter(&buf, testKey, testHeader, Options{ChunkSize: cs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(randBytes(t, size)); err != nil {
+			t.Fatal(err)
+		}
+		_, err = open(buf.Bytes(), testKey, testHeader, Options{ChunkSize: cs})
+		if !errors.Is(err, ErrTruncated) {
+			t.Fatalf("size %d: unclosed stream: %v, want ErrTruncated", size, err)
+		}
+	}
+}
+
+// A reader with another chunk size fails authentication rather than
+// returning wrong plaintext.
+func TestWrongChunkSize(t *testing.T) {
+	pt := randBytes(t, 1000)
+	ct := seal(t, pt, Options{ChunkSize: 64}, 0)
+	got, err := open(ct, testKey, testHeader, Options{ChunkSize: 128})
+	if !errors.Is(err, ErrAuth) || len(got) != 0 {
+		t.Fatalf("got %d bytes, %v; want nothing and ErrAuth", len(got), err)
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	for _, o := range []Options{{ChunkSize: -1}, {ChunkSize: MaxChunkSize + 1}} {
+		if _, err := NewWriter(io.Discard, testKey, nil, o); err == nil {
+			t.Errorf("NewWriter accepted chunk size %d", o.ChunkSize)
+		}
+		if _, err := NewReader(bytes.NewReader(make([]byte, 100)), testKey, nil, o); err == nil {
+			t.Errorf("NewReader accepted chunk size %d", o.ChunkSize)
+		}
+	}
+	for _, k := range [][]byte{nil, make([]byte, 16), make([]byte, 33)} {
+		if _, err := NewWriter(io.Discard, k, nil, Options{}); err == nil {
+			t.Errorf("NewWriter accepted a %d-byte key", len(k))
+		}
+		if _, err := NewReader(bytes.NewReader(make([]byte, 100)), k, nil, Options{}); err == nil {
+			t.Errorf("NewReader accepted a %d-byte key", len(k))
+		}
+	}
+}
+
+func TestWriteAfterClose(t *testing.T) {
+	w, err := NewWriter(io.Discard, testKey, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Fatal("write after close succeeded")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+type failWriter struct{ n int }
+
+func (f *failWriter) Write(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("disk full")
+	}
+	f.n--
+	return len(p), nil
+}
+
+func TestWriterDstError(t *testing.T) {
+	for _, p := range []int{0, 2} {
+		// The salt and one chunk get through, then dst fails.
+		w, err := NewWriter(&failWriter{n: 2}, testKey, nil, Options{ChunkSize: 64, Parallel: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, werr := w.Write(make([]byte, 64*20))
+		cerr := w.Close()
+		if werr == nil && cerr == nil {
+			t.Fatalf("P=%d: dst error not reported", p)
+		}
+		for _, err := range []error{werr, cerr} {
+			if err != nil && !strings.Contains(err.Error(), "disk full") {
+				t.Fatalf("P=%d: error %q does not carry the cause", p, err)
+			}
+		}
+	}
+}
+
+func TestCounterOverflow(t *testing.T) {
+	const cs = 16
+	w, err := NewWriter(io.Discard, testKey, nil, Options{ChunkSize: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.(*writer).counter = maxCounter - 1
+	_, err = w.Write(make([]byte, 3*cs))
+	if !errors.Is(err, ErrCounterOverflow) {
+		t.Fatalf("writer: %v, want ErrCounterOverflow", err)
+	}
+	// The last chunk number can still carry a final chunk.
+	w, _ = NewWriter(io.Discard, testKey, nil, Options{ChunkSize: cs})
+	w.(*writer).counter = maxCounter - 1
+	if _, err := w.Write(make([]byte, 2*cs)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ct := seal(t, make([]byte, 3*cs), Options{ChunkSize: cs}, 0)
+	r, err := NewReader(bytes.NewReader(ct), testKey, nil, Options{ChunkSize: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.(*reader).counter = maxCounter
+	if _, err := io.ReadAll(r); !errors.Is(err, ErrCounterOverflow) {
+		t.Fatalf("reader: %v, want ErrCounterOverflow", err)
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func TestReaderSrcError(t *testing.T) {
+	ct := seal(t, randBytes(t, 1000), Options{ChunkSize: 64}, 0)
+	boom := errors.New("connection reset")
+	for _, p := range []int{0, 2} {
+		src := io.MultiReader(bytes.NewReader(ct[:300]), errReader{boom})
+		r, err := NewReader(src, testKey, testHeader, Options{ChunkSize: 64, Parallel: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(r); !errors.Is(err, boom) {
+			t.Fatalf("P=%d: %v, want the source's error", p, err)
+		}
+	}
+}
+
+func FuzzReader(f *testing.F) {
+	const cs = 32
+	for _, n := range []int{0, 1, cs - 1, cs, cs + 1, 3 * cs, 4*cs + 5} {
+		pt := bytes.Repeat([]byte{byte(n)}, n)
+		ct := seal(f, pt, Options{ChunkSize: cs}, 0)
+		f.Add(ct)
+		f.Add(ct[:len(ct)-1])
+		f.Add(append(append([]byte(nil), ct...), 0))
+		if len(ct) > SaltSize+cs+Overhead {
+			f.Add(ct[:SaltSize+cs+Overhead])
+		}
+	}
+	f.Fuzz(func(t *testing.T, ct []byte) {
+		serial, serr := open(ct, testKey, testHeader, Options{ChunkSize: cs})
+		par, perr := open(ct, testKey, testHeader, Options{ChunkSize: cs, Parallel: 3})
+		if !bytes.Equal(serial, par) {
+			t.Fatalf("serial released %d bytes, parallel %d", len(serial), len(par))
+		}
+		if (serr == nil) != (perr == nil) || (serr != nil && serr.Error() != perr.Error()) {
+			t.Fatalf("serial %v, parallel %v", serr, perr)
+		}
+		if serr != nil {
+			if !errors.Is(serr, ErrAuth) && !errors.Is(serr, ErrTruncated) && !errors.Is(serr, ErrTrailingData) {
+				t.Fatalf("unclassified error %v", serr)
+			}
+			if len(serial)%cs != 0 {
+				t.Fatalf("released %d bytes: a partial chunk before an error", len(serial))
+			}
+			return
+		}
+		if got, want := len(ct), wireSize(len(serial), cs); got != want {
+			t.Fatalf("accepted %d bytes of stream for %d bytes of plaintext, want %d", got, len(serial), want)
+		}
+	})
+}
