@@ -34,9 +34,9 @@ type APIError struct {
 	Op      string // "enable cmek", "get cmek", "list backups", ...
 	Method  string
 	Path    string
-	Status  int             // HTTP status
-	Code    int             // the API's (gRPC) code
-	Message string          // the API's message
+	Status  int              // HTTP status
+	Code    int              // the API's (gRPC) code
+	Message string           // the API's message
 	Details []map[string]any // the API's details (google.protobuf.Any)
 }
 

@@ -48,7 +48,7 @@ func (s Secret) Format(f fmt.State, verb rune) {
 
 func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + Redacted + `"`), nil }
 func (s Secret) MarshalText() ([]byte, error) { return []byte(Redacted), nil }
-func (s Secret) LogValue() slog.Value          { return slog.StringValue(Redacted) }
+func (s Secret) LogValue() slog.Value         { return slog.StringValue(Redacted) }
 
 var (
 	_ fmt.Formatter  = Secret{}

@@ -21,7 +21,8 @@
 // missing header shows.
 //
 // Faults: FailRegion, Busy (503 on the next n calls), IAMDenied (403 on the
-// next n POSTs), GETErrors (500 on the next n GETs), EchoAuth (error
+// next n POSTs), GETErrors (500 on the next n GETs; ServerErrors for any
+// method), EchoAuth (error
 // messages quote the Authorization header, as a careless server might).
 // Requests returns the request log.
 package cloudtest
@@ -63,6 +64,7 @@ type Request struct {
 	Status    int
 	Authed    bool   // the Authorization header held the right key
 	CcVersion string // the Cc-Version header
+	Accept    string
 	UserAgent string
 }
 
@@ -78,7 +80,7 @@ type Server struct {
 	pageSize  int
 	busy      int
 	iamDenied int
-	getErrors int
+	errors5xx map[string]int // method → 500s left
 	echoAuth  bool
 	fail      map[string]string // region → user_message for its next operation
 	now       func() time.Time
@@ -158,12 +160,13 @@ const (
 func New(t testing.TB, c Cluster) *Server {
 	t.Helper()
 	s := &Server{
-		apiKey:   DefaultAPIKey,
-		clusters: map[string]*cluster{},
-		polls:    2,
-		pageSize: 2,
-		fail:     map[string]string{},
-		now:      time.Now,
+		apiKey:    DefaultAPIKey,
+		clusters:  map[string]*cluster{},
+		polls:     2,
+		pageSize:  2,
+		fail:      map[string]string{},
+		errors5xx: map[string]int{},
+		now:       time.Now,
 	}
 	if err := s.AddCluster(c); err != nil {
 		t.Fatalf("cloudtest: %v", err)
@@ -229,7 +232,14 @@ func (s *Server) Busy(n int) { s.mu.Lock(); s.busy = n; s.mu.Unlock() }
 func (s *Server) IAMDenied(n int) { s.mu.Lock(); s.iamDenied = n; s.mu.Unlock() }
 
 // GETErrors makes the next n GETs answer 500.
-func (s *Server) GETErrors(n int) { s.mu.Lock(); s.getErrors = n; s.mu.Unlock() }
+func (s *Server) GETErrors(n int) { s.ServerErrors("GET", n) }
+
+// ServerErrors makes the next n requests with method answer 500.
+func (s *Server) ServerErrors(method string, n int) {
+	s.mu.Lock()
+	s.errors5xx[method] = n
+	s.mu.Unlock()
+}
 
 // EchoAuth makes every error message quote the request's Authorization
 // header, so that tests can prove the client scrubs what a server echoes.
@@ -306,6 +316,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Body: string(body),
 		Authed:    r.Header.Get("Authorization") == "Bearer "+s.apiKey,
 		CcVersion: r.Header.Get("Cc-Version"), UserAgent: r.Header.Get("User-Agent"),
+		Accept: r.Header.Get("Accept"),
 	}
 	s.handle(rec, r, body, entry.Authed)
 	entry.Status = rec.status
@@ -357,8 +368,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, body []byte, aut
 		s.busy--
 		fail(http.StatusServiceUnavailable, codeUnavailable, "cluster %s is busy: another operation is in progress; try again later", cl.id)
 		return
-	case r.Method == "GET" && s.getErrors > 0:
-		s.getErrors--
+	case s.errors5xx[r.Method] > 0:
+		s.errors5xx[r.Method]--
 		fail(http.StatusInternalServerError, codeInternal, "internal error")
 		return
 	case r.Method == "POST" && s.iamDenied > 0:
@@ -521,18 +532,25 @@ func (s *Server) revoke(cl *cluster) (int, int, string) {
 	if cl.busy() {
 		return http.StatusServiceUnavailable, codeUnavailable, fmt.Sprintf("cluster %s is busy: a CMEK operation is in progress", cl.id)
 	}
+	revoked := 0
 	for _, r := range cl.regions {
 		switch st := cl.state[r].status; st {
 		case "ENABLED", "REVOKE_FAILED":
 		case "REVOKED":
-			return http.StatusBadRequest, codeFailedPrecondition, fmt.Sprintf("CMEK is already revoked for cluster %s", cl.id)
+			revoked++
 		default:
 			return http.StatusBadRequest, codeFailedPrecondition, fmt.Sprintf("CMEK is not enabled for cluster %s: region %s is %s", cl.id, r, st)
 		}
 	}
+	if revoked == len(cl.regions) {
+		return http.StatusBadRequest, codeFailedPrecondition, fmt.Sprintf("CMEK is already revoked for cluster %s", cl.id)
+	}
 	now := s.now().UTC().Format(time.RFC3339Nano)
 	for _, r := range cl.regions {
 		st := cl.state[r]
+		if st.status == "REVOKED" {
+			continue
+		}
 		st.status = "REVOKING"
 		k := &st.keys[len(st.keys)-1]
 		k.Status, k.UserMessage, k.UpdatedAt = "REVOKING", "", now
