@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 )
 
@@ -129,61 +130,121 @@ func newAEAD(key, salt []byte) (cipher.AEAD, error) {
 	return aead, nil
 }
 
-func nonce(counter uint64, last bool) [nonceSize]byte {
-	var n [nonceSize]byte
-	// n[0:3] are the high bytes of the 11-byte counter: always zero here.
-	binary.BigEndian.PutUint64(n[3:11], counter)
-	if last {
-		n[11] = 1
-	}
-	return n
-}
-
-// job is one chunk on its way through the pipeline.
+// job is one chunk on its way through the pipeline. It carries all it needs
+// to be sealed or opened, so that workers hold no reference to the stream.
 type job struct {
+	aead    cipher.AEAD
+	aad     []byte // the header, for chunk 0 only
 	counter uint64
 	last    bool
-	in      []byte // writer: plaintext (sealed in place); reader: ciphertext
+	open    bool // open (reader) rather than seal (writer)
+	full    int  // wire size of a full chunk (reader)
+	nonce   [nonceSize]byte
+	in      []byte // writer: plaintext, sealed in place; reader: ciphertext
 	out     []byte // reader: plaintext
 	err     error
-	done    chan struct{}
+	done    chan struct{} // parallel mode: one token when the job is done
 }
 
-// pool runs jobs on at most n goroutines. A worker exits as soon as nothing
-// is pending, so an abandoned stream leaves no goroutine behind.
-type pool struct {
-	n       int
-	mu      sync.Mutex
-	pending []*job
-	workers int
-	run     func(*job)
-}
-
-func (p *pool) submit(j *job) {
-	p.mu.Lock()
-	p.pending = append(p.pending, j)
-	if p.workers < p.n {
-		p.workers++
-		go p.work()
+func (j *job) setNonce(last bool) []byte {
+	clear(j.nonce[:3]) // the high bytes of the 11-byte counter: always zero here
+	binary.BigEndian.PutUint64(j.nonce[3:11], j.counter)
+	j.nonce[11] = 0
+	if last {
+		j.nonce[11] = 1
 	}
-	p.mu.Unlock()
+	return j.nonce[:]
 }
 
-func (p *pool) work() {
-	for {
-		p.mu.Lock()
-		if len(p.pending) == 0 {
-			p.workers--
-			p.mu.Unlock()
+func (j *job) run() {
+	if j.open {
+		j.doOpen()
+		return
+	}
+	j.in = j.aead.Seal(j.in[:0], j.setNonce(j.last), j.in, j.aad)
+}
+
+// doOpen authenticates and decrypts one chunk. j.last is what the framing
+// says (a short chunk, or a full one followed by EOF). When that fails on a
+// full chunk the other flag is tried, only to tell truncation and trailing
+// data from tampering: nothing of such a chunk is ever returned.
+func (j *job) doOpen() {
+	out, err := j.aead.Open(j.out[:0], j.setNonce(j.last), j.in, j.aad)
+	if err == nil {
+		if j.last && len(out) == 0 && j.counter != 0 {
+			// NewWriter never writes an empty final chunk after data.
+			j.err = fmt.Errorf("stream: chunk %d: empty final chunk: %w", j.counter, ErrAuth)
 			return
 		}
-		j := p.pending[0]
-		p.pending[0] = nil
-		p.pending = p.pending[1:]
-		p.mu.Unlock()
-		p.run(j)
-		close(j.done)
+		j.out = out
+		return
 	}
+	j.out = j.out[:0]
+	if len(j.in) == j.full {
+		if _, err := j.aead.Open(j.out[:0], j.setNonce(!j.last), j.in, j.aad); err == nil {
+			j.out = j.out[:0]
+			if j.last {
+				j.err = fmt.Errorf("stream: chunk %d: final chunk missing: %w", j.counter, ErrTruncated)
+			} else {
+				j.err = fmt.Errorf("stream: chunk %d is the final chunk: %w", j.counter, ErrTrailingData)
+			}
+			return
+		}
+		j.out = j.out[:0]
+	}
+	j.err = fmt.Errorf("stream: chunk %d: %w", j.counter, ErrAuth)
+}
+
+// pool is a fixed set of worker goroutines fed through a channel. It is
+// stopped when the stream ends (Close, final chunk, error) or, for a stream
+// abandoned half-way, when the stream becomes unreachable (runtime.AddCleanup).
+type pool struct {
+	jobs chan *job
+	once sync.Once
+}
+
+func newPool(n, window int) *pool {
+	p := &pool{jobs: make(chan *job, window)}
+	for range n {
+		go func(jobs <-chan *job) {
+			for j := range jobs {
+				j.run()
+				j.done <- struct{}{}
+			}
+		}(p.jobs)
+	}
+	return p
+}
+
+func (p *pool) stop() { p.once.Do(func() { close(p.jobs) }) }
+
+// run starts j: on the pool, or right here in serial mode.
+func (p *pool) run(j *job) {
+	if p == nil {
+		j.run()
+		return
+	}
+	if j.done == nil {
+		j.done = make(chan struct{}, 1)
+	}
+	p.jobs <- j
+}
+
+// wait waits for a job started by run.
+func (p *pool) wait(j *job) {
+	if p != nil && j.done != nil {
+		<-j.done
+	}
+}
+
+// popFront removes the first job of a queue, keeping the queue's storage
+// (queues are at most a window long, so the shift is cheap).
+func popFront(q *[]*job) *job {
+	j := (*q)[0]
+	n := copy(*q, (*q)[1:])
+	(*q)[n] = nil
+	*q = (*q)[:n]
+	return j
 }
 
 // ---------------------------------------------------------------- writer
@@ -195,7 +256,7 @@ type writer struct {
 	chunk  int
 
 	cur     *job   // the chunk being filled
-	queue   []*job // chunks submitted, in stream order
+	queue   []*job // chunks started, in stream order
 	free    []*job
 	counter uint64
 	pool    *pool // nil in serial mode
@@ -209,7 +270,8 @@ type writer struct {
 // authenticates (as the additional data of chunk 0) and never writes. It
 // writes the random salt to dst before it returns. Close writes the final
 // chunk and must be called: a stream that is not closed reads as truncated.
-// Close does not close dst.
+// Close does not close dst. The writer also implements io.ReaderFrom, so
+// io.Copy reads straight into its chunk buffers.
 func NewWriter(dst io.Writer, key []byte, header []byte, opt Options) (io.WriteCloser, error) {
 	cs, err := opt.chunkSize()
 	if err != nil {
@@ -240,7 +302,8 @@ func newWriter(dst io.Writer, key, header, salt []byte, cs int, opt Options) (io
 		window: opt.window(),
 	}
 	if n := opt.parallel(); n > 1 {
-		w.pool = &pool{n: n, run: w.seal}
+		w.pool = newPool(n, w.window)
+		runtime.AddCleanup(w, func(p *pool) { p.stop() }, w.pool)
 	}
 	w.cur = w.newJob()
 	return w, nil
@@ -254,30 +317,18 @@ func (w *writer) newJob() *job {
 		j.err = nil
 		return j
 	}
-	return &job{in: make([]byte, 0, w.chunk+Overhead)}
-}
-
-func (w *writer) seal(j *job) {
-	n := nonce(j.counter, j.last)
-	var aad []byte
-	if j.counter == 0 {
-		aad = w.header
-	}
-	j.in = w.aead.Seal(j.in[:0], n[:], j.in, aad)
+	return &job{aead: w.aead, in: make([]byte, 0, w.chunk+Overhead)}
 }
 
 func (w *writer) Write(p []byte) (int, error) {
-	if w.err != nil {
-		return 0, w.err
-	}
-	if w.closed {
-		return 0, errors.New("stream: write after close")
+	if err := w.check(); err != nil {
+		return 0, err
 	}
 	written := 0
 	for len(p) > 0 {
 		if len(w.cur.in) == w.chunk {
 			// The buffered chunk is full and more data follows: it is not the last.
-			if err := w.flush(false); err != nil {
+			if err := w.flush(false, w.newJob()); err != nil {
 				return written, err
 			}
 		}
@@ -289,54 +340,85 @@ func (w *writer) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// flush hands the current chunk to the sealer and writes out finished chunks
-// while more than the window are in flight.
-func (w *writer) flush(last bool) error {
+// ReadFrom reads src to EOF straight into the chunk buffers.
+func (w *writer) ReadFrom(src io.Reader) (int64, error) {
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	var total int64
+	for {
+		var n int
+		var err error
+		if len(w.cur.in) < w.chunk {
+			l := len(w.cur.in)
+			n, err = src.Read(w.cur.in[l:w.chunk])
+			w.cur.in = w.cur.in[:l+n]
+		} else {
+			// The current chunk is full: it is the last one unless src has more.
+			next := w.newJob()
+			n, err = src.Read(next.in[:w.chunk])
+			next.in = next.in[:n]
+			if n > 0 {
+				if ferr := w.flush(false, next); ferr != nil {
+					return total, ferr
+				}
+			} else {
+				w.free = append(w.free, next)
+			}
+		}
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+func (w *writer) check() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return errors.New("stream: write after close")
+	}
+	return nil
+}
+
+// flush starts sealing the current chunk, makes next the current one, and
+// writes out finished chunks while the window is full.
+func (w *writer) flush(last bool, next *job) error {
 	if !last && w.counter == maxCounter {
 		w.err = fmt.Errorf("stream: chunk %d: %w", w.counter, ErrCounterOverflow)
 		return w.err
 	}
 	j := w.cur
 	j.counter, j.last = w.counter, last
-	w.counter++
-	if w.pool == nil {
-		w.seal(j)
-		w.cur = j // reuse the one buffer
-		if err := w.emit(j); err != nil {
-			return err
-		}
-		j.in = j.in[:0]
-		return nil
+	j.aad = nil
+	if j.counter == 0 {
+		j.aad = w.header
 	}
-	j.done = make(chan struct{})
+	w.counter++
+	w.cur = next
 	w.queue = append(w.queue, j)
-	w.pool.submit(j)
+	w.pool.run(j)
 	for len(w.queue) >= w.window {
 		if err := w.drainOne(); err != nil {
 			return err
 		}
 	}
-	w.cur = w.newJob()
 	return nil
 }
 
 func (w *writer) drainOne() error {
-	j := w.queue[0]
-	w.queue[0] = nil
-	w.queue = w.queue[1:]
-	<-j.done
-	if err := w.emit(j); err != nil {
-		return err
-	}
-	w.free = append(w.free, j)
-	return nil
-}
-
-func (w *writer) emit(j *job) error {
+	j := popFront(&w.queue)
+	w.pool.wait(j)
 	if _, err := w.dst.Write(j.in); err != nil {
 		w.err = fmt.Errorf("stream: write chunk %d: %w", j.counter, err)
 		return w.err
 	}
+	w.free = append(w.free, j)
 	return nil
 }
 
@@ -347,11 +429,12 @@ func (w *writer) Close() error {
 		return w.err
 	}
 	w.closed = true
+	defer w.pool.stopNil()
 	if w.err != nil {
 		w.drainAll()
 		return w.err
 	}
-	if err := w.flush(true); err != nil {
+	if err := w.flush(true, nil); err != nil {
 		w.drainAll()
 		return err
 	}
@@ -364,10 +447,16 @@ func (w *writer) Close() error {
 	return nil
 }
 
+func (p *pool) stopNil() {
+	if p != nil {
+		p.stop()
+	}
+}
+
 // drainAll waits for chunks in flight without writing them.
 func (w *writer) drainAll() {
 	for _, j := range w.queue {
-		<-j.done
+		w.pool.wait(j)
 	}
 	w.queue = nil
 }
@@ -380,12 +469,12 @@ type reader struct {
 	header []byte
 	chunk  int
 
-	queue   []*job // chunks read and submitted, in stream order
+	queue   []*job // chunks read and started, in stream order
 	free    []*job
 	cur     *job   // the chunk whose plaintext is being returned
 	unread  []byte // rest of cur.out
 	counter uint64 // next chunk number to read from src
-	sawLast bool   // the final chunk has been read from src
+	sawLast bool   // nothing more to read from src
 	pool    *pool
 	window  int
 	err     error // sticky
@@ -397,7 +486,9 @@ type reader struct {
 // returns an error wrapping ErrAuth, ErrTruncated or ErrTrailingData and the
 // chunk number, never io.EOF, and no byte of that chunk. Plaintext of earlier
 // chunks has been returned by then: a consumer that must not act on a partial
-// stream should write to a temporary file and keep it only on io.EOF.
+// stream should write to a temporary file and keep it only on io.EOF. The
+// reader also implements io.WriterTo, so io.Copy writes straight from its
+// chunk buffers.
 func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader, error) {
 	cs, err := opt.chunkSize()
 	if err != nil {
@@ -425,7 +516,8 @@ func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader
 		window: opt.window(),
 	}
 	if n := opt.parallel(); n > 1 {
-		r.pool = &pool{n: n, run: r.open}
+		r.pool = newPool(n, r.window)
+		runtime.AddCleanup(r, func(p *pool) { p.stop() }, r.pool)
 	}
 	return r, nil
 }
@@ -437,47 +529,13 @@ func (r *reader) newJob() *job {
 		j.err = nil
 		return j
 	}
-	return &job{in: make([]byte, r.chunk+Overhead), out: make([]byte, 0, r.chunk)}
-}
-
-func (r *reader) openAs(j *job, last bool) ([]byte, error) {
-	n := nonce(j.counter, last)
-	var aad []byte
-	if j.counter == 0 {
-		aad = r.header
+	return &job{
+		aead: r.aead,
+		open: true,
+		full: r.chunk + Overhead,
+		in:   make([]byte, r.chunk+Overhead),
+		out:  make([]byte, 0, r.chunk),
 	}
-	return r.aead.Open(j.out[:0], n[:], j.in, aad)
-}
-
-// open authenticates and decrypts one chunk. j.last is what the framing says
-// (a short chunk, or a full one followed by EOF). When that fails on a full
-// chunk, the other flag is tried, only to tell truncation and trailing data
-// from tampering: nothing of such a chunk is ever returned.
-func (r *reader) open(j *job) {
-	out, err := r.openAs(j, j.last)
-	if err == nil {
-		if j.last && len(out) == 0 && j.counter != 0 {
-			// NewWriter never writes an empty final chunk after data.
-			j.err = fmt.Errorf("stream: chunk %d: empty final chunk: %w", j.counter, ErrAuth)
-			return
-		}
-		j.out = out
-		return
-	}
-	j.out = j.out[:0]
-	if len(j.in) == r.chunk+Overhead {
-		if _, err := r.openAs(j, !j.last); err == nil {
-			j.out = j.out[:0]
-			if j.last {
-				j.err = fmt.Errorf("stream: chunk %d: final chunk missing: %w", j.counter, ErrTruncated)
-			} else {
-				j.err = fmt.Errorf("stream: chunk %d is the final chunk: %w", j.counter, ErrTrailingData)
-			}
-			return
-		}
-		j.out = j.out[:0]
-	}
-	j.err = fmt.Errorf("stream: chunk %d: %w", j.counter, ErrAuth)
 }
 
 // readChunk reads the next chunk's ciphertext from src into a job and decides
@@ -517,74 +575,97 @@ func (r *reader) readChunk() (*job, error) {
 		return nil, fmt.Errorf("stream: chunk %d: %w", r.counter, ErrCounterOverflow)
 	}
 	j.counter = r.counter
+	j.aad = nil
+	if j.counter == 0 {
+		j.aad = r.header
+	}
 	r.counter++
 	r.sawLast = j.last
 	return j, nil
 }
 
-// fill reads and submits chunks until the window is full or the final chunk
+// fill reads and starts chunks until the window is full or the final chunk
 // has been read. A read error is queued behind the chunks before it.
 func (r *reader) fill() {
 	for !r.sawLast && len(r.queue) < r.window {
 		j, err := r.readChunk()
 		if err != nil {
 			r.queue = append(r.queue, &job{err: err})
-			r.sawLast = true // read nothing more
+			r.sawLast = true
 			return
 		}
-		if r.pool == nil {
-			r.open(j)
-			r.queue = append(r.queue, j)
-			continue
-		}
-		j.done = make(chan struct{})
 		r.queue = append(r.queue, j)
-		r.pool.submit(j)
+		r.pool.run(j)
 	}
+}
+
+// next makes the next chunk current. It returns io.EOF after the final chunk.
+func (r *reader) next() error {
+	if r.err != nil {
+		return r.err
+	}
+	if r.cur != nil {
+		r.free = append(r.free, r.cur)
+		r.cur = nil
+	}
+	r.fill()
+	if len(r.queue) == 0 {
+		r.err = io.EOF
+		r.pool.stopNil()
+		return io.EOF
+	}
+	j := popFront(&r.queue)
+	r.pool.wait(j)
+	if j.err != nil {
+		r.err = j.err
+		r.abandon()
+		return r.err
+	}
+	r.cur, r.unread = j, j.out
+	return nil
 }
 
 func (r *reader) Read(p []byte) (int, error) {
 	for len(r.unread) == 0 {
-		if r.err != nil {
-			return 0, r.err
+		if err := r.next(); err != nil {
+			return 0, err
 		}
-		if r.cur != nil {
-			r.free = append(r.free, r.cur)
-			r.cur = nil
-		}
-		r.fill()
-		if len(r.queue) == 0 {
-			r.err = io.EOF
-			return 0, io.EOF
-		}
-		j := r.queue[0]
-		r.queue[0] = nil
-		r.queue = r.queue[1:]
-		if j.done != nil {
-			<-j.done
-		}
-		if j.err != nil {
-			r.err = j.err
-			r.abandon()
-			return 0, r.err
-		}
-		if j.last {
-			r.err = io.EOF // after this chunk's plaintext
-		}
-		r.cur, r.unread = j, j.out
 	}
 	n := copy(p, r.unread)
 	r.unread = r.unread[n:]
 	return n, nil
 }
 
-// abandon drops the chunks behind a failed one, waiting for their workers so
-// that no goroutine still writes into a buffer.
-func (r *reader) abandon() {
-	for _, j := range r.queue {
-		if j.done != nil {
-			<-j.done
+// WriteTo writes the rest of the plaintext to dst, chunk by chunk.
+func (r *reader) WriteTo(dst io.Writer) (int64, error) {
+	var total int64
+	for {
+		if len(r.unread) > 0 {
+			n, err := dst.Write(r.unread)
+			total += int64(n)
+			r.unread = r.unread[n:]
+			if err != nil {
+				return total, err
+			}
+			if len(r.unread) > 0 {
+				return total, io.ErrShortWrite
+			}
+		}
+		if err := r.next(); err != nil {
+			if err == io.EOF {
+				return total, nil
+			}
+			return total, err
 		}
 	}
+}
+
+// abandon drops the chunks behind a failed one, waiting for their workers so
+// that no goroutine still writes into a buffer, and stops the pool.
+func (r *reader) abandon() {
+	for _, j := range r.queue {
+		r.pool.wait(j)
+	}
 	r.queue = nil
+	r.pool.stopNil()
 }
