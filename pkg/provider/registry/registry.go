@@ -5,6 +5,7 @@ import (
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/provider/awskms"
 	"github.com/cmekctl/cmekctl/pkg/provider/filekms"
+	"github.com/cmekctl/cmekctl/pkg/provider/gcpkms"
 )
 
 // Default returns every provider cmekctl ships.
@@ -12,5 +13,6 @@ func Default() provider.Registry {
 	return provider.Registry{
 		filekms.Scheme: filekms.Open,
 		"aws-kms":      awskms.Open,
+		"gcp-kms":      gcpkms.Open,
 	}
 }

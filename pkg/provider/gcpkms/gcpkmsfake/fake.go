@@ -1,0 +1,811 @@
+// Package gcpkmsfake is a FAKE Cloud KMS, written for cmekctl's tests: an
+// in-process gRPC server implementing kmspb.KeyManagementServiceServer on
+// 127.0.0.1, reached by the official cloud.google.com/go/kms client over a
+// real loopback gRPC connection. It is not Google's code and not an
+// emulator of everything: no Cloud KMS emulator can be installed here.
+//
+// What it models (the behaviours cmekctl depends on):
+//   - key rings, crypto keys (purpose ENCRYPT_DECRYPT) and their versions,
+//     each with a state (ENABLED, DISABLED, DESTROY_SCHEDULED, DESTROYED)
+//     and a primary version; create, get, list (one page), rotate by
+//     CreateCryptoKeyVersion + UpdateCryptoKeyPrimaryVersion,
+//     UpdateCryptoKeyVersion (state only, ENABLED <-> DISABLED),
+//     DestroyCryptoKeyVersion (DESTROY_SCHEDULED with destroy_time = now +
+//     destroy_scheduled_duration, 30 days by default) and
+//     RestoreCryptoKeyVersion (back to DISABLED);
+//   - Encrypt and Decrypt with real AES-256-GCM (crypto/aes, crypto/cipher)
+//     per version, the additional authenticated data bound, and ciphertexts
+//     that carry their version's opaque ID so Decrypt finds the version, as
+//     Cloud KMS's do;
+//   - the CRC32C integrity fields both ways: request checksums verified
+//     (INVALID_ARGUMENT on a mismatch, verified_* = true otherwise) and
+//     response checksums set;
+//   - Cloud KMS's status codes and messages: FAILED_PRECONDITION "<version>
+//     is not enabled, current state is: <STATE>.", INVALID_ARGUMENT
+//     "Decryption failed: the ciphertext is invalid." and "Decryption
+//     failed: verify that 'name' refers to the correct CryptoKey.",
+//     PERMISSION_DENIED "... (or it may not exist)." for crypto operations on
+//     a missing key, NOT_FOUND for reads of a missing resource.
+//
+// Test hooks drive what a test cannot reach through the API: DestroyNow
+// (a version becomes DESTROYED at once and its key material is erased),
+// DenyAccess (PERMISSION_DENIED on every call), Throttle (RESOURCE_EXHAUSTED
+// on the next n calls), FailNext (any status on the next n calls), Stop
+// (the server goes away), SetReimportEligible,
+// and three integrity faults (CorruptResponseCRC, DropRequestCRC,
+// CorruptRequest).
+//
+// Not modelled: IAM policies, import jobs, asymmetric and MAC keys, HSM or
+// external protection levels, automatic rotation, real destruction after
+// the scheduled time, pagination, filters, locations and the autokey APIs.
+package gcpkmsfake
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"fmt"
+	"hash/crc32"
+	"net"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	kms "cloud.google.com/go/kms/apiv1"
+	"cloud.google.com/go/kms/apiv1/kmspb"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// DefaultDestroyScheduledDuration is Cloud KMS's default window between
+// DestroyCryptoKeyVersion and destruction.
+const DefaultDestroyScheduledDuration = 30 * 24 * time.Hour
+
+const ciphertextVersion = 0x01 // first byte of the fake's ciphertexts
+
+var (
+	reRing    = regexp.MustCompile(`^projects/[^/]+/locations/[^/]+/keyRings/[a-zA-Z0-9_-]{1,63}$`)
+	reKey     = regexp.MustCompile(`^projects/[^/]+/locations/[^/]+/keyRings/[a-zA-Z0-9_-]{1,63}/cryptoKeys/[a-zA-Z0-9_-]{1,63}$`)
+	reVersion = regexp.MustCompile(`^(projects/[^/]+/locations/[^/]+/keyRings/[a-zA-Z0-9_-]{1,63}/cryptoKeys/[a-zA-Z0-9_-]{1,63})/cryptoKeyVersions/([0-9]+)$`)
+	castag    = crc32.MakeTable(crc32.Castagnoli)
+)
+
+func crc(b []byte) int64 { return int64(crc32.Checksum(b, castag)) }
+
+type version struct {
+	pb       *kmspb.CryptoKeyVersion
+	id       [16]byte // opaque ID carried by ciphertexts
+	material []byte   // AES-256 key; nil once destroyed
+}
+
+type cryptoKey struct {
+	pb       *kmspb.CryptoKey // Primary is filled on read
+	versions []*version
+	primary  *version
+}
+
+// Server is a fake Cloud KMS. Its methods are safe for concurrent use.
+type Server struct {
+	kmspb.UnimplementedKeyManagementServiceServer
+
+	t    testing.TB
+	lis  net.Listener
+	grpc *grpc.Server
+	addr string
+
+	mu      sync.Mutex
+	now     func() time.Time
+	rings   map[string]*kmspb.KeyRing
+	keys    map[string]*cryptoKey
+	byID    map[[16]byte]*version
+	keyOf   map[*version]*cryptoKey
+	deny    bool
+	thr     int // calls left to throttle; <0: every call
+	badResp int // responses left whose checksum is corrupted
+	noVerif int // responses left that claim the request checksums were not received
+	badReq  int // requests left whose data is corrupted on arrival
+	calls   map[string]int
+	stopped bool
+	failN   int // calls left to fail with failErr; <0: every call
+	failErr error
+}
+
+// Start runs a fake on 127.0.0.1 (a free port) until the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("gcpkmsfake: listen on 127.0.0.1: %v", err)
+	}
+	s := &Server{
+		t: t, lis: lis, addr: lis.Addr().String(), now: time.Now,
+		rings: map[string]*kmspb.KeyRing{}, keys: map[string]*cryptoKey{},
+		byID: map[[16]byte]*version{}, keyOf: map[*version]*cryptoKey{}, calls: map[string]int{},
+	}
+	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(s.intercept))
+	kmspb.RegisterKeyManagementServiceServer(s.grpc, s)
+	go s.grpc.Serve(lis) //nolint:errcheck // returns when stopped
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Addr is the server's host:port on 127.0.0.1.
+func (s *Server) Addr() string { return s.addr }
+
+// Client returns an official Cloud KMS client connected to the fake over
+// loopback gRPC, without TLS or authentication; it is closed when the test
+// ends.
+func (s *Server) Client(ctx context.Context) *kms.KeyManagementClient {
+	s.t.Helper()
+	c, err := kms.NewKeyManagementClient(ctx,
+		option.WithEndpoint(s.addr),
+		option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	if err != nil {
+		s.t.Fatalf("gcpkmsfake: client: %v", err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Stop stops the server: every later call fails as a network failure
+// (UNAVAILABLE). It is idempotent.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	s.grpc.Stop()
+}
+
+// SetNow replaces the server's clock (for destroy_time).
+func (s *Server) SetNow(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// DenyAccess makes every call fail with PERMISSION_DENIED, as when the
+// caller's IAM grant is removed, until DenyAccess(false).
+func (s *Server) DenyAccess(deny bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deny = deny
+}
+
+// Throttle makes the next n calls fail with RESOURCE_EXHAUSTED (quota
+// exceeded); n < 0 throttles every call until Throttle(0).
+func (s *Server) Throttle(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.thr = n
+}
+
+// FailNext makes the next n calls (n < 0: every call) fail with the given
+// gRPC status, for error rows the fake has no state for (INTERNAL,
+// DEADLINE_EXCEEDED, UNAUTHENTICATED...). FailNext(0, ...) stops it.
+func (s *Server) FailNext(n int, code codes.Code, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failN, s.failErr = n, status.Error(code, msg)
+}
+
+// CorruptResponseCRC makes the next n Encrypt or Decrypt responses carry a
+// wrong ciphertext_crc32c or plaintext_crc32c, as if the response were
+// corrupted in transit.
+func (s *Server) CorruptResponseCRC(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.badResp = n
+}
+
+// DropRequestCRC makes the next n Encrypt responses report
+// verified_plaintext_crc32c and verified_additional_authenticated_data_crc32c
+// false, as if the request's checksums had not reached the server.
+func (s *Server) DropRequestCRC(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noVerif = n
+}
+
+// CorruptRequest flips a bit of the data of the next n Encrypt or Decrypt
+// requests on arrival, so the server's checksum verification fails
+// (INVALID_ARGUMENT), as a request corrupted in transit would.
+func (s *Server) CorruptRequest(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.badReq = n
+}
+
+// Calls returns how many times method (e.g. "Decrypt") was called,
+// including calls that failed.
+func (s *Server) Calls(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[method]
+}
+
+// CreateKey creates the key ring (if absent) and key name with one ENABLED
+// primary version, and returns that version's name.
+func (s *Server) CreateKey(name string) (string, error) {
+	if !reKey.MatchString(name) {
+		return "", fmt.Errorf("gcpkmsfake: create key: %q is not projects/P/locations/L/keyRings/R/cryptoKeys/K", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ring := path.Dir(path.Dir(name))
+	if s.rings[ring] == nil {
+		s.rings[ring] = &kmspb.KeyRing{Name: ring, CreateTime: timestamppb.New(s.now())}
+	}
+	if s.keys[name] != nil {
+		return "", fmt.Errorf("gcpkmsfake: create key: %s already exists", name)
+	}
+	k := s.newKey(name, nil)
+	return k.primary.pb.GetName(), nil
+}
+
+// DestroyNow makes version (a full version name) DESTROYED at once and
+// erases its key material, as Cloud KMS does when the scheduled time comes.
+func (s *Server) DestroyNow(versionName string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, _, err := s.version(versionName)
+	if err != nil {
+		return fmt.Errorf("gcpkmsfake: destroy now: %s", status.Convert(err).Message())
+	}
+	s.destroy(v)
+	return nil
+}
+
+// DestroyKeyNow makes every version of key DESTROYED at once.
+func (s *Server) DestroyKeyNow(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.keys[key]
+	if k == nil {
+		return fmt.Errorf("gcpkmsfake: destroy now: key %s not found", key)
+	}
+	for _, v := range k.versions {
+		s.destroy(v)
+	}
+	return nil
+}
+
+// SetReimportEligible marks a version as made from imported key material
+// that could be imported again after destruction.
+func (s *Server) SetReimportEligible(versionName string, eligible bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, _, err := s.version(versionName)
+	if err != nil {
+		return fmt.Errorf("gcpkmsfake: set reimport eligible: %s", status.Convert(err).Message())
+	}
+	v.pb.ReimportEligible = eligible
+	return nil
+}
+
+func (s *Server) destroy(v *version) {
+	clear(v.material)
+	v.material = nil
+	v.pb.State = kmspb.CryptoKeyVersion_DESTROYED
+	v.pb.DestroyEventTime = timestamppb.New(s.now())
+}
+
+// intercept counts calls and applies the access, throttling and stop hooks.
+func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	method := path.Base(info.FullMethod)
+	s.mu.Lock()
+	s.calls[method]++
+	deny := s.deny
+	throttled := s.thr != 0
+	if s.thr > 0 {
+		s.thr--
+	}
+	var fail error
+	if takeFault(&s.failN) {
+		fail = s.failErr
+	}
+	s.mu.Unlock()
+	if fail != nil {
+		return nil, fail
+	}
+	if deny {
+		return nil, status.Errorf(codes.PermissionDenied, "Permission '%s' denied on resource '%s' (or it may not exist).", permission(method), resourceOf(req))
+	}
+	if throttled {
+		return nil, status.Error(codes.ResourceExhausted, "Quota exceeded for quota metric 'Cryptographic requests' and limit 'Cryptographic requests per minute per region' of service 'cloudkms.googleapis.com'.")
+	}
+	return h(ctx, req)
+}
+
+func permission(method string) string {
+	switch method {
+	case "Encrypt":
+		return "cloudkms.cryptoKeyVersions.useToEncrypt"
+	case "Decrypt":
+		return "cloudkms.cryptoKeyVersions.useToDecrypt"
+	case "GetCryptoKey":
+		return "cloudkms.cryptoKeys.get"
+	case "ListCryptoKeyVersions":
+		return "cloudkms.cryptoKeyVersions.list"
+	}
+	return "cloudkms." + strings.ToLower(method[:1]) + method[1:]
+}
+
+func resourceOf(req any) string {
+	type named interface{ GetName() string }
+	type parented interface{ GetParent() string }
+	switch r := req.(type) {
+	case named:
+		return r.GetName()
+	case parented:
+		return r.GetParent()
+	}
+	return ""
+}
+
+// newKey creates a key with one ENABLED primary version. s.mu is held.
+func (s *Server) newKey(name string, tmpl *kmspb.CryptoKey) *cryptoKey {
+	pb := &kmspb.CryptoKey{
+		Name:       name,
+		Purpose:    kmspb.CryptoKey_ENCRYPT_DECRYPT,
+		CreateTime: timestamppb.New(s.now()),
+		VersionTemplate: &kmspb.CryptoKeyVersionTemplate{
+			ProtectionLevel: kmspb.ProtectionLevel_SOFTWARE,
+			Algorithm:       kmspb.CryptoKeyVersion_GOOGLE_SYMMETRIC_ENCRYPTION,
+		},
+		DestroyScheduledDuration: durationpb.New(DefaultDestroyScheduledDuration),
+	}
+	if tmpl != nil {
+		if d := tmpl.GetDestroyScheduledDuration(); d != nil {
+			pb.DestroyScheduledDuration = d
+		}
+		pb.RotationSchedule = tmpl.RotationSchedule
+		pb.NextRotationTime = tmpl.GetNextRotationTime()
+		pb.Labels = tmpl.GetLabels()
+	}
+	k := &cryptoKey{pb: pb}
+	s.keys[name] = k
+	k.primary = s.newVersion(k)
+	return k
+}
+
+// newVersion adds an ENABLED version with fresh key material. s.mu is held.
+func (s *Server) newVersion(k *cryptoKey) *version {
+	v := &version{material: make([]byte, 32)}
+	if _, err := rand.Read(v.material); err != nil {
+		panic(err) // crypto/rand does not fail
+	}
+	if _, err := rand.Read(v.id[:]); err != nil {
+		panic(err)
+	}
+	now := timestamppb.New(s.now())
+	v.pb = &kmspb.CryptoKeyVersion{
+		Name:            fmt.Sprintf("%s/cryptoKeyVersions/%d", k.pb.GetName(), len(k.versions)+1),
+		State:           kmspb.CryptoKeyVersion_ENABLED,
+		ProtectionLevel: kmspb.ProtectionLevel_SOFTWARE,
+		Algorithm:       kmspb.CryptoKeyVersion_GOOGLE_SYMMETRIC_ENCRYPTION,
+		CreateTime:      now,
+		GenerateTime:    now,
+	}
+	k.versions = append(k.versions, v)
+	s.byID[v.id] = v
+	s.keyOf[v] = k
+	return v
+}
+
+func (s *Server) key(name string) (*cryptoKey, error) {
+	if !reKey.MatchString(name) {
+		return nil, status.Errorf(codes.InvalidArgument, "Resource name [%s] does not represent a valid CryptoKey.", name)
+	}
+	k := s.keys[name]
+	if k == nil {
+		return nil, status.Errorf(codes.NotFound, "CryptoKey %s not found.", name)
+	}
+	return k, nil
+}
+
+func (s *Server) version(name string) (*version, *cryptoKey, error) {
+	m := reVersion.FindStringSubmatch(name)
+	if m == nil {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "Resource name [%s] does not represent a valid CryptoKeyVersion.", name)
+	}
+	k := s.keys[m[1]]
+	n, err := strconv.Atoi(m[2])
+	if k == nil || err != nil || n < 1 || n > len(k.versions) {
+		return nil, nil, status.Errorf(codes.NotFound, "CryptoKeyVersion %s not found.", name)
+	}
+	return k.versions[n-1], k, nil
+}
+
+func notEnabled(v *version) error {
+	return status.Errorf(codes.FailedPrecondition, "%s is not enabled, current state is: %s.", v.pb.GetName(), v.pb.GetState())
+}
+
+func wrongState(v *version) error {
+	return status.Errorf(codes.FailedPrecondition, "The request cannot be fulfilled. Resource %s has value %s in field crypto_key_version.state.", v.pb.GetName(), v.pb.GetState())
+}
+
+func (s *Server) keyPB(k *cryptoKey) *kmspb.CryptoKey {
+	out := proto.Clone(k.pb).(*kmspb.CryptoKey)
+	if k.primary != nil {
+		out.Primary = proto.Clone(k.primary.pb).(*kmspb.CryptoKeyVersion)
+	}
+	return out
+}
+
+func cloneV(v *version) *kmspb.CryptoKeyVersion {
+	return proto.Clone(v.pb).(*kmspb.CryptoKeyVersion)
+}
+
+// GetKeyRing implements kmspb.KeyManagementServiceServer.
+func (s *Server) GetKeyRing(_ context.Context, req *kmspb.GetKeyRingRequest) (*kmspb.KeyRing, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rings[req.GetName()]
+	if r == nil {
+		return nil, status.Errorf(codes.NotFound, "KeyRing %s not found.", req.GetName())
+	}
+	return proto.Clone(r).(*kmspb.KeyRing), nil
+}
+
+// CreateKeyRing implements kmspb.KeyManagementServiceServer.
+func (s *Server) CreateKeyRing(_ context.Context, req *kmspb.CreateKeyRingRequest) (*kmspb.KeyRing, error) {
+	name := req.GetParent() + "/keyRings/" + req.GetKeyRingId()
+	if !reRing.MatchString(name) {
+		return nil, status.Errorf(codes.InvalidArgument, "Resource name [%s] does not represent a valid KeyRing.", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rings[name] != nil {
+		return nil, status.Errorf(codes.AlreadyExists, "KeyRing %s already exists.", name)
+	}
+	r := &kmspb.KeyRing{Name: name, CreateTime: timestamppb.New(s.now())}
+	s.rings[name] = r
+	return proto.Clone(r).(*kmspb.KeyRing), nil
+}
+
+// CreateCryptoKey implements kmspb.KeyManagementServiceServer.
+func (s *Server) CreateCryptoKey(_ context.Context, req *kmspb.CreateCryptoKeyRequest) (*kmspb.CryptoKey, error) {
+	name := req.GetParent() + "/cryptoKeys/" + req.GetCryptoKeyId()
+	if !reKey.MatchString(name) {
+		return nil, status.Errorf(codes.InvalidArgument, "Resource name [%s] does not represent a valid CryptoKey.", name)
+	}
+	if p := req.GetCryptoKey().GetPurpose(); p != kmspb.CryptoKey_ENCRYPT_DECRYPT {
+		return nil, status.Errorf(codes.InvalidArgument, "The fake supports purpose ENCRYPT_DECRYPT only, not %s.", p)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rings[req.GetParent()] == nil {
+		return nil, status.Errorf(codes.NotFound, "KeyRing %s not found.", req.GetParent())
+	}
+	if s.keys[name] != nil {
+		return nil, status.Errorf(codes.AlreadyExists, "CryptoKey %s already exists.", name)
+	}
+	k := s.newKey(name, req.GetCryptoKey())
+	if req.GetSkipInitialVersionCreation() {
+		delete(s.byID, k.primary.id)
+		delete(s.keyOf, k.primary)
+		k.versions, k.primary = nil, nil
+	}
+	return s.keyPB(k), nil
+}
+
+// GetCryptoKey implements kmspb.KeyManagementServiceServer.
+func (s *Server) GetCryptoKey(_ context.Context, req *kmspb.GetCryptoKeyRequest) (*kmspb.CryptoKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, err := s.key(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return s.keyPB(k), nil
+}
+
+// GetCryptoKeyVersion implements kmspb.KeyManagementServiceServer.
+func (s *Server) GetCryptoKeyVersion(_ context.Context, req *kmspb.GetCryptoKeyVersionRequest) (*kmspb.CryptoKeyVersion, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, _, err := s.version(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return cloneV(v), nil
+}
+
+// ListCryptoKeyVersions implements kmspb.KeyManagementServiceServer. It
+// returns every version in one page.
+func (s *Server) ListCryptoKeyVersions(_ context.Context, req *kmspb.ListCryptoKeyVersionsRequest) (*kmspb.ListCryptoKeyVersionsResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, err := s.key(req.GetParent())
+	if err != nil {
+		return nil, err
+	}
+	out := &kmspb.ListCryptoKeyVersionsResponse{TotalSize: int32(len(k.versions))}
+	for _, v := range k.versions {
+		out.CryptoKeyVersions = append(out.CryptoKeyVersions, cloneV(v))
+	}
+	return out, nil
+}
+
+// CreateCryptoKeyVersion implements kmspb.KeyManagementServiceServer. The
+// new version is ENABLED at once (software keys) and not primary.
+func (s *Server) CreateCryptoKeyVersion(_ context.Context, req *kmspb.CreateCryptoKeyVersionRequest) (*kmspb.CryptoKeyVersion, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, err := s.key(req.GetParent())
+	if err != nil {
+		return nil, err
+	}
+	return cloneV(s.newVersion(k)), nil
+}
+
+// UpdateCryptoKeyPrimaryVersion implements kmspb.KeyManagementServiceServer.
+func (s *Server) UpdateCryptoKeyPrimaryVersion(_ context.Context, req *kmspb.UpdateCryptoKeyPrimaryVersionRequest) (*kmspb.CryptoKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, err := s.key(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	v, _, err := s.version(req.GetName() + "/cryptoKeyVersions/" + req.GetCryptoKeyVersionId())
+	if err != nil {
+		return nil, err
+	}
+	if v.pb.GetState() != kmspb.CryptoKeyVersion_ENABLED {
+		return nil, wrongState(v)
+	}
+	k.primary = v
+	return s.keyPB(k), nil
+}
+
+// UpdateCryptoKeyVersion implements kmspb.KeyManagementServiceServer. Only
+// the state field, between ENABLED and DISABLED, can be updated.
+func (s *Server) UpdateCryptoKeyVersion(_ context.Context, req *kmspb.UpdateCryptoKeyVersionRequest) (*kmspb.CryptoKeyVersion, error) {
+	paths := req.GetUpdateMask().GetPaths()
+	if len(paths) != 1 || paths[0] != "state" {
+		return nil, status.Errorf(codes.InvalidArgument, "The fake updates the field state only; update_mask was %v.", paths)
+	}
+	to := req.GetCryptoKeyVersion().GetState()
+	if to != kmspb.CryptoKeyVersion_ENABLED && to != kmspb.CryptoKeyVersion_DISABLED {
+		return nil, status.Errorf(codes.InvalidArgument, "Invalid value %s for field crypto_key_version.state: only ENABLED and DISABLED can be set.", to)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, _, err := s.version(req.GetCryptoKeyVersion().GetName())
+	if err != nil {
+		return nil, err
+	}
+	if st := v.pb.GetState(); st != kmspb.CryptoKeyVersion_ENABLED && st != kmspb.CryptoKeyVersion_DISABLED {
+		return nil, wrongState(v)
+	}
+	v.pb.State = to
+	return cloneV(v), nil
+}
+
+// DestroyCryptoKeyVersion implements kmspb.KeyManagementServiceServer.
+func (s *Server) DestroyCryptoKeyVersion(_ context.Context, req *kmspb.DestroyCryptoKeyVersionRequest) (*kmspb.CryptoKeyVersion, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, k, err := s.version(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if st := v.pb.GetState(); st != kmspb.CryptoKeyVersion_ENABLED && st != kmspb.CryptoKeyVersion_DISABLED {
+		return nil, wrongState(v)
+	}
+	v.pb.State = kmspb.CryptoKeyVersion_DESTROY_SCHEDULED
+	v.pb.DestroyTime = timestamppb.New(s.now().Add(k.pb.GetDestroyScheduledDuration().AsDuration()))
+	return cloneV(v), nil
+}
+
+// RestoreCryptoKeyVersion implements kmspb.KeyManagementServiceServer. The
+// version comes back DISABLED.
+func (s *Server) RestoreCryptoKeyVersion(_ context.Context, req *kmspb.RestoreCryptoKeyVersionRequest) (*kmspb.CryptoKeyVersion, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, _, err := s.version(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if v.pb.GetState() != kmspb.CryptoKeyVersion_DESTROY_SCHEDULED {
+		return nil, wrongState(v)
+	}
+	v.pb.State = kmspb.CryptoKeyVersion_DISABLED
+	v.pb.DestroyTime = nil
+	return cloneV(v), nil
+}
+
+// checkCRC verifies an optional request checksum.
+func checkCRC(field string, data []byte, sum *wrapperspb.Int64Value) (bool, error) {
+	if sum == nil {
+		return false, nil
+	}
+	if sum.GetValue() != crc(data) {
+		return false, status.Errorf(codes.InvalidArgument, "The checksum in field %s did not match the data in field %s.", field, strings.TrimSuffix(field, "_crc32c"))
+	}
+	return true, nil
+}
+
+// takeFault consumes one unit of a fault counter. s.mu is held.
+func takeFault(n *int) bool {
+	if *n == 0 {
+		return false
+	}
+	if *n > 0 {
+		*n--
+	}
+	return true
+}
+
+func gcm(key []byte) cipher.AEAD {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		panic(err) // 32-byte keys only
+	}
+	a, err := cipher.NewGCM(b)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// Encrypt implements kmspb.KeyManagementServiceServer with AES-256-GCM
+// under the primary version (or the version req.Name names).
+func (s *Server) Encrypt(_ context.Context, req *kmspb.EncryptRequest) (*kmspb.EncryptResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pt, aad := req.GetPlaintext(), req.GetAdditionalAuthenticatedData()
+	if takeFault(&s.badReq) {
+		pt = flip(pt)
+	}
+	var v *version
+	if reVersion.MatchString(req.GetName()) {
+		var err error
+		if v, _, err = s.version(req.GetName()); err != nil {
+			return nil, status.Errorf(codes.PermissionDenied, "Permission 'cloudkms.cryptoKeyVersions.useToEncrypt' denied on resource '%s' (or it may not exist).", req.GetName())
+		}
+	} else {
+		k := s.keys[req.GetName()]
+		if k == nil {
+			return nil, status.Errorf(codes.PermissionDenied, "Permission 'cloudkms.cryptoKeyVersions.useToEncrypt' denied on resource '%s' (or it may not exist).", req.GetName())
+		}
+		if k.primary == nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "%s has no primary version.", req.GetName())
+		}
+		v = k.primary
+	}
+	if len(pt) > 64*1024 || len(aad) > 64*1024 {
+		return nil, status.Error(codes.InvalidArgument, "The plaintext and additional_authenticated_data must each be no larger than 64KiB.")
+	}
+	vpt, err := checkCRC("plaintext_crc32c", pt, req.GetPlaintextCrc32C())
+	if err != nil {
+		return nil, err
+	}
+	vaad, err := checkCRC("additional_authenticated_data_crc32c", aad, req.GetAdditionalAuthenticatedDataCrc32C())
+	if err != nil {
+		return nil, err
+	}
+	if v.pb.GetState() != kmspb.CryptoKeyVersion_ENABLED {
+		return nil, notEnabled(v)
+	}
+	a := gcm(v.material)
+	ct := make([]byte, 1, 1+16+a.NonceSize()+len(pt)+a.Overhead())
+	ct[0] = ciphertextVersion
+	ct = append(ct, v.id[:]...)
+	nonce := make([]byte, a.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err)
+	}
+	ct = append(ct, nonce...)
+	ct = a.Seal(ct, nonce, pt, sealAAD(v.id, aad))
+	sum := crc(ct)
+	if takeFault(&s.badResp) {
+		sum ^= 1
+	}
+	resp := &kmspb.EncryptResponse{
+		Name:                    v.pb.GetName(),
+		Ciphertext:              ct,
+		CiphertextCrc32C:        wrapperspb.Int64(sum),
+		VerifiedPlaintextCrc32C: vpt,
+		VerifiedAdditionalAuthenticatedDataCrc32C: vaad,
+		ProtectionLevel: v.pb.GetProtectionLevel(),
+	}
+	if takeFault(&s.noVerif) {
+		resp.VerifiedPlaintextCrc32C, resp.VerifiedAdditionalAuthenticatedDataCrc32C = false, false
+	}
+	return resp, nil
+}
+
+func sealAAD(id [16]byte, aad []byte) []byte {
+	return append(append([]byte("gcpkmsfake-v1"), id[:]...), aad...)
+}
+
+func flip(b []byte) []byte {
+	b = bytes.Clone(b)
+	if len(b) == 0 {
+		return []byte{1}
+	}
+	b[0] ^= 1
+	return b
+}
+
+// Decrypt implements kmspb.KeyManagementServiceServer. req.Name is the
+// key; the version comes from the ciphertext.
+func (s *Server) Decrypt(_ context.Context, req *kmspb.DecryptRequest) (*kmspb.DecryptResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ct, aad := req.GetCiphertext(), req.GetAdditionalAuthenticatedData()
+	if takeFault(&s.badReq) {
+		ct = flip(ct)
+	}
+	k := s.keys[req.GetName()]
+	if k == nil {
+		return nil, status.Errorf(codes.PermissionDenied, "Permission 'cloudkms.cryptoKeyVersions.useToDecrypt' denied on resource '%s' (or it may not exist).", req.GetName())
+	}
+	if _, err := checkCRC("ciphertext_crc32c", ct, req.GetCiphertextCrc32C()); err != nil {
+		return nil, err
+	}
+	if _, err := checkCRC("additional_authenticated_data_crc32c", aad, req.GetAdditionalAuthenticatedDataCrc32C()); err != nil {
+		return nil, err
+	}
+	invalid := status.Error(codes.InvalidArgument, "Decryption failed: the ciphertext is invalid.")
+	if len(ct) < 1+16+12+16 || ct[0] != ciphertextVersion {
+		return nil, invalid
+	}
+	var id [16]byte
+	copy(id[:], ct[1:17])
+	v := s.byID[id]
+	if v == nil || s.keyOf[v] != k {
+		return nil, status.Error(codes.InvalidArgument, "Decryption failed: verify that 'name' refers to the correct CryptoKey.")
+	}
+	if v.pb.GetState() != kmspb.CryptoKeyVersion_ENABLED {
+		return nil, notEnabled(v)
+	}
+	a := gcm(v.material)
+	body := ct[17:]
+	pt, err := a.Open(nil, body[:a.NonceSize()], body[a.NonceSize():], sealAAD(id, aad))
+	if err != nil {
+		return nil, invalid
+	}
+	sum := crc(pt)
+	if takeFault(&s.badResp) {
+		sum ^= 1
+	}
+	return &kmspb.DecryptResponse{
+		Plaintext:       pt,
+		PlaintextCrc32C: wrapperspb.Int64(sum),
+		UsedPrimary:     v == k.primary,
+		ProtectionLevel: v.pb.GetProtectionLevel(),
+	}, nil
+}
+
+// Keys lists the names of the keys on the server, sorted.
+func (s *Server) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.keys))
+	for n := range s.keys {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
