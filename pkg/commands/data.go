@@ -1,0 +1,125 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/stream"
+)
+
+// DataOptions are the data verbs' options.
+type DataOptions struct {
+	Keyring  string
+	In, Out  string
+	Parallel int
+	Decrypt  bool
+}
+
+func newCmdData(f *Factory, p func() printer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "data",
+		Short: "Encrypt and decrypt data with a node's data keys (the data plane)",
+		Long: `Seal data with the node's active data key, and open data with whichever data
+key sealed it, as a node's storage would. The input and output default to
+stdin and stdout. One KMS unwrap per run.`,
+	}
+	sub := func(decrypt bool, use, short string) *cobra.Command {
+		opts := &DataOptions{Decrypt: decrypt}
+		c := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.MaximumNArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					opts.In = args[0]
+				}
+				if len(args) > 1 {
+					opts.Out = args[1]
+				}
+				return dataRun(cmd.Context(), f, opts)
+			},
+		}
+		c.Flags().StringVar(&opts.Keyring, "keyring", "", "the node's keyring directory")
+		c.Flags().IntVar(&opts.Parallel, "parallel", 1, "chunks sealed or opened at once on that many cores")
+		_ = c.MarkFlagRequired("keyring")
+		return c
+	}
+	cmd.AddCommand(
+		sub(false, "encrypt --keyring DIR [IN [OUT]]", "Seal data with the node's active data key"),
+		sub(true, "decrypt --keyring DIR [IN [OUT]]", "Open data sealed by any of the node's data keys"),
+	)
+	return cmd
+}
+
+func dataRun(ctx context.Context, f *Factory, o *DataOptions) error {
+	s := f.newSession()
+	in, closeIn, err := openInput(f, o.In)
+	if err != nil {
+		return err
+	}
+	defer closeIn()
+	sl, err := keyring.OpenSealer(ctx, f.env(s), keyring.Store{Dir: o.Keyring})
+	if err != nil {
+		return err
+	}
+	defer sl.Close()
+	return writeOutput(f, o.Out, func(w io.Writer) error {
+		var err error
+		if o.Decrypt {
+			_, err = sl.Open(w, in, stream.Options{Parallel: o.Parallel})
+		} else {
+			_, err = sl.Seal(w, in, stream.Options{Parallel: o.Parallel})
+		}
+		return err
+	})
+}
+
+func openInput(f *Factory, path string) (io.Reader, func(), error) {
+	if path == "" || path == "-" {
+		return f.IO.In, func() {}, nil
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open input: %w", err)
+	}
+	return fh, func() { fh.Close() }, nil
+}
+
+// writeOutput writes to stdout, or to a temporary file renamed over path only
+// when fn succeeds, so a failed run leaves no partial output.
+func writeOutput(f *Factory, path string, fn func(io.Writer) error) error {
+	if path == "" || path == "-" {
+		return fn(f.IO.Out)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create output: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := fn(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	ok = true
+	return nil
+}

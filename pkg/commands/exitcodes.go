@@ -1,0 +1,174 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/stream"
+)
+
+// Exit codes: one table for the whole tool. Scripts rely on them; never
+// renumber one.
+const (
+	ExitOK             = 0
+	ExitFailure        = 1
+	ExitUsage          = 2
+	ExitNoKeyring      = 3
+	ExitCorrupt        = 4
+	ExitPermissions    = 5
+	ExitForeign        = 6
+	ExitAlreadyEnabled = 7
+	ExitRevokedKeyring = 8
+	ExitLocked         = 9
+	ExitPartial        = 10
+	ExitKeyRevoked     = 20
+	ExitKeyDestroyed   = 21
+	ExitMisuse         = 22
+	ExitKMSUnavailable = 23
+	ExitVerdictRevoked = 30
+	ExitAccessible     = 31
+	ExitInconclusive   = 32
+	ExitCloudFailed    = 40
+	ExitCloudTimeout   = 41
+	ExitCloudAuth      = 42
+	ExitNotRestorable  = 50
+	ExitDrillFailed    = 60
+)
+
+type exitRow struct {
+	code int
+	name string
+	what string
+}
+
+var exitTable = []exitRow{
+	{ExitOK, "ok", "success; verify-destroyed: DESTROYED (or REVOKED with --accept revoked)"},
+	{ExitFailure, "error", "an error not listed below"},
+	{ExitUsage, "usage", "bad flags or arguments, or a destructive verb without --yes in a script"},
+	{ExitNoKeyring, "no-keyring", "no keyring in the directory given"},
+	{ExitCorrupt, "corrupt", "the keyring, journal or input file is corrupt, truncated or of an unknown format version"},
+	{ExitPermissions, "permissions", "the keyring or its directory is accessible to others, a symlink, or another user's"},
+	{ExitForeign, "foreign", "the keyring or data belongs to another cluster, region or node"},
+	{ExitAlreadyEnabled, "already-enabled", "CMEK is already enabled in that keyring"},
+	{ExitRevokedKeyring, "revoked-keyring", "the keyring is marked revoked: nothing is unlocked, decrypted or rotated"},
+	{ExitLocked, "locked", "another cmekctl holds the keyring's lock"},
+	{ExitPartial, "partial", "some nodes failed; run the same command again to finish"},
+	{ExitKeyRevoked, "key-revoked", "the CMEK key refused: disabled, pending deletion or access denied (a node cannot start)"},
+	{ExitKeyDestroyed, "key-destroyed", "the CMEK key is destroyed: its material is gone (a node cannot start)"},
+	{ExitMisuse, "wrong-key", "a key or ciphertext does not authenticate: wrong --cmek, wrong key, tampered or moved data"},
+	{ExitKMSUnavailable, "kms-unavailable", "the KMS did not answer (network, throttling, 5xx) after bounded retries"},
+	{ExitVerdictRevoked, "verdict-revoked", "verify-destroyed: REVOKED (nothing unwraps, but the key could come back)"},
+	{ExitAccessible, "verdict-accessible", "verify-destroyed: ACCESSIBLE (something still unwraps or decrypts)"},
+	{ExitInconclusive, "verdict-inconclusive", "verify-destroyed: INCONCLUSIVE (a transient error stopped a check)"},
+	{ExitCloudFailed, "cloud-failed", "the Cloud API reported a *_FAILED status"},
+	{ExitCloudTimeout, "cloud-timeout", "the Cloud operation did not finish within --timeout"},
+	{ExitCloudAuth, "cloud-auth", "the Cloud API refused the API key"},
+	{ExitNotRestorable, "not-restorable", "a backup cannot be restored (its CMEK keys do not unwrap it)"},
+	{ExitDrillFailed, "drill-failed", "a step of cmekctl drill did not behave as it should"},
+}
+
+// ExitCodesHelp is the exit-code table as text.
+func ExitCodesHelp() string {
+	var b strings.Builder
+	for _, r := range exitTable {
+		fmt.Fprintf(&b, "  %3d  %-21s %s\n", r.code, r.name, r.what)
+	}
+	return b.String()
+}
+
+// ExitError carries an exit code and an optional hint line.
+type ExitError struct {
+	Code int
+	Err  error
+	Hint string
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// exitf returns an error with an exit code.
+func exitf(code int, format string, args ...any) error {
+	return &ExitError{Code: code, Err: fmt.Errorf(format, args...)}
+}
+
+// usageError is a usage error with a hint.
+func usageError(hint, format string, args ...any) error {
+	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, args...), Hint: hint}
+}
+
+// ExitCode maps an error to the exit-code table, in one place.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) && ee.Code != 0 {
+		return ee.Code
+	}
+	var se *silentError
+	if errors.As(err, &se) {
+		return se.code
+	}
+	switch {
+	case errors.Is(err, keyring.ErrPartial):
+		return ExitPartial
+	case errors.Is(err, keyring.ErrNotFound):
+		return ExitNoKeyring
+	case errors.Is(err, keyring.ErrCorrupt), errors.Is(err, keyring.ErrVersion), errors.Is(err, keyring.ErrNotData):
+		return ExitCorrupt
+	case errors.Is(err, keyring.ErrPermissions):
+		return ExitPermissions
+	case errors.Is(err, keyring.ErrForeign):
+		return ExitForeign
+	case errors.Is(err, keyring.ErrAlreadyEnabled):
+		return ExitAlreadyEnabled
+	case errors.Is(err, keyring.ErrRevoked):
+		return ExitRevokedKeyring
+	case errors.Is(err, keyring.ErrLocked):
+		return ExitLocked
+	case errors.Is(err, keyring.ErrPending):
+		return ExitPartial
+	case errors.Is(err, stream.ErrAuth), errors.Is(err, stream.ErrTruncated), errors.Is(err, stream.ErrTrailingData):
+		return ExitMisuse
+	}
+	var pe *provider.Error
+	if errors.As(err, &pe) {
+		switch pe.Class {
+		case provider.Revoked:
+			return ExitKeyRevoked
+		case provider.Destroyed:
+			return ExitKeyDestroyed
+		case provider.Misuse:
+			return ExitMisuse
+		case provider.Transient:
+			return ExitKMSUnavailable
+		}
+	}
+	return ExitFailure
+}
+
+// hintFor returns advice for an error, printed on its own line.
+func hintFor(err error) string {
+	var ee *ExitError
+	if errors.As(err, &ee) && ee.Hint != "" {
+		return ee.Hint
+	}
+	switch ExitCode(err) {
+	case ExitKeyRevoked:
+		return "the CMEK key is disabled, pending deletion, or this identity lost access to it: check it with cmekctl kms describe URI"
+	case ExitKeyDestroyed:
+		return "the CMEK key's material is gone: data under it cannot be recovered"
+	case ExitMisuse:
+		return "check that --cmek names the key that wrapped this keyring (cmekctl status shows it) and that the input is the one you meant"
+	case ExitKMSUnavailable:
+		return "the KMS did not answer; nothing was written; retry later"
+	case ExitPartial:
+		return "run the same command again: it finishes the nodes that are left, and does not redo the others"
+	case ExitLocked:
+		return "another cmekctl is working on this keyring; wait for it to finish"
+	}
+	return ""
+}

@@ -1,0 +1,83 @@
+// Package commands is cmekctl's command tree: cobra commands whose flags bind
+// into typed options, and run functions that do the work through a Factory
+// (streams, clock, KMS registry), testable without a process.
+package commands
+
+import (
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cmekctl/cmekctl/pkg/iostreams"
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/provider/registry"
+)
+
+// Factory holds what commands depend on, as functions and values that tests
+// replace.
+type Factory struct {
+	IO       *iostreams.IOStreams
+	Registry func() provider.Registry
+	Now      func() time.Time
+	Getenv   func(string) string
+}
+
+// NewFactory returns the factory of a real process.
+func NewFactory() *Factory {
+	return &Factory{IO: iostreams.System(), Registry: registry.Default, Now: time.Now, Getenv: os.Getenv}
+}
+
+// kmsSession opens each CMEK key once per command and counts its calls.
+type kmsSession struct {
+	reg  provider.Registry
+	mu   sync.Mutex
+	keys map[string]*provider.Counting
+}
+
+func (f *Factory) newSession() *kmsSession {
+	return &kmsSession{reg: f.Registry(), keys: map[string]*provider.Counting{}}
+}
+
+// Open returns the key of uri, opened once.
+func (s *kmsSession) Open(uri string) (provider.Key, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k, ok := s.keys[uri]; ok {
+		return k, nil
+	}
+	k, err := s.reg.Open(uri)
+	if err != nil {
+		return nil, err
+	}
+	c := provider.NewCounting(k)
+	s.keys[uri] = c
+	return c, nil
+}
+
+// KMSCalls are the KMS calls a command made, for its report.
+type KMSCalls struct {
+	Wrap     int64 `json:"wrap"`
+	Unwrap   int64 `json:"unwrap"`
+	Rewrap   int64 `json:"rewrap"`
+	Describe int64 `json:"describe"`
+}
+
+// Counts sums the calls over every key.
+func (s *kmsSession) Counts() KMSCalls {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var c KMSCalls
+	for _, k := range s.keys {
+		n := k.Counts()
+		c.Wrap += n.Wrap
+		c.Unwrap += n.Unwrap
+		c.Rewrap += n.Rewrap
+		c.Describe += n.Describe
+	}
+	return c
+}
+
+func (f *Factory) env(s *kmsSession) keyring.Env {
+	return keyring.Env{Open: s.Open, Now: f.Now}
+}

@@ -1,0 +1,138 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cmekctl/cmekctl/pkg/provider"
+)
+
+// KMSOptions are the kms verbs' options.
+type KMSOptions struct {
+	Verb        string
+	URI         string
+	PendingDays int
+	Yes         bool
+}
+
+func newCmdKMS(f *Factory, p func() printer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "kms",
+		Short: "Administer CMEK keys: create, describe, rotate, disable, enable, delete",
+		Long: `Administer a CMEK key in its KMS. URIs:
+  file-kms:///abs/dir/name                                      the embedded KMS
+  aws-kms:///<key ARN|key id|alias/name>?REGION=..              AWS KMS
+  gcp-kms:///projects/P/locations/L/keyRings/R/cryptoKeys/K     GCP Cloud KMS
+  vault-transit://host:port/<mount>/keys/<name>                 Vault transit
+
+Where a KMS has no equivalent of a verb (Vault has no disable, a cloud KMS
+cannot destroy at once), cmekctl says so and what to do instead.`,
+	}
+	type verb struct {
+		name, short string
+		run         func(context.Context, provider.Admin, *KMSOptions) (provider.KeyState, error)
+	}
+	verbs := []verb{
+		{"create", "Create a key", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.Create(c) }},
+		{"rotate", "Make a new primary version; old versions still decrypt", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.Rotate(c) }},
+		{"disable", "Disable the key: every wrap and unwrap fails until enable (reversible)", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.Disable(c) }},
+		{"enable", "Re-enable a disabled key", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.Enable(c) }},
+		{"schedule-deletion", "Schedule the key's destruction after a pending window", func(c context.Context, a provider.Admin, o *KMSOptions) (provider.KeyState, error) {
+			return a.ScheduleDeletion(c, o.PendingDays)
+		}},
+		{"cancel-deletion", "Cancel a scheduled deletion (the key comes back disabled)", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.CancelDeletion(c) }},
+		{"destroy", "Destroy the key's material at once: data under it becomes unrecoverable", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.Destroy(c) }},
+	}
+	for _, v := range verbs {
+		opts := &KMSOptions{Verb: v.name}
+		c := &cobra.Command{
+			Use:   v.name + " URI",
+			Short: v.short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				opts.URI = args[0]
+				return kmsRun(cmd.Context(), f, p(), opts, v.run)
+			},
+		}
+		switch v.name {
+		case "schedule-deletion":
+			c.Flags().IntVar(&opts.PendingDays, "pending-days", 7, "days before the key is destroyed (AWS: 7 to 30)")
+		case "destroy":
+			c.Flags().BoolVar(&opts.Yes, "yes", false, "confirm without a prompt (required in scripts)")
+		}
+		cmd.AddCommand(c)
+	}
+	describe := &cobra.Command{
+		Use:   "describe URI",
+		Short: "Show the KMS's view of a key: state, versions, deletion date, whether material could come back",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s := f.newSession()
+			v := describeView(cmd.Context(), s, args[0])
+			if v.State == nil {
+				return fmt.Errorf("describe %s: %s", v.URI, v.Error)
+			}
+			return printKeyState(p(), *v.State)
+		},
+	}
+	cmd.AddCommand(describe)
+	return cmd
+}
+
+func kmsRun(ctx context.Context, f *Factory, p printer, o *KMSOptions, run func(context.Context, provider.Admin, *KMSOptions) (provider.KeyState, error)) error {
+	k, err := f.Registry().Open(o.URI)
+	if err != nil {
+		return usageError("check the URI; cmekctl kms --help lists the forms", "%v", err)
+	}
+	a, ok := provider.AsAdmin(k)
+	if !ok {
+		return usageError("administer this key with its KMS's own tools", "%s keys cannot be administered by cmekctl", redact(o.URI))
+	}
+	if o.Verb == "destroy" {
+		if err := confirm(f, "destroy "+redact(o.URI)+": data under this key becomes unrecoverable", redact(o.URI), o.Yes); err != nil {
+			return err
+		}
+	}
+	st, err := run(ctx, a, o)
+	if err != nil {
+		return err
+	}
+	return printKeyState(p, st)
+}
+
+func printKeyState(p printer, st provider.KeyState) error {
+	t := table{Headers: []string{"version", "state", "created"}}
+	for _, v := range st.Versions {
+		primary := ""
+		if v.ID == st.PrimaryVersion {
+			primary = " (primary)"
+		}
+		t.Rows = append(t.Rows, []string{v.ID + primary, string(v.State), p.when(v.Created)})
+	}
+	head := table{Headers: []string{"key", "provider", "state", "deletion date", "recoverable"}}
+	rec := "no"
+	if st.Recoverable {
+		rec = "yes: " + st.RecoverableReason
+	}
+	head.Rows = [][]string{{st.URI, st.Provider, string(st.State), p.when(st.DeletionDate), rec}}
+	return p.print(st, head, t)
+}
+
+// confirm asks the operator to type expected on a terminal; in a script it
+// requires --yes. It never proceeds on a mismatch.
+func confirm(f *Factory, what, expected string, yes bool) error {
+	if yes {
+		return nil
+	}
+	if !f.IO.CanPrompt() {
+		return usageError("pass --yes to confirm in a script", "%s: refusing without confirmation; nothing was changed", what)
+	}
+	fmt.Fprintf(f.IO.ErrOut, "This will %s.\n", what)
+	ans, err := f.IO.Prompt(fmt.Sprintf("Type %q to confirm: ", expected))
+	if err != nil || ans != expected {
+		return usageError("type the exact text, or pass --yes", "confirmation did not match; nothing was changed")
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// globalOptions are the flags every command has.
+type globalOptions struct {
+	Output  string
+	NoColor bool
+}
+
+// NewRootCmd builds the command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "cmekctl",
+		Short: "Customer-managed encryption keys for database clusters, from the KMS to the node",
+		Long: `cmekctl builds, rotates, revokes and audits the CMEK key hierarchy of a
+database cluster: the customer's CMEK key in a KMS they control (AWS KMS,
+GCP Cloud KMS, Vault transit, or the embedded file-kms), a store key per
+region wrapped by it, and a data key per node wrapped by the store key.
+
+Start with a drill on the embedded KMS (no cloud account needed):
+
+  cmekctl drill`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if g.NoColor {
+				f.IO.NoColor = true
+			}
+			return checkOutput(g.Output)
+		},
+	}
+	root.PersistentFlags().StringVarP(&g.Output, "output", "o", OutputTable, "output format: table, json or yaml")
+	root.PersistentFlags().BoolVar(&g.NoColor, "no-color", false, "no colour in output (also NO_COLOR)")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputJSON, OutputYAML}, cobra.ShellCompDirectiveNoFileComp))
+	cobra.AddTemplateFunc("exitCodes", ExitCodesHelp)
+	root.SetUsageTemplate(root.UsageTemplate() + "\nExit status:\n{{exitCodes}}")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError("see: "+c.CommandPath()+" --help", "%v", err)
+	})
+
+	p := func() printer { return printer{io: f.IO, format: g.Output} }
+	root.AddCommand(
+		newCmdEnable(f, p),
+		newCmdStatus(f, p),
+		newCmdRotate(f, p),
+		newCmdUnlock(f, p),
+		newCmdData(f, p),
+		newCmdKMS(f, p),
+		newCmdDrill(f, p),
+		newCmdVersion(f, p),
+		&cobra.Command{
+			Use:   "exit-codes",
+			Short: "The exit codes of every cmekctl command",
+			Long:  "cmekctl exits with one of these codes; scripts may rely on them.\n\n" + ExitCodesHelp(),
+		},
+	)
+	return root
+}
+
+// Main runs cmekctl with args and returns the exit code.
+func Main(f *Factory, args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	root := NewRootCmd(f)
+	root.SetArgs(args)
+	root.SetIn(f.IO.In)
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	code := ExitCode(err)
+	if code == ExitFailure && isCobraUsage(err) {
+		code = ExitUsage
+	}
+	var silent *silentError
+	if !errors.As(err, &silent) {
+		fmt.Fprintf(f.IO.ErrOut, "cmekctl: %s\n", oneLine(err.Error()))
+		if h := hintFor(err); h != "" {
+			fmt.Fprintf(f.IO.ErrOut, "cmekctl: hint: %s\n", h)
+		} else if code == ExitUsage {
+			fmt.Fprintf(f.IO.ErrOut, "cmekctl: hint: see cmekctl --help\n")
+		}
+	}
+	return code
+}
+
+// silentError carries an exit code whose message the command has already
+// printed (e.g. a verdict).
+type silentError struct{ code int }
+
+func (e *silentError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	return strings.HasPrefix(s, "unknown command") || strings.HasPrefix(s, "unknown flag") ||
+		strings.Contains(s, "accepts ") || strings.HasPrefix(s, "required flag") || strings.HasPrefix(s, "invalid argument")
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}

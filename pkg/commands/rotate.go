@@ -1,0 +1,86 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+)
+
+// RotateOptions are the rotate verbs' options.
+type RotateOptions struct {
+	Op          string
+	Keyrings    []string
+	IfOlderThan time.Duration
+	CMEK        string
+}
+
+func newCmdRotate(f *Factory, p func() printer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rotate",
+		Short: "Rotate data keys, store keys, or the CMEK wrapping",
+		Long: `Rotate one level of the key hierarchy. No rotation re-encrypts data:
+  data-key   a new active data key per node; old ones are kept to read old data (no KMS wrap; one unwrap per region)
+  store-key  a new store key per region; data keys are re-wrapped under it (one unwrap + one wrap per region)
+  cmek       the store key re-wrapped under the CMEK key's current version, or under --cmek (one unwrap + one wrap per region)
+
+A rotation over several nodes writes an intent journal first; if it is
+interrupted, running the same command again finishes it without doubling it.`,
+	}
+	sub := func(op, use, short string) *cobra.Command {
+		opts := &RotateOptions{Op: op}
+		c := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return rotateRun(cmd.Context(), f, p(), opts)
+			},
+		}
+		c.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
+		_ = c.MarkFlagRequired("keyring")
+		_ = c.MarkFlagDirname("keyring")
+		switch op {
+		case keyring.OpRotateDataKey:
+			c.Flags().DurationVar(&opts.IfOlderThan, "if-older-than", 0, "rotate only a data key older than this (e.g. 720h); otherwise say so and exit 0, for cron")
+			c.Example = "  # daily from cron: rotates once the key is 30 days old\n  cmekctl rotate data-key --keyring /var/lib/cockroach/n1/cmek --if-older-than 720h"
+		case keyring.OpRotateCMEK:
+			c.Flags().StringVar(&opts.CMEK, "cmek", "", "re-wrap under this CMEK key instead of the current key's newest version")
+		}
+		return c
+	}
+	cmd.AddCommand(
+		sub(keyring.OpRotateDataKey, "data-key --keyring DIR... [--if-older-than 720h]", "Give each node a new active data key"),
+		sub(keyring.OpRotateStoreKey, "store-key --keyring DIR...", "Give each region a new store key and re-wrap data keys under it"),
+		sub(keyring.OpRotateCMEK, "cmek --keyring DIR... [--cmek NEW_URI]", "Re-wrap store keys under the CMEK key's current version or a new key"),
+	)
+	return cmd
+}
+
+type rotateReport struct {
+	*keyring.Result
+	KMSCalls KMSCalls `json:"kms_calls"`
+}
+
+func rotateRun(ctx context.Context, f *Factory, p printer, o *RotateOptions) error {
+	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), true)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	s := f.newSession()
+	res, err := keyring.Rotate(ctx, f.env(s), g, o.Op, keyring.RotateOptions{IfOlderThan: o.IfOlderThan, NewCMEK: o.CMEK})
+	if res == nil {
+		return err
+	}
+	if res.Resumed && f.IO.IsStderrTTY() {
+		fmt.Fprintf(f.IO.ErrOut, "resuming interrupted %s %s\n", res.Op, res.OpID)
+	}
+	if perr := p.print(rotateReport{Result: res, KMSCalls: s.Counts()}, nodeTable(res.Nodes)); perr != nil {
+		return perr
+	}
+	return err
+}

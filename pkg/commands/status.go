@@ -1,0 +1,215 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/provider"
+)
+
+// StatusOptions are status's options.
+type StatusOptions struct {
+	Keyrings []string
+	NoKMS    bool
+}
+
+func newCmdStatus(f *Factory, p func() printer) *cobra.Command {
+	opts := &StatusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status --keyring DIR [--keyring DIR]...",
+		Short: "Show the key hierarchy of nodes and the KMS's view of their CMEK keys",
+		Long: `Show, per node, the store keys and data keys (IDs, state, created), the CMEK
+URI and the key version that wrapped the store key, when the next data-key
+rotation is due (30 days after the active key's creation), whether an
+interrupted rotation is pending, and the KMS's view of each CMEK key (one
+Describe call per key; --no-kms skips it).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return statusRun(cmd.Context(), f, p(), opts)
+		},
+	}
+	cmd.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
+	cmd.Flags().BoolVar(&opts.NoKMS, "no-kms", false, "do not ask the KMS (no network call)")
+	_ = cmd.MarkFlagRequired("keyring")
+	_ = cmd.MarkFlagDirname("keyring")
+	return cmd
+}
+
+type statusKey struct {
+	ID         string    `json:"id"`
+	State      string    `json:"state"`
+	Created    time.Time `json:"created"`
+	StoreKeyID string    `json:"store_key_id,omitempty"`
+}
+
+type statusNode struct {
+	Keyring         string              `json:"keyring"`
+	ClusterID       string              `json:"cluster_id"`
+	Region          string              `json:"region"`
+	Node            string              `json:"node"`
+	EnabledAt       time.Time           `json:"enabled_at"`
+	CMEKURI         string              `json:"cmek_uri"`
+	CMEKVersion     string              `json:"cmek_version"`
+	Generation      int                 `json:"store_key_generation"`
+	StoreKeys       []statusKey         `json:"store_keys"`
+	DataKeys        []statusKey         `json:"data_keys"`
+	BackupKeys      int                 `json:"backup_keys"`
+	NextRotationDue time.Time           `json:"next_rotation_due"`
+	RotationOverdue bool                `json:"rotation_overdue"`
+	MidRotation     string              `json:"mid_rotation,omitempty"`
+	Revoked         *keyring.Revocation `json:"revoked,omitempty"`
+	Unlocks         int                 `json:"unlocks_recorded"`
+}
+
+type kmsView struct {
+	URI      string             `json:"uri"`
+	State    *provider.KeyState `json:"state,omitempty"`
+	Error    string             `json:"error,omitempty"`
+	Class    provider.Class     `json:"error_class,omitempty"`
+	KMSError string             `json:"kms_error,omitempty"`
+}
+
+type statusReport struct {
+	Nodes    []statusNode `json:"nodes"`
+	KMS      []kmsView    `json:"kms"`
+	KMSCalls KMSCalls     `json:"kms_calls"`
+}
+
+func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) error {
+	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), false)
+	if err != nil {
+		return err
+	}
+	j, err := g.FindJournal()
+	if err != nil {
+		return err
+	}
+	now := f.Now()
+	rep := statusReport{Nodes: []statusNode{}, KMS: []kmsView{}}
+	var uris []string
+	for _, n := range g.Nodes {
+		kr := n.KR
+		sn := statusNode{Keyring: n.Store.Dir, ClusterID: kr.ClusterID, Region: kr.Region, Node: kr.Node, EnabledAt: kr.EnabledAt,
+			CMEKURI: redact(kr.StoreWrap.CMEKURI), CMEKVersion: kr.StoreWrap.CMEKVersion, Generation: kr.StoreWrap.Generation,
+			BackupKeys: len(kr.BackupKeys), NextRotationDue: kr.NextRotation(), Revoked: kr.Revoked, Unlocks: len(kr.Unlocks)}
+		sn.RotationOverdue = now.After(sn.NextRotationDue)
+		if j != nil && slices.Contains(j.Nodes, n.Store.Dir) && kr.LastOp != j.ID {
+			sn.MidRotation = j.Op
+		}
+		for _, s := range kr.StoreKeys {
+			sn.StoreKeys = append(sn.StoreKeys, statusKey{ID: s.ID, State: s.State, Created: s.Created})
+		}
+		for _, d := range kr.DataKeys {
+			sn.DataKeys = append(sn.DataKeys, statusKey{ID: d.ID, State: d.State, Created: d.Created, StoreKeyID: d.StoreKeyID})
+		}
+		rep.Nodes = append(rep.Nodes, sn)
+		if !slices.Contains(uris, kr.StoreWrap.CMEKURI) {
+			uris = append(uris, kr.StoreWrap.CMEKURI)
+		}
+	}
+	s := f.newSession()
+	if !o.NoKMS {
+		for _, u := range uris {
+			rep.KMS = append(rep.KMS, describeView(ctx, s, u))
+		}
+	}
+	rep.KMSCalls = s.Counts()
+	return p.print(rep, statusTables(p, rep)...)
+}
+
+func describeView(ctx context.Context, s *kmsSession, uri string) kmsView {
+	v := kmsView{URI: redact(uri)}
+	k, err := s.Open(uri)
+	if err == nil {
+		var st provider.KeyState
+		st, err = k.Describe(ctx)
+		if err == nil {
+			v.State = &st
+			return v
+		}
+	}
+	v.Error, v.Class = err.Error(), provider.Classify(err)
+	code, msg := provider.Details(err)
+	v.KMSError = strings.TrimSpace(code + " " + msg)
+	return v
+}
+
+func statusTables(p printer, rep statusReport) []table {
+	nodes := table{Title: "Nodes", Headers: []string{"region", "node", "cmek", "version", "store key", "data key", "data key created", "next rotation", "state"}}
+	for _, n := range rep.Nodes {
+		state := "ok"
+		switch {
+		case n.Revoked != nil:
+			state = "REVOKED " + p.when(n.Revoked.At)
+		case n.MidRotation != "":
+			state = "mid-rotation (" + n.MidRotation + ")"
+		case n.RotationOverdue:
+			state = "rotation overdue"
+		}
+		var active, dk statusKey
+		for _, s := range n.StoreKeys {
+			if s.State == keyring.StateActive {
+				active = s
+			}
+		}
+		for _, d := range n.DataKeys {
+			if d.State == keyring.StateActive {
+				dk = d
+			}
+		}
+		nodes.Rows = append(nodes.Rows, []string{n.Region, n.Node, n.CMEKURI, n.CMEKVersion, keyring.Short(active.ID),
+			keyring.Short(dk.ID), p.when(dk.Created), p.when(n.NextRotationDue), state})
+	}
+	keys := table{Title: "Keys", Headers: []string{"node", "kind", "id", "state", "created"}}
+	for _, n := range rep.Nodes {
+		for _, s := range n.StoreKeys {
+			keys.Rows = append(keys.Rows, []string{n.Node, "store", keyring.Short(s.ID), s.State, p.when(s.Created)})
+		}
+		for _, d := range n.DataKeys {
+			keys.Rows = append(keys.Rows, []string{n.Node, "data", keyring.Short(d.ID), d.State, p.when(d.Created)})
+		}
+	}
+	out := []table{nodes, keys}
+	if len(rep.KMS) > 0 {
+		out = append(out, kmsTable(p, rep.KMS))
+	}
+	return out
+}
+
+func kmsTable(p printer, views []kmsView) table {
+	t := table{Title: "KMS", Headers: []string{"cmek", "state", "primary version", "versions", "detail"}}
+	for _, v := range views {
+		if v.State == nil {
+			t.Rows = append(t.Rows, []string{v.URI, "ERROR (" + string(v.Class) + ")", "-", "-", v.KMSError})
+			continue
+		}
+		detail := ""
+		if !v.State.DeletionDate.IsZero() {
+			detail = "deletion on " + p.when(v.State.DeletionDate)
+		}
+		if v.State.Recoverable {
+			detail = strings.TrimSpace(detail + " recoverable: " + v.State.RecoverableReason)
+		}
+		t.Rows = append(t.Rows, []string{v.URI, string(v.State.State), v.State.PrimaryVersion, strconv.Itoa(len(v.State.Versions)), detail})
+	}
+	return t
+}
+
+func stores(dirs []string) []keyring.Store {
+	out := make([]keyring.Store, len(dirs))
+	for i, d := range dirs {
+		out[i] = keyring.Store{Dir: d}
+	}
+	return out
+}
+
+func redact(uri string) string { return provider.RedactURI(uri) }
+
+func days(d time.Duration) string { return fmt.Sprintf("%.0fd", d.Hours()/24) }

@@ -1,0 +1,151 @@
+package keyring
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/cmekctl/cmekctl/pkg/provider"
+)
+
+// KeySize is the size of every key in the hierarchy (256 bits), and of
+// store-key IDs (CockroachDB's store-key files start with a 32-byte ID).
+const KeySize = 32
+
+// Purposes bound into every wrap.
+const (
+	PurposeStoreKey  = "store-key"
+	PurposeDataKey   = "data-key"
+	PurposeBackupKey = "backup-key"
+)
+
+func newKey() []byte {
+	b := make([]byte, KeySize)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return b
+}
+
+func newID() string { return hex.EncodeToString(newKey()) }
+
+// Wipe overwrites key material (best effort: Go may have copied it).
+func Wipe(b []byte) { clear(b) }
+
+// StoreBinding is what a store-key bundle is bound to: the cluster and
+// region, the bundle's key IDs and generation. Not the node: nodes of a
+// region share the bundle.
+func StoreBinding(cluster, region string, w StoreWrap) []byte {
+	return provider.Binding{
+		"cluster": cluster, "region": region, "purpose": PurposeStoreKey,
+		"key_id": joinIDs(w.KeyIDs), "generation": strconv.Itoa(w.Generation),
+		"format": strconv.Itoa(FormatVersion),
+	}.AAD()
+}
+
+// DataBinding binds a data key to its node.
+func DataBinding(cluster, region, node, id, storeKeyID string) []byte {
+	return provider.Binding{
+		"cluster": cluster, "region": region, "node": node, "purpose": PurposeDataKey,
+		"key_id": id, "store_key_id": storeKeyID, "format": strconv.Itoa(FormatVersion),
+	}.AAD()
+}
+
+// BackupBinding binds a backup key to its cluster and wrapping region.
+func BackupBinding(cluster, region, id string) []byte {
+	return provider.Binding{
+		"cluster": cluster, "region": region, "purpose": PurposeBackupKey,
+		"key_id": id, "format": strconv.Itoa(FormatVersion),
+	}.AAD()
+}
+
+func joinIDs(ids []string) string {
+	s := ""
+	for i, id := range ids {
+		if i > 0 {
+			s += ","
+		}
+		s += id
+	}
+	return s
+}
+
+// ErrAuthFailed is returned when a locally wrapped key does not authenticate.
+var errLocalAuth = errors.New("does not authenticate")
+
+// sealLocal wraps a data key under a store key (AES-256-GCM, random nonce).
+func sealLocal(kek, plaintext, aad []byte) []byte {
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		panic(err)
+	}
+	aead, _ := cipher.NewGCM(block)
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err)
+	}
+	return aead.Seal(nonce, nonce, plaintext, aad)
+}
+
+func openLocal(kek, wrapped, aad []byte) ([]byte, error) {
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, err
+	}
+	aead, _ := cipher.NewGCM(block)
+	if len(wrapped) < aead.NonceSize()+aead.Overhead() {
+		return nil, errLocalAuth
+	}
+	pt, err := aead.Open(nil, wrapped[:aead.NonceSize()], wrapped[aead.NonceSize():], aad)
+	if err != nil {
+		return nil, errLocalAuth
+	}
+	return pt, nil
+}
+
+// Bundle is an unwrapped store-key bundle. Keys[0] is active.
+type Bundle struct {
+	IDs  []string
+	Keys [][]byte
+}
+
+// Wipe clears the bundle's keys.
+func (b *Bundle) Wipe() {
+	for _, k := range b.Keys {
+		Wipe(k)
+	}
+}
+
+// Key returns the store key with id, or nil.
+func (b *Bundle) Key(id string) []byte {
+	for i, x := range b.IDs {
+		if x == id {
+			return b.Keys[i]
+		}
+	}
+	return nil
+}
+
+func (b *Bundle) encode() []byte {
+	out := make([]byte, 0, len(b.Keys)*KeySize)
+	for _, k := range b.Keys {
+		out = append(out, k...)
+	}
+	return out
+}
+
+func decodeBundle(ids []string, raw []byte) (*Bundle, error) {
+	if len(raw) != len(ids)*KeySize {
+		Wipe(raw)
+		return nil, fmt.Errorf("store-key bundle has %d bytes, want %d", len(raw), len(ids)*KeySize)
+	}
+	b := &Bundle{IDs: ids}
+	for i := range ids {
+		b.Keys = append(b.Keys, raw[i*KeySize:(i+1)*KeySize])
+	}
+	return b, nil
+}

@@ -1,0 +1,254 @@
+// Package keyring is the key hierarchy on a node's disk: the region's store
+// keys wrapped by the CMEK key, the node's data keys wrapped by the store key,
+// backup keys wrapped by the CMEK keys, and the record of CMEK's enablement,
+// unlocks and revocation. It never holds a plaintext key.
+//
+// A keyring is one file, DIR/keyring.json (mode 0600, DIR mode 0700), in a
+// versioned JSON format. Every change is a crash-safe replace through
+// package safefile, under a lock file that serialises writers.
+//
+// The package imports neither cobra nor viper.
+package keyring
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+const (
+	// FormatName is the "format" field of every keyring.
+	FormatName = "cmekctl-keyring"
+	// FormatVersion is the keyring format this package reads and writes.
+	FormatVersion = 1
+	// FileName is the keyring's file name inside its directory.
+	FileName = "keyring.json"
+	// LockName is the lock file's name inside the keyring directory.
+	LockName = "keyring.lock"
+	// DataKeyLifetime is when the next data-key rotation is due.
+	DataKeyLifetime = 30 * 24 * time.Hour
+)
+
+// Key states.
+const (
+	StateActive   = "active"
+	StatePrevious = "previous" // a store key still in the unwrapped bundle (CockroachDB's old-key)
+	StateRetired  = "retired"
+)
+
+// Keyring is one node's keyring.
+type Keyring struct {
+	Format    string    `json:"format"`
+	Version   int       `json:"version"`
+	ClusterID string    `json:"cluster_id"`
+	Region    string    `json:"region"`
+	Node      string    `json:"node"`
+	EnabledAt time.Time `json:"enabled_at"`
+	// StoreWrap is the region's store-key bundle wrapped by the CMEK key:
+	// the active store key and the previous one, so that one unwrap gives a
+	// node both (one KMS call per node start).
+	StoreWrap  StoreWrap      `json:"store_wrap"`
+	StoreKeys  []StoreKey     `json:"store_keys"`
+	DataKeys   []DataKey      `json:"data_keys"`
+	BackupKeys []BackupKey    `json:"backup_keys,omitempty"`
+	Unlocks    []UnlockRecord `json:"unlocks,omitempty"`
+	Revoked    *Revocation    `json:"revoked,omitempty"`
+	// LastOp is the ID of the last multi-node operation applied here, so a
+	// resumed operation skips nodes it already did.
+	LastOp  string    `json:"last_op,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// StoreWrap is the wrapped store-key bundle and what wrapped it.
+type StoreWrap struct {
+	// Generation grows with every store-key or CMEK rotation of the region.
+	Generation  int       `json:"generation"`
+	CMEKURI     string    `json:"cmek_uri"`
+	CMEKVersion string    `json:"cmek_version,omitempty"`
+	WrappedAt   time.Time `json:"wrapped_at"`
+	// KeyIDs are the store keys in the bundle, active first.
+	KeyIDs  []string `json:"key_ids"`
+	Wrapped []byte   `json:"wrapped"`
+}
+
+// StoreKey is a store key's metadata (its material is only in the bundle).
+type StoreKey struct {
+	ID      string    `json:"id"`
+	State   string    `json:"state"`
+	Created time.Time `json:"created"`
+	Retired time.Time `json:"retired,omitzero"`
+}
+
+// DataKey is a node's data key wrapped by a store key.
+type DataKey struct {
+	ID         string    `json:"id"`
+	State      string    `json:"state"`
+	Created    time.Time `json:"created"`
+	StoreKeyID string    `json:"store_key_id"`
+	Wrapped    []byte    `json:"wrapped"`
+}
+
+// RegionWrap is a key wrapped by one region's CMEK key.
+type RegionWrap struct {
+	Region      string `json:"region"`
+	CMEKURI     string `json:"cmek_uri"`
+	CMEKVersion string `json:"cmek_version,omitempty"`
+	Wrapped     []byte `json:"wrapped"`
+}
+
+// BackupKey is a backup key wrapped by the CMEK key of each region that may
+// restore it, never by a store key.
+type BackupKey struct {
+	ID      string       `json:"id"`
+	Label   string       `json:"label,omitempty"`
+	Created time.Time    `json:"created"`
+	Wraps   []RegionWrap `json:"wraps"`
+}
+
+// UnlockRecord records where unlock wrote unwrapped key material, so revoke can
+// purge it and verify-destroyed can look for it.
+type UnlockRecord struct {
+	Dir    string    `json:"dir"`
+	Files  []string  `json:"files"`
+	Format string    `json:"format"`
+	At     time.Time `json:"at"`
+	Purged time.Time `json:"purged,omitzero"`
+}
+
+// Revocation marks a revoked keyring.
+type Revocation struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
+
+// Marshal encodes a keyring.
+func Marshal(k *Keyring) ([]byte, error) {
+	b, err := json.MarshalIndent(k, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Parse decodes and validates a keyring. Unknown fields, an unknown format
+// version and inconsistent contents are errors (ErrCorrupt, ErrVersion).
+func Parse(data []byte) (*Keyring, error) {
+	var probe struct {
+		Format  string `json:"format"`
+		Version int    `json:"version"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("%w: not valid JSON (truncated or damaged?)", ErrCorrupt)
+	}
+	if probe.Format != FormatName {
+		return nil, fmt.Errorf("%w: not a cmekctl keyring (format %q)", ErrCorrupt, probe.Format)
+	}
+	if probe.Version != FormatVersion {
+		return nil, fmt.Errorf("%w: format version %d; this cmekctl reads version %d: use a cmekctl that knows it", ErrVersion, probe.Version, FormatVersion)
+	}
+	var k Keyring
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&k); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: data after the keyring", ErrCorrupt)
+	}
+	if err := k.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return &k, nil
+}
+
+func (k *Keyring) validate() error {
+	switch {
+	case k.ClusterID == "" || k.Region == "" || k.Node == "":
+		return fmt.Errorf("cluster, region or node missing")
+	case k.StoreWrap.CMEKURI == "" || len(k.StoreWrap.Wrapped) == 0 || len(k.StoreWrap.KeyIDs) == 0 || len(k.StoreWrap.KeyIDs) > 2:
+		return fmt.Errorf("store-key bundle missing or malformed")
+	}
+	ids := map[string]bool{}
+	for _, s := range k.StoreKeys {
+		ids[s.ID] = true
+	}
+	for _, id := range k.StoreWrap.KeyIDs {
+		if !ids[id] {
+			return fmt.Errorf("store key %s of the bundle is not listed", short(id))
+		}
+	}
+	if k.ActiveStoreKey() == nil || k.StoreKeys[k.indexStore(k.StoreWrap.KeyIDs[0])].State != StateActive {
+		return fmt.Errorf("no active store key at the head of the bundle")
+	}
+	active := 0
+	for _, d := range k.DataKeys {
+		if d.State == StateActive {
+			active++
+		}
+		if !ids[d.StoreKeyID] || len(d.Wrapped) == 0 || d.ID == "" {
+			return fmt.Errorf("data key %s is malformed", short(d.ID))
+		}
+	}
+	if active != 1 {
+		return fmt.Errorf("%d active data keys, want 1", active)
+	}
+	return nil
+}
+
+func (k *Keyring) indexStore(id string) int {
+	for i := range k.StoreKeys {
+		if k.StoreKeys[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// ActiveStoreKey returns the active store key's metadata.
+func (k *Keyring) ActiveStoreKey() *StoreKey {
+	for i := range k.StoreKeys {
+		if k.StoreKeys[i].State == StateActive {
+			return &k.StoreKeys[i]
+		}
+	}
+	return nil
+}
+
+// ActiveDataKey returns the active data key.
+func (k *Keyring) ActiveDataKey() *DataKey {
+	for i := range k.DataKeys {
+		if k.DataKeys[i].State == StateActive {
+			return &k.DataKeys[i]
+		}
+	}
+	return nil
+}
+
+// DataKey returns the data key with id, active or retired.
+func (k *Keyring) DataKey(id string) *DataKey {
+	for i := range k.DataKeys {
+		if k.DataKeys[i].ID == id {
+			return &k.DataKeys[i]
+		}
+	}
+	return nil
+}
+
+// NextRotation is when the active data key is due for rotation.
+func (k *Keyring) NextRotation() time.Time {
+	if d := k.ActiveDataKey(); d != nil {
+		return d.Created.Add(DataKeyLifetime)
+	}
+	return time.Time{}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// Short returns the short form of a key ID used in tables and messages.
+func Short(id string) string { return short(id) }

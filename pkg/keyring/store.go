@@ -1,0 +1,98 @@
+package keyring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"time"
+
+	"github.com/cmekctl/cmekctl/pkg/safefile"
+)
+
+// Store is one keyring directory.
+type Store struct {
+	Dir string
+	FS  safefile.FS // nil: the real filesystem
+	// LockWait is how long a writer waits for another (default 30s).
+	LockWait time.Duration
+}
+
+func (s Store) fs() safefile.FS {
+	if s.FS == nil {
+		return safefile.OS{}
+	}
+	return s.FS
+}
+
+// Path is the keyring file's path.
+func (s Store) Path() string { return filepath.Join(s.Dir, FileName) }
+
+// Exists reports whether a keyring file is present (even an unreadable one).
+func (s Store) Exists() bool {
+	_, err := s.fs().Lstat(s.Path())
+	return err == nil
+}
+
+// Load reads, checks and parses the keyring. It refuses a keyring whose
+// directory or file others can access, a symlink, or another user's file.
+func (s Store) Load() (*Keyring, error) {
+	if _, err := s.fs().Lstat(s.Path()); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w: run cmekctl enable first, or check --keyring", s.Dir, ErrNotFound)
+	}
+	if err := safefile.CheckPrivate(s.fs(), s.Dir, true); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPermissions, err)
+	}
+	if err := safefile.CheckPrivate(s.fs(), s.Path(), false); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPermissions, err)
+	}
+	data, err := s.fs().ReadFile(s.Path())
+	if err != nil {
+		return nil, fmt.Errorf("read keyring %s: %w", s.Path(), err)
+	}
+	k, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (the file was left as it is; restore it from a copy)", s.Path(), err)
+	}
+	return k, nil
+}
+
+// Save replaces the keyring crash-safely.
+func (s Store) Save(k *Keyring) error {
+	if err := k.validate(); err != nil {
+		return fmt.Errorf("refusing to write an inconsistent keyring: %v", err)
+	}
+	data, err := Marshal(k)
+	if err != nil {
+		return err
+	}
+	if err := safefile.WriteFile(s.fs(), s.Path(), data, 0o600); err != nil {
+		return fmt.Errorf("write keyring %s: %w", s.Dir, err)
+	}
+	return nil
+}
+
+// Prepare creates the keyring directory (0700) if needed and checks it.
+func (s Store) Prepare() error {
+	if err := s.fs().MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("create keyring directory: %w", err)
+	}
+	if err := safefile.CheckPrivate(s.fs(), s.Dir, true); err != nil {
+		return fmt.Errorf("%w: %v", ErrPermissions, err)
+	}
+	return nil
+}
+
+// Lock takes the keyring's writer lock.
+func (s Store) Lock(ctx context.Context) (*safefile.Lock, error) {
+	wait := s.LockWait
+	if wait == 0 {
+		wait = 30 * time.Second
+	}
+	l, err := safefile.Acquire(ctx, filepath.Join(s.Dir, LockName), wait)
+	if errors.Is(err, safefile.ErrLocked) {
+		return nil, fmt.Errorf("%w: %v", ErrLocked, err)
+	}
+	return l, err
+}
