@@ -35,15 +35,27 @@ cannot destroy at once), cmekctl says so and what to do instead.`,
 		run         func(context.Context, provider.Admin, *KMSOptions) (provider.KeyState, error)
 	}
 	verbs := []verb{
-		{"create", "Create a key", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.Create(c) }},
-		{"rotate", "Make a new primary version; old versions still decrypt", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.Rotate(c) }},
-		{"disable", "Disable the key: every wrap and unwrap fails until enable (reversible)", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.Disable(c) }},
-		{"enable", "Re-enable a disabled key", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.Enable(c) }},
+		{"create", "Create a key", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) {
+			return a.Create(c)
+		}},
+		{"rotate", "Make a new primary version; old versions still decrypt", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) {
+			return a.Rotate(c)
+		}},
+		{"disable", "Disable the key: every wrap and unwrap fails until enable (reversible)", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) {
+			return a.Disable(c)
+		}},
+		{"enable", "Re-enable a disabled key", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) {
+			return a.Enable(c)
+		}},
 		{"schedule-deletion", "Schedule the key's destruction after a pending window", func(c context.Context, a provider.Admin, o *KMSOptions) (provider.KeyState, error) {
 			return a.ScheduleDeletion(c, o.PendingDays)
 		}},
-		{"cancel-deletion", "Cancel a scheduled deletion (the key comes back disabled)", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.CancelDeletion(c) }},
-		{"destroy", "Destroy the key's material at once: data under it becomes unrecoverable", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) { return a.Destroy(c) }},
+		{"cancel-deletion", "Cancel a scheduled deletion (the key comes back disabled)", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) {
+			return a.CancelDeletion(c)
+		}},
+		{"destroy", "Destroy the key's material at once: data under it becomes unrecoverable", func(c context.Context, a provider.Admin, _ *KMSOptions) (provider.KeyState, error) {
+			return a.Destroy(c)
+		}},
 	}
 	for _, v := range verbs {
 		opts := &KMSOptions{Verb: v.name}
