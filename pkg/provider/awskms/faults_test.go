@@ -302,3 +302,35 @@ func TestErrorsCarryNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryTableRow sends every code of the error-class table through the
+// official client (status 400, so that the code alone decides) and checks
+// its class and that only TRANSIENT codes are retried, to the bound.
+func TestEveryTableRow(t *testing.T) {
+	if len(errorClasses) < 30 {
+		t.Fatalf("error table has %d rows", len(errorClasses))
+	}
+	for code, class := range errorClasses {
+		t.Run(code, func(t *testing.T) {
+			f := startFaultKMS(t, map[string]reply{"Decrypt": errorReply(400, code, "message for "+code)})
+			_, err := New(newClient(f.URL), faultARN, testURI(faultARN)).Unwrap(testCtx(t), provider.Wrapped{Ciphertext: []byte("b")}, testAAD)
+			e := pe(t, err)
+			if e.Class != class || e.Code != code || e.Message != "message for "+code || e.RequestID == "" {
+				t.Fatalf("%v: class %s code %q request %q, want class %s", err, e.Class, e.Code, e.RequestID, class)
+			}
+			want := 1
+			if class == provider.Transient {
+				want = testAttempts
+			}
+			if n := f.count("Decrypt"); n != want {
+				t.Fatalf("%d attempts, want %d", n, want)
+			}
+		})
+	}
+	// A code AWS does not document is never proof, and is not retried.
+	f := startFaultKMS(t, map[string]reply{"Decrypt": errorReply(400, "SomethingNewException", "new")})
+	_, err := New(newClient(f.URL), faultARN, testURI(faultARN)).Unwrap(testCtx(t), provider.Wrapped{Ciphertext: []byte("b")}, testAAD)
+	if provider.Classify(err) != provider.Transient || f.count("Decrypt") != 1 {
+		t.Fatalf("undocumented code: %v, %d attempts", err, f.count("Decrypt"))
+	}
+}
