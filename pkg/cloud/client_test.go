@@ -78,6 +78,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("initial status: %+v, %v", info, err)
 	}
 	specs := e.specs("us-east-1", "europe-west1")
+	enabledAt := e.clock.Now()
 	info, err = e.c.EnableCMEK(ctx, clusterID, specs)
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +126,9 @@ func TestLifecycle(t *testing.T) {
 		east.KeyInfos[0].Status != cloud.StatusDisabled || east.KeyInfos[0].Spec != specs[0].KeySpec ||
 		east.KeyInfos[1].Status != cloud.StatusEnabled || east.Current().Spec != newKey {
 		t.Errorf("us-east-1 after rotation: %+v", east)
+	}
+	if !info.EnabledAt().Equal(enabledAt) || !east.Current().CreatedAt.After(enabledAt) {
+		t.Errorf("EnabledAt %v, want %v; current key created %v", info.EnabledAt(), enabledAt, east.Current().CreatedAt)
 	}
 	if west := info.Region("europe-west1"); len(west.KeyInfos) != 1 {
 		t.Errorf("europe-west1 was not rotated but has %d keys", len(west.KeyInfos))

@@ -168,3 +168,31 @@ func (r *RegionInfo) userMessage() string {
 	}
 	return ""
 }
+
+// EnabledAt is when CMEK was first enabled in the region: the earliest
+// created_at of its key infos, or the zero time when it has none.
+func (r *RegionInfo) EnabledAt() time.Time {
+	var t time.Time
+	for _, k := range r.KeyInfos {
+		if !k.CreatedAt.IsZero() && (t.IsZero() || k.CreatedAt.Before(t)) {
+			t = k.CreatedAt
+		}
+	}
+	return t
+}
+
+// EnabledAt is when CMEK was first enabled on the cluster: the earliest
+// EnabledAt of its regions, or the zero time. A managed backup whose
+// as_of_time is before it was taken without CMEK.
+func (c *ClusterInfo) EnabledAt() time.Time {
+	var t time.Time
+	if c == nil {
+		return t
+	}
+	for i := range c.RegionInfos {
+		if e := c.RegionInfos[i].EnabledAt(); !e.IsZero() && (t.IsZero() || e.Before(t)) {
+			t = e
+		}
+	}
+	return t
+}
