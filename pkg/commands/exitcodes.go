@@ -113,6 +113,8 @@ func ExitCode(err error) int {
 		return se.code
 	}
 	switch {
+	case errors.Is(err, keyring.ErrNotTmpfs):
+		return ExitUsage
 	case errors.Is(err, keyring.ErrPartial):
 		return ExitPartial
 	case errors.Is(err, keyring.ErrNotFound):

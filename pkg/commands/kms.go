@@ -81,6 +81,9 @@ cannot destroy at once), cmekctl says so and what to do instead.`,
 		Short: "Show the KMS's view of a key: state, versions, deletion date, whether material could come back",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := f.Registry().Open(args[0]); err != nil {
+				return usageError("check the URI; cmekctl kms --help lists the forms", "%v", err)
+			}
 			s := f.newSession()
 			v := describeView(cmd.Context(), s, args[0])
 			if v.State == nil {

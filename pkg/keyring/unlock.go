@@ -57,6 +57,10 @@ func Unlock(ctx context.Context, env Env, s Store, opt UnlockOptions) (*UnlockRe
 	if opt.StorePath == "" {
 		opt.StorePath = "*"
 	}
+	// The keyring first: a missing or refused keyring is the first thing to say.
+	if _, err := s.Load(); err != nil {
+		return nil, err
+	}
 	out, err := filepath.Abs(opt.Out)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/cmekctl/cmekctl/pkg/commands"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"cmekctl": func() { os.Exit(commands.Main(commands.NewFactory(), os.Args[1:])) },
+		// exitcode N cmekctl ARGS... runs cmekctl and succeeds only if it
+		// exits with N, so scripts assert the documented exit codes.
+		"exitcode": func() {
+			want, err := strconv.Atoi(os.Args[1])
+			if err != nil || len(os.Args) < 3 || os.Args[2] != "cmekctl" {
+				fmt.Fprintln(os.Stderr, "usage: exitcode N cmekctl ARGS...")
+				os.Exit(100)
+			}
+			if got := commands.Main(commands.NewFactory(), os.Args[3:]); got != want {
+				fmt.Fprintf(os.Stderr, "exitcode: cmekctl exited %d, want %d\n", got, want)
+				os.Exit(101)
+			}
+			os.Exit(0)
+		},
+	})
+}
+
+// TestScripts runs every CLI script in testdata: a command, its expected
+// stdout, stderr and exit code, with files as -- name -- sections.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("NO_COLOR", "1")
+			return nil
+		},
+	})
+}
