@@ -120,7 +120,7 @@ func ParseEscrow(b []byte) (*Escrow, error) {
 		Format  string `json:"format"`
 		Version int    `json:"version"`
 	}
-	if err := json.Unmarshal(b, &probe); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&probe); err != nil {
 		return nil, fmt.Errorf("escrow: %v: %w", err, ErrNotEscrow)
 	}
 	if probe.Format != EscrowFormat {
