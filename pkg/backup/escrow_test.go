@@ -86,12 +86,14 @@ func TestEscrowRefuses(t *testing.T) {
 
 func TestEscrowMarshalRefuses(t *testing.T) {
 	for name, f := range map[string]func(*Escrow){
-		"plaintext key": func(e *Escrow) { e.Keys[0].Wraps = []RegionWrap{{Region: "r", CMEKURI: "file-kms:///k", Wrapped: make([]byte, 32)}} },
-		"no wraps":      func(e *Escrow) { e.Keys[0].Wraps = nil },
-		"no id":         func(e *Escrow) { e.Keys[1].ID = "" },
-		"no cluster":    func(e *Escrow) { e.ClusterID = "" },
-		"no created":    func(e *Escrow) { e.Keys[0].Created = time.Time{} },
-		"version 2":     func(e *Escrow) { e.Version = 2 },
+		"plaintext key": func(e *Escrow) {
+			e.Keys[0].Wraps = []RegionWrap{{Region: "r", CMEKURI: "file-kms:///k", Wrapped: make([]byte, 32)}}
+		},
+		"no wraps":   func(e *Escrow) { e.Keys[0].Wraps = nil },
+		"no id":      func(e *Escrow) { e.Keys[1].ID = "" },
+		"no cluster": func(e *Escrow) { e.ClusterID = "" },
+		"no created": func(e *Escrow) { e.Keys[0].Created = time.Time{} },
+		"version 2":  func(e *Escrow) { e.Version = 2 },
 	} {
 		e := testEscrow()
 		f(&e)
