@@ -29,6 +29,9 @@ type FS interface {
 	Rename(oldpath, newpath string) error
 	Remove(name string) error
 	Lstat(name string) (os.FileInfo, error)
+	// MkdirAll creates name and any missing parents with perm, and makes
+	// each directory it creates durable (fsyncs its parent), so that a file
+	// made durable inside it does not vanish with it on a power cut.
 	MkdirAll(name string, perm os.FileMode) error
 	// SyncDir fsyncs a directory, making renames in it durable.
 	SyncDir(name string) error
@@ -42,11 +45,39 @@ var _ FS = OS{}
 func (OS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	return os.OpenFile(name, flag, perm)
 }
-func (OS) ReadFile(name string) ([]byte, error)         { return os.ReadFile(name) }
-func (OS) Rename(o, n string) error                     { return os.Rename(o, n) }
-func (OS) Remove(name string) error                     { return os.Remove(name) }
-func (OS) Lstat(name string) (os.FileInfo, error)       { return os.Lstat(name) }
-func (OS) MkdirAll(name string, perm os.FileMode) error { return os.MkdirAll(name, perm) }
+func (OS) ReadFile(name string) ([]byte, error)   { return os.ReadFile(name) }
+func (OS) Rename(o, n string) error               { return os.Rename(o, n) }
+func (OS) Remove(name string) error               { return os.Remove(name) }
+func (OS) Lstat(name string) (os.FileInfo, error) { return os.Lstat(name) }
+
+// MkdirAll creates the missing directories of name, each followed by an
+// fsync of its parent.
+func (o OS) MkdirAll(name string, perm os.FileMode) error {
+	name = filepath.Clean(name)
+	var missing []string
+	for p := name; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		missing = append(missing, p)
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return os.MkdirAll(name, perm) // reports a non-directory in the way
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		p := missing[i]
+		if err := os.Mkdir(p, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := o.SyncDir(filepath.Dir(p)); err != nil {
+			return fmt.Errorf("fsync directory %s: %w", filepath.Dir(p), err)
+		}
+	}
+	return nil
+}
 func (OS) SyncDir(name string) error {
 	d, err := os.Open(name)
 	if err != nil {
