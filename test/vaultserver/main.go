@@ -14,13 +14,16 @@
 // would, or hang.
 //
 //	vaultserver -addr 127.0.0.1:0 -token <random> -print-addr
+//	echo "$TOKEN" | vaultserver -addr 127.0.0.1:0 -token-stdin -print-addr -exit-on-eof
 //
 // prints http://127.0.0.1:PORT on stdout once it listens, then serves until
 // killed or until stdin closes (with -exit-on-eof), so a test that dies
-// leaves no server behind.
+// leaves no server behind. Tests pass the token on stdin, keeping it off
+// argv and the environment.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,18 +52,27 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address (loopback only)")
-	token := flag.String("token", "", "the one accepted token (required; or VAULTSERVER_TOKEN)")
+	token := flag.String("token", "", "the one accepted token (or -token-stdin, or VAULTSERVER_TOKEN)")
+	tokenStdin := flag.Bool("token-stdin", false, "read the token from the first line of stdin (keeps it off argv and the environment)")
 	mount := flag.String("mount", "transit", "mount path of the transit engine")
 	namespace := flag.String("namespace", "", "if set, requests must carry this X-Vault-Namespace")
 	printAddr := flag.Bool("print-addr", false, "print the server's URL on stdout once listening")
 	exitOnEOF := flag.Bool("exit-on-eof", false, "exit when stdin reaches EOF (tests hold a pipe open)")
 	flag.Parse()
 
+	stdin := bufio.NewReader(os.Stdin)
+	if *tokenStdin {
+		line, err := stdin.ReadString('\n')
+		if err != nil && line == "" {
+			log.Fatalf("vaultserver: -token-stdin: %v", err)
+		}
+		*token = strings.TrimSpace(line)
+	}
 	if *token == "" {
 		*token = os.Getenv("VAULTSERVER_TOKEN")
 	}
 	if *token == "" {
-		log.Fatal("vaultserver: -token or VAULTSERVER_TOKEN is required")
+		log.Fatal("vaultserver: a token is required: -token, -token-stdin or VAULTSERVER_TOKEN")
 	}
 	host, _, err := net.SplitHostPort(*addr)
 	if err != nil {
@@ -90,7 +102,7 @@ func main() {
 	}()
 	if *exitOnEOF {
 		go func() {
-			io.Copy(io.Discard, os.Stdin)
+			io.Copy(io.Discard, stdin)
 			srv.Close()
 		}()
 	}
