@@ -55,6 +55,8 @@ Start with a drill on the embedded KMS (no cloud account needed):
 		newCmdStatus(f, p),
 		newCmdRotate(f, p),
 		newCmdUnlock(f, p),
+		newCmdRevoke(f, p),
+		newCmdVerify(f, p),
 		newCmdData(f, p),
 		newCmdKMS(f, p),
 		newCmdDrill(f, p),

@@ -62,6 +62,13 @@ func OpenSealer(ctx context.Context, env Env, s Store) (*Sealer, error) {
 	if r := kr.Revoked; r != nil {
 		return nil, fmt.Errorf("%s: %w (%s): data can no longer be sealed or opened", s.Dir, ErrRevoked, r.Reason)
 	}
+	return NewSealer(ctx, env, kr)
+}
+
+// NewSealer unwraps the keyring's keys without looking at its revocation
+// mark: verify-destroyed uses it to try what an attacker with the keyring
+// and KMS access could do.
+func NewSealer(ctx context.Context, env Env, kr *Keyring) (*Sealer, error) {
 	b, err := UnwrapBundle(ctx, env, kr.ClusterID, kr.Region, kr.StoreWrap)
 	if err != nil {
 		return nil, err

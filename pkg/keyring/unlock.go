@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cmekctl/cmekctl/pkg/safefile"
@@ -195,42 +196,35 @@ func purgeFile(p string) error {
 	return safefile.OS{}.SyncDir(filepath.Dir(p))
 }
 
-// PurgeUnlocks overwrites and removes every store-key file that unlock
-// wrote, returning the files purged.
-func PurgeUnlocks(kr *Keyring, now func() string) ([]string, error) {
-	var purged []string
-	for i := range kr.Unlocks {
-		u := &kr.Unlocks[i]
-		for _, f := range u.Files {
-			if _, err := os.Lstat(f); err == nil {
-				if err := purgeFile(f); err != nil {
-					return purged, err
-				}
-				purged = append(purged, f)
-			}
-		}
-	}
-	return purged, nil
-}
-
 // LeftoverKeyFiles lists files that unlock wrote which are still present,
-// and key-like files (64 bytes, or a JWKS) in the keyring directory.
+// and key-like files (32 or 64 bytes, or a JWKS) in the keyring directory.
 func LeftoverKeyFiles(s Store, kr *Keyring) []string {
-	var out []string
-	for _, u := range kr.Unlocks {
-		for _, f := range u.Files {
-			if _, err := os.Lstat(f); err == nil {
-				out = append(out, f)
-			}
-		}
-	}
+	out := UnlockedFiles(kr)
 	entries, _ := os.ReadDir(s.Dir)
 	for _, e := range entries {
 		name := e.Name()
-		if e.IsDir() || name == FileName || name == LockName || name == JournalName || strings.HasPrefix(name, ".") {
+		if e.IsDir() || name == FileName || name == LockName || name == JournalName {
 			continue
 		}
-		out = append(out, filepath.Join(s.Dir, name))
+		p := filepath.Join(s.Dir, name)
+		if keyLike(p) && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
 	}
 	return out
+}
+
+func keyLike(p string) bool {
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	if fi.Size() == KeySize || fi.Size() == 2*KeySize {
+		return true
+	}
+	if fi.Size() > 64<<10 {
+		return false
+	}
+	b, err := os.ReadFile(p)
+	return err == nil && strings.Contains(string(b), `"kty"`)
 }

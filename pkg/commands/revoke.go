@@ -1,0 +1,199 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/provider"
+)
+
+// RevokeOptions are revoke's options.
+type RevokeOptions struct {
+	Keyrings    []string
+	KMSAction   string
+	PendingDays int
+	Reason      string
+	DryRun      bool
+	Yes         bool
+}
+
+const (
+	kmsActionNone     = "none"
+	kmsActionDisable  = "disable"
+	kmsActionSchedule = "schedule-deletion"
+)
+
+func newCmdRevoke(f *Factory, p func() printer) *cobra.Command {
+	opts := &RevokeOptions{}
+	cmd := &cobra.Command{
+		Use:   "revoke --keyring DIR... [--kms-action none|disable|schedule-deletion] [--pending-days N] [--dry-run] [--yes]",
+		Short: "Revoke the cluster's access to its keys (destructive)",
+		Long: `Revoke CMEK access for the nodes given, in four steps:
+  1. purge the store-key files that unlock wrote (overwritten, then removed);
+  2. optionally act on the CMEK key in the KMS: disable (reversible) or
+     schedule-deletion (after --pending-days); default none, for when the
+     cluster's IAM access to the key was already removed;
+  3. mark every keyring revoked (time and reason): unlock, data decrypt and
+     rotations refuse from then on, even if the KMS would still answer;
+  4. show that a node start now fails, and whether the KMS itself still
+     unwraps the store key (if it does, remove the cluster's access to the key).
+
+It is destructive: on a terminal it asks you to type the cluster ID; in a
+script it needs --yes. --dry-run prints each step and the KMS calls it would
+make, and changes nothing. Check the result with cmekctl verify-destroyed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return revokeRun(cmd.Context(), f, p(), opts)
+		},
+	}
+	cmd.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
+	cmd.Flags().StringVar(&opts.KMSAction, "kms-action", kmsActionNone, "what to do to the CMEK key: none, disable or schedule-deletion")
+	cmd.Flags().IntVar(&opts.PendingDays, "pending-days", 7, "pending window for --kms-action schedule-deletion")
+	cmd.Flags().StringVar(&opts.Reason, "reason", "revoked by operator", "reason recorded in the keyrings")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan and the KMS calls; change nothing")
+	cmd.Flags().BoolVar(&opts.Yes, "yes", false, "confirm without a prompt (required in scripts)")
+	_ = cmd.MarkFlagRequired("keyring")
+	_ = cmd.RegisterFlagCompletionFunc("kms-action", cobra.FixedCompletions([]string{kmsActionNone, kmsActionDisable, kmsActionSchedule}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+type revokeStep struct {
+	Step     string `json:"step"`
+	Target   string `json:"target"`
+	Result   string `json:"result"`
+	KMSCalls string `json:"kms_calls,omitempty"`
+}
+
+type revokeReport struct {
+	ClusterID string       `json:"cluster_id"`
+	DryRun    bool         `json:"dry_run"`
+	Steps     []revokeStep `json:"steps"`
+	KMSCalls  KMSCalls     `json:"kms_calls"`
+}
+
+func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) error {
+	switch o.KMSAction {
+	case kmsActionNone, kmsActionDisable, kmsActionSchedule:
+	default:
+		return usageError("use --kms-action none, disable or schedule-deletion", "unknown --kms-action %q", o.KMSAction)
+	}
+	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), !o.DryRun)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	var todo []*keyring.Node
+	for _, n := range g.Nodes {
+		if n.KR.Revoked == nil {
+			todo = append(todo, n)
+		}
+	}
+	if len(todo) == 0 {
+		r := g.Nodes[0].KR.Revoked
+		return exitf(ExitRevokedKeyring, "every keyring given is already revoked (first on %s: %s); nothing was changed", r.At.Format("2006-01-02T15:04:05Z07:00"), r.Reason)
+	}
+	var uris []string
+	for _, n := range todo {
+		if !slices.Contains(uris, n.KR.StoreWrap.CMEKURI) {
+			uris = append(uris, n.KR.StoreWrap.CMEKURI)
+		}
+	}
+	rep := revokeReport{ClusterID: g.Cluster, DryRun: o.DryRun}
+	if o.DryRun {
+		for _, n := range todo {
+			files := keyring.UnlockedFiles(n.KR)
+			rep.Steps = append(rep.Steps, revokeStep{Step: "1 purge unlocked key files", Target: n.Store.Dir, Result: fmt.Sprintf("would overwrite and remove %d file(s)", len(files))})
+		}
+		for _, u := range uris {
+			calls := "0"
+			res := "would leave the key as it is"
+			if o.KMSAction != kmsActionNone {
+				calls, res = "1 "+o.KMSAction, "would "+o.KMSAction+" the key"
+			}
+			rep.Steps = append(rep.Steps, revokeStep{Step: "2 KMS action: " + o.KMSAction, Target: redact(u), Result: res, KMSCalls: calls})
+		}
+		for _, n := range todo {
+			rep.Steps = append(rep.Steps, revokeStep{Step: "3 mark keyring revoked", Target: n.Store.Dir, Result: "would mark revoked: " + o.Reason})
+		}
+		for _, r := range g.Regions {
+			rep.Steps = append(rep.Steps, revokeStep{Step: "4 node start attempt", Target: "region " + r, Result: "would try one unwrap, expecting failure", KMSCalls: "1 unwrap"})
+		}
+		return p.print(rep, revokeTable(rep))
+	}
+	if err := confirm(f, fmt.Sprintf("revoke CMEK access of cluster %q on %d node(s)", g.Cluster, len(todo)), g.Cluster, o.Yes); err != nil {
+		return err
+	}
+	s := f.newSession()
+	now := f.Now().UTC()
+	// 1. Purge.
+	for _, n := range todo {
+		purged, err := keyring.PurgeUnlocked(n.KR, now)
+		if err != nil {
+			return fmt.Errorf("purge unlocked key files of %s: %w (no keyring was marked)", n.Store.Dir, err)
+		}
+		rep.Steps = append(rep.Steps, revokeStep{Step: "1 purge unlocked key files", Target: n.Store.Dir, Result: fmt.Sprintf("%d file(s) overwritten and removed", len(purged))})
+	}
+	// 2. KMS action.
+	for _, u := range uris {
+		step := revokeStep{Step: "2 KMS action: " + o.KMSAction, Target: redact(u), Result: "key left as it is"}
+		if o.KMSAction != kmsActionNone {
+			k, err := s.Open(u)
+			if err != nil {
+				return err
+			}
+			a, ok := provider.AsAdmin(k)
+			if !ok {
+				return usageError("use --kms-action none and act on the key with its KMS's tools", "cmekctl cannot administer %s", redact(u))
+			}
+			var st provider.KeyState
+			if o.KMSAction == kmsActionDisable {
+				st, err = a.Disable(ctx)
+			} else {
+				st, err = a.ScheduleDeletion(ctx, o.PendingDays)
+			}
+			if err != nil {
+				return fmt.Errorf("%s %s: %w (unlocked files were purged; no keyring was marked)", o.KMSAction, redact(u), err)
+			}
+			step.Result, step.KMSCalls = "key is now "+string(st.State), "1 "+o.KMSAction
+		}
+		rep.Steps = append(rep.Steps, step)
+	}
+	// 3. Mark.
+	for _, n := range todo {
+		if err := keyring.MarkRevoked(n.KR, o.Reason, now); err != nil {
+			return err
+		}
+		if err := n.Store.Save(n.KR); err != nil {
+			return fmt.Errorf("mark %s revoked: %w", n.Store.Dir, err)
+		}
+		rep.Steps = append(rep.Steps, revokeStep{Step: "3 mark keyring revoked", Target: n.Store.Dir, Result: "revoked at " + now.Format("2006-01-02T15:04:05Z") + ": " + o.Reason})
+	}
+	// 4. A node start now fails; and does the KMS still unwrap?
+	env := f.env(s)
+	for _, r := range g.Regions {
+		n := g.ByRegion(r)[0]
+		res := "node start refused by the revocation mark"
+		b, err := keyring.UnwrapBundle(ctx, env, n.KR.ClusterID, r, n.KR.StoreWrap)
+		if err == nil {
+			b.Wipe()
+			res += "; WARNING: the KMS still unwraps the store key: remove the cluster's access to the CMEK key, or rerun with --kms-action disable"
+		} else {
+			res += "; the KMS refuses too: " + string(provider.Classify(err))
+		}
+		rep.Steps = append(rep.Steps, revokeStep{Step: "4 node start attempt", Target: "region " + r, Result: res, KMSCalls: "1 unwrap"})
+	}
+	rep.KMSCalls = s.Counts()
+	return p.print(rep, revokeTable(rep))
+}
+
+func revokeTable(rep revokeReport) table {
+	t := table{Headers: []string{"step", "target", "result", "kms calls"}}
+	for _, s := range rep.Steps {
+		t.Rows = append(t.Rows, []string{s.Step, s.Target, s.Result, s.KMSCalls})
+	}
+	return t
+}

@@ -1,0 +1,257 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/stream"
+	"github.com/cmekctl/cmekctl/pkg/verify"
+)
+
+// VerifyOptions are verify-destroyed's options.
+type VerifyOptions struct {
+	Keyrings []string
+	Samples  []string
+	Accept   string
+}
+
+func newCmdVerify(f *Factory, p func() printer) *cobra.Command {
+	opts := &VerifyOptions{}
+	cmd := &cobra.Command{
+		Use:   "verify-destroyed --keyring DIR... [--sample FILE...] [--accept revoked]",
+		Short: "Gather evidence that nothing can be decrypted any more, and give a verdict",
+		Long: `Gather evidence, check by check, that the cluster's key material can no
+longer be used, and give a verdict that can be filed with an audit:
+  - the KMS's view of each CMEK key (Describe), and whether its material could come back;
+  - a real unwrap attempt of every wrapped store key and every backup key;
+  - a real decrypt attempt of every --sample file (data files);
+  - a search of the keyring directories and of every path unlock wrote to,
+    for unwrapped key material left behind;
+  - a node start attempt per node.
+
+Verdicts (the weakest check decides):
+  DESTROYED     every unwrap failed with a DESTROYED error and the KMS confirms destruction  (exit 0)
+  REVOKED       nothing could be unwrapped, but the key could come back                    (exit 30; 0 with --accept revoked)
+  ACCESSIBLE    something still unwrapped or decrypted: the drill failed                   (exit 31)
+  INCONCLUSIVE  a transient error stopped a check; never counted as proof                  (exit 32)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return verifyRun(cmd.Context(), f, p(), opts)
+		},
+	}
+	cmd.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
+	cmd.Flags().StringArrayVar(&opts.Samples, "sample", nil, "a data file to try to decrypt (repeat)")
+	cmd.Flags().StringVar(&opts.Accept, "accept", "", "accept a weaker verdict as success: revoked (for a revocation drill)")
+	_ = cmd.MarkFlagRequired("keyring")
+	_ = cmd.RegisterFlagCompletionFunc("accept", cobra.FixedCompletions([]string{"revoked"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+type verifyReport struct {
+	ClusterID string `json:"cluster_id"`
+	verify.Report
+	KMSCalls KMSCalls `json:"kms_calls"`
+}
+
+func verifyRun(ctx context.Context, f *Factory, p printer, o *VerifyOptions) error {
+	if o.Accept != "" && o.Accept != "revoked" {
+		return usageError("use --accept revoked", "unknown --accept %q", o.Accept)
+	}
+	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), false)
+	if err != nil {
+		return err
+	}
+	// Samples are checked before anything is tried: one that is not ours
+	// is bad input, not evidence.
+	samples := map[string]keyring.DataHeader{}
+	for _, path := range o.Samples {
+		h, err := sampleHeader(path)
+		if err != nil {
+			return err
+		}
+		samples[path] = h
+	}
+	s := f.newSession()
+	now := func() time.Time { return f.Now() }
+	rep := verify.Report{StartedAt: f.Now().UTC()}
+	add := func(c verify.Check) { rep.Checks = append(rep.Checks, c) }
+
+	// The KMS's view of every CMEK key.
+	var uris []string
+	for _, n := range g.Nodes {
+		if !slices.Contains(uris, n.KR.StoreWrap.CMEKURI) {
+			uris = append(uris, n.KR.StoreWrap.CMEKURI)
+		}
+		for _, b := range n.KR.BackupKeys {
+			for _, w := range b.Wraps {
+				if !slices.Contains(uris, w.CMEKURI) {
+					uris = append(uris, w.CMEKURI)
+				}
+			}
+		}
+	}
+	for _, u := range uris {
+		k, err := s.Open(u)
+		if err != nil {
+			add(verify.ErrorCheck(redact(u), "describe CMEK key", err, f.Now().UTC()))
+			continue
+		}
+		add(verify.DescribeCheck(ctx, k, redact(u), now))
+	}
+	// A real unwrap of every distinct wrapped store-key bundle.
+	unwrapped := map[string]verify.Check{} // wrapped bytes → result
+	for _, n := range g.Nodes {
+		w := n.KR.StoreWrap
+		if _, done := unwrapped[string(w.Wrapped)]; done {
+			continue
+		}
+		target := fmt.Sprintf("store key %s (region %s, generation %d)", keyring.Short(w.KeyIDs[0]), n.KR.Region, w.Generation)
+		k, err := s.Open(w.CMEKURI)
+		var c verify.Check
+		if err != nil {
+			c = verify.ErrorCheck(target, "unwrap store key", err, f.Now().UTC())
+		} else {
+			c = verify.UnwrapCheck(ctx, k, provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion},
+				keyring.StoreBinding(n.KR.ClusterID, n.KR.Region, w), target, "unwrap store key", now)
+		}
+		unwrapped[string(w.Wrapped)] = c
+		add(c)
+	}
+	// A real unwrap of every backup key, per wrapping region.
+	seenBackup := map[string]bool{}
+	for _, n := range g.Nodes {
+		for _, b := range n.KR.BackupKeys {
+			for _, w := range b.Wraps {
+				id := b.ID + "/" + w.Region
+				if seenBackup[id] {
+					continue
+				}
+				seenBackup[id] = true
+				target := fmt.Sprintf("backup key %s (region %s)", keyring.Short(b.ID), w.Region)
+				k, err := s.Open(w.CMEKURI)
+				if err != nil {
+					add(verify.ErrorCheck(target, "unwrap backup key", err, f.Now().UTC()))
+					continue
+				}
+				add(verify.UnwrapCheck(ctx, k, provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion},
+					keyring.BackupBinding(n.KR.ClusterID, w.Region, b.ID), target, "unwrap backup key", now))
+			}
+		}
+	}
+	// A real decrypt of every sample.
+	env := f.env(s)
+	for _, path := range o.Samples {
+		h := samples[path]
+		var node *keyring.Node
+		for _, n := range g.Nodes {
+			if n.KR.ClusterID == h.ClusterID && n.KR.Region == h.Region && n.KR.Node == h.Node {
+				node = n
+			}
+		}
+		if node == nil {
+			return exitf(ExitForeign, "sample %s was sealed on node %q of region %q, cluster %q: give that node's keyring too", path, h.Node, h.Region, h.ClusterID)
+		}
+		add(sampleCheck(ctx, env, node, path, now))
+	}
+	// Key material left on disk.
+	for _, n := range g.Nodes {
+		left := keyring.LeftoverKeyFiles(n.Store, n.KR)
+		if len(left) == 0 {
+			add(verify.Check{Target: n.Store.Dir, Check: "search for unwrapped key files", Result: "none found", Outcome: verify.OutPass, At: f.Now().UTC()})
+		}
+		for _, l := range left {
+			add(verify.Check{Target: l, Check: "search for unwrapped key files", Result: "FOUND: a store-key file is still on disk", Outcome: verify.OutAccessible, At: f.Now().UTC()})
+		}
+	}
+	// A node start per node.
+	for _, n := range g.Nodes {
+		c := verify.Check{Target: fmt.Sprintf("node %s (region %s)", n.KR.Node, n.KR.Region), Check: "node start (unlock)", At: f.Now().UTC()}
+		u := unwrapped[string(n.KR.StoreWrap.Wrapped)]
+		switch {
+		case u.Outcome != verify.OutAccessible:
+			c.Result, c.Outcome, c.Class, c.KMSError = "fails: the store key does not unwrap", verify.OutPass, u.Class, u.KMSError
+		case n.KR.Revoked != nil:
+			c.Result, c.Outcome = "refused by the keyring's revocation mark, but the KMS still unwraps", verify.OutPass
+		default:
+			c.Result, c.Outcome = "WOULD START: the keyring is not revoked and the store key unwraps", verify.OutAccessible
+		}
+		add(c)
+	}
+	rep.FinishedAt = f.Now().UTC()
+	rep.Verdict, rep.Reason = verify.Decide(rep.Checks)
+	out := verifyReport{ClusterID: g.Cluster, Report: rep, KMSCalls: s.Counts()}
+	if err := p.print(out, verifyTables(p, rep)...); err != nil {
+		return err
+	}
+	if p.format == OutputTable {
+		fmt.Fprintf(f.IO.ErrOut, "verdict: %s (%s)\n", rep.Verdict, rep.Reason)
+	}
+	return verdictExit(rep.Verdict, o.Accept)
+}
+
+func verdictExit(verdict, accept string) error {
+	switch verdict {
+	case verify.Destroyed:
+		return nil
+	case verify.Revoked:
+		if accept == "revoked" {
+			return nil
+		}
+		return &silentError{ExitVerdictRevoked}
+	case verify.Accessible:
+		return &silentError{ExitAccessible}
+	}
+	return &silentError{ExitInconclusive}
+}
+
+func verifyTables(p printer, rep verify.Report) []table {
+	t := table{Headers: []string{"target", "check", "result", "class", "kms error", "at"}}
+	for _, c := range rep.Checks {
+		t.Rows = append(t.Rows, []string{c.Target, c.Check, c.Result, c.Class, c.KMSError, p.when(c.At)})
+	}
+	t.Rows = append(t.Rows, []string{"VERDICT", rep.Verdict, rep.Reason, "", "", p.when(rep.FinishedAt)})
+	return []table{t}
+}
+
+func sampleHeader(path string) (keyring.DataHeader, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return keyring.DataHeader{}, exitf(ExitUsage, "sample %s: %v", path, err)
+	}
+	defer fh.Close()
+	h, _, err := keyring.ReadDataHeader(fh)
+	if err != nil {
+		return h, fmt.Errorf("sample %s: %w: pass data files written by cmekctl data encrypt", path, err)
+	}
+	return h, nil
+}
+
+func sampleCheck(ctx context.Context, env keyring.Env, n *keyring.Node, path string, now func() time.Time) verify.Check {
+	c := verify.Check{Target: path, Check: "decrypt sample"}
+	fh, err := os.Open(path)
+	if err != nil {
+		c.Result, c.Outcome, c.At = err.Error(), verify.OutInconclusive, now().UTC()
+		return c
+	}
+	defer fh.Close()
+	sl, err := keyring.NewSealer(ctx, env, n.KR)
+	if err != nil {
+		return verify.ErrorCheck(path, "decrypt sample", err, now().UTC())
+	}
+	defer sl.Close()
+	if _, err := sl.Open(io.Discard, fh, stream.Options{}); err != nil {
+		c.Result, c.Outcome, c.At = "failed: "+err.Error(), verify.OutRevoked, now().UTC()
+		return c
+	}
+	c.Result, c.Outcome, c.At = "DECRYPTED: the sample is still readable", verify.OutAccessible, now().UTC()
+	return c
+}
+
