@@ -1,0 +1,7 @@
+package gcpkms
+
+// Exports for the external tests.
+var (
+	Classify = classify
+	WrapErr  = wrapErr
+)
