@@ -24,7 +24,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -254,21 +253,26 @@ func describeData(st provider.KeyState, name string, d map[string]any) provider.
 			st.Details[f] = fmt.Sprint(v)
 		}
 	}
+	// keys lists the versions Vault holds unarchived: min_decryption_version
+	// and up. Older ones stay in Vault's archive (decryption refused) until
+	// trimmed below min_available_version, which deletes them.
 	keys, _ := d["keys"].(map[string]any)
-	ids := make([]int, 0, len(keys))
-	for id := range keys {
-		if n, err := strconv.Atoi(id); err == nil {
-			ids = append(ids, n)
+	if latest == 0 {
+		for id := range keys {
+			if n, err := strconv.Atoi(id); err == nil && n > latest {
+				latest = n
+			}
 		}
 	}
-	slices.Sort(ids)
-	for v := 1; v < minAvail; v++ {
-		st.Versions = append(st.Versions, provider.VersionState{ID: strconv.Itoa(v), State: provider.StateDestroyed})
-	}
-	for _, v := range ids {
-		vs := provider.VersionState{ID: strconv.Itoa(v), State: provider.StateEnabled, Created: created(keys[strconv.Itoa(v)])}
-		if minDec > 0 && v < minDec {
+	for v := 1; v <= latest; v++ {
+		vs := provider.VersionState{ID: strconv.Itoa(v), State: provider.StateEnabled}
+		switch {
+		case v < minAvail:
+			vs.State = provider.StateDestroyed
+		case v < minDec:
 			vs.State = provider.StateDisabled
+		default:
+			vs.Created = created(keys[strconv.Itoa(v)])
 		}
 		st.Versions = append(st.Versions, vs)
 	}
