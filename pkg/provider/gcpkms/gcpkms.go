@@ -112,7 +112,8 @@ func (k *Key) kms(ctx context.Context, op string) (*kms.KeyManagementClient, err
 	if k.client != nil {
 		return k.client, nil
 	}
-	c, err := k.dial(ctx)
+	// The client outlives this call: keep ctx's values, not its deadline.
+	c, err := k.dial(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, wrapErr(op, fmt.Errorf("create client: %w", err))
 	}
