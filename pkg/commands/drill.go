@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/stream"
+	"github.com/cmekctl/cmekctl/pkg/verify"
 )
 
 // DrillOptions are drill's options.
@@ -201,43 +200,86 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 		}
 		return fmt.Sprintf("%d store-key files, 1 unwrap", len(res.Files)), len(res.Files) == 2 && s.Counts().Unwrap == 1
 	})
-	d.step("disable the CMEK key", "key DISABLED", func(s *kmsSession) (string, bool) {
-		st, err := admin(s, func(a provider.Admin) (provider.KeyState, error) { return a.Disable(ctx) })
+	// Keep a store-key file on disk for the first verify, as a careless
+	// node would, and check that verify-destroyed finds it.
+	var unlockDir string
+	var cleanupUnlock func()
+	d.step("verify-destroyed while enabled", "ACCESSIBLE (keys unwrap, a store-key file is on disk)", func(s *kmsSession) (string, bool) {
+		out, cleanup, err := drillTmpfs()
 		if err != nil {
 			return err.Error(), false
 		}
-		return string(st.State), st.State == provider.StateDisabled
-	})
-	failsWith := func(class provider.Class) func(s *kmsSession) (string, bool) {
-		return func(s *kmsSession) (string, bool) {
-			out, cleanup, err := drillTmpfs()
-			if err != nil {
-				return err.Error(), false
-			}
-			defer cleanup()
-			_, uerr := keyring.Unlock(ctx, f.env(s), d.stores[0], keyring.UnlockOptions{Out: out, AllowDisk: true})
-			failed := 0
-			for _, st := range d.stores {
-				if _, err := openWith(ctx, f.env(s), st, d.sealed[st.Dir]); err != nil && provider.Classify(err) == class {
-					failed++
-				}
-			}
-			return fmt.Sprintf("unlock: %s (exit %d); decrypt failed on %d of 3 nodes", describeErr(uerr), ExitCode(uerr), failed),
-				uerr != nil && provider.Classify(uerr) == class && failed == 3
-		}
-	}
-	d.step("unlock and decrypt after disable", "both fail: REVOKED (exit 20)", failsWith(provider.Revoked))
-	d.step("destroy the CMEK key", "key DESTROYED, material erased", func(s *kmsSession) (string, bool) {
-		if _, err := admin(s, func(a provider.Admin) (provider.KeyState, error) { return a.Enable(ctx) }); err != nil {
+		unlockDir, cleanupUnlock = out, cleanup
+		if _, err := keyring.Unlock(ctx, f.env(s), d.stores[0], keyring.UnlockOptions{Out: out, AllowDisk: true}); err != nil {
 			return err.Error(), false
 		}
+		rep, err := d.verify(s)
+		if err != nil {
+			return err.Error(), false
+		}
+		return verdictLine(rep), rep.Verdict == verify.Accessible
+	})
+	if cleanupUnlock != nil {
+		defer cleanupUnlock()
+	}
+	d.step("revoke --kms-action disable", "unlocked files purged, key DISABLED, keyrings marked revoked", func(s *kmsSession) (string, bool) {
+		g, err := keyring.LoadGroup(ctx, d.stores, true)
+		if err != nil {
+			return err.Error(), false
+		}
+		defer g.Close()
+		rep, err := executeRevoke(ctx, f, s, g, g.Nodes, []string{uri}, &RevokeOptions{KMSAction: kmsActionDisable, Reason: "cmekctl drill"}, revokeReport{})
+		if err != nil {
+			return err.Error(), false
+		}
+		left, _ := os.ReadDir(unlockDir)
+		k, err := s.Open(uri)
+		if err != nil {
+			return err.Error(), false
+		}
+		st, err := k.Describe(ctx)
+		if err != nil {
+			return err.Error(), false
+		}
+		return fmt.Sprintf("%d steps; %d files left in the unlock directory; key %s", len(rep.Steps), len(left), st.State),
+			len(left) == 0 && st.State == provider.StateDisabled
+	})
+	d.step("unlock and decrypt after revoke", "unlock refused (exit 8); the KMS refuses the store key: REVOKED", func(s *kmsSession) (string, bool) {
+		out, cleanup, err := drillTmpfs()
+		if err != nil {
+			return err.Error(), false
+		}
+		defer cleanup()
+		_, uerr := keyring.Unlock(ctx, f.env(s), d.stores[0], keyring.UnlockOptions{Out: out, AllowDisk: true})
+		failed := d.decryptFailures(s, provider.Revoked)
+		return fmt.Sprintf("unlock: exit %d; decrypt with the KMS failed REVOKED on %d of 3 nodes", ExitCode(uerr), failed),
+			ExitCode(uerr) == ExitRevokedKeyring && failed == 3
+	})
+	d.step("verify-destroyed after revoke", "REVOKED (exit 30; 0 with --accept revoked)", func(s *kmsSession) (string, bool) {
+		rep, err := d.verify(s)
+		if err != nil {
+			return err.Error(), false
+		}
+		return verdictLine(rep), rep.Verdict == verify.Revoked
+	})
+	d.step("destroy the CMEK key", "key DESTROYED, material erased", func(s *kmsSession) (string, bool) {
 		st, err := admin(s, func(a provider.Admin) (provider.KeyState, error) { return a.Destroy(ctx) })
 		if err != nil {
 			return err.Error(), false
 		}
 		return string(st.State), st.State == provider.StateDestroyed
 	})
-	d.step("unlock and decrypt after destroy", "both fail: DESTROYED (exit 21)", failsWith(provider.Destroyed))
+	d.step("decrypt after destroy", "fails on every node: DESTROYED", func(s *kmsSession) (string, bool) {
+		failed := d.decryptFailures(s, provider.Destroyed)
+		return fmt.Sprintf("decrypt failed DESTROYED on %d of 3 nodes", failed), failed == 3
+	})
+	d.step("verify-destroyed after destroy", "DESTROYED (exit 0)", func(s *kmsSession) (string, bool) {
+		rep, err := d.verify(s)
+		if err != nil {
+			return err.Error(), false
+		}
+		return verdictLine(rep), rep.Verdict == verify.Destroyed
+	})
 
 	d.rep.OK = true
 	for _, s := range d.rep.Steps {
@@ -306,5 +348,37 @@ func openWith(ctx context.Context, env keyring.Env, st keyring.Store, ct []byte)
 	return buf.Bytes(), err
 }
 
-var _ = errors.New
-var _ = time.Now
+// verify runs verify-destroyed's checks on the drill's keyrings and samples.
+func (d *drill) verify(s *kmsSession) (verify.Report, error) {
+	g, err := keyring.LoadGroup(d.ctx, d.stores, false)
+	if err != nil {
+		return verify.Report{}, err
+	}
+	return collectEvidence(d.ctx, d.f, s, g, nil, nil)
+}
+
+// decryptFailures tries to open each node's sample with the KMS, ignoring
+// the keyrings' revocation marks (as an attacker with the files would), and
+// counts the failures of the given class.
+func (d *drill) decryptFailures(s *kmsSession, class provider.Class) int {
+	n := 0
+	for _, st := range d.stores {
+		kr, err := st.Load()
+		if err != nil {
+			continue
+		}
+		sl, err := keyring.NewSealer(d.ctx, d.f.env(s), kr)
+		if err != nil {
+			if provider.Classify(err) == class {
+				n++
+			}
+			continue
+		}
+		sl.Close()
+	}
+	return n
+}
+
+func verdictLine(rep verify.Report) string {
+	return fmt.Sprintf("%s: %s", rep.Verdict, rep.Reason)
+}

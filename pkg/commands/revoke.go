@@ -128,12 +128,22 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 		return err
 	}
 	s := f.newSession()
+	rep, err = executeRevoke(ctx, f, s, g, todo, uris, o, rep)
+	rep.KMSCalls = s.Counts()
+	if perr := p.print(rep, revokeTable(rep)); perr != nil {
+		return perr
+	}
+	return err
+}
+
+// executeRevoke does revoke's four steps on the nodes not yet revoked.
+func executeRevoke(ctx context.Context, f *Factory, s *kmsSession, g *keyring.Group, todo []*keyring.Node, uris []string, o *RevokeOptions, rep revokeReport) (revokeReport, error) {
 	now := f.Now().UTC()
 	// 1. Purge.
 	for _, n := range todo {
 		purged, err := keyring.PurgeUnlocked(n.KR, now)
 		if err != nil {
-			return fmt.Errorf("purge unlocked key files of %s: %w (no keyring was marked)", n.Store.Dir, err)
+			return rep, fmt.Errorf("purge unlocked key files of %s: %w (no keyring was marked)", n.Store.Dir, err)
 		}
 		rep.Steps = append(rep.Steps, revokeStep{Step: "1 purge unlocked key files", Target: n.Store.Dir, Result: fmt.Sprintf("%d file(s) overwritten and removed", len(purged))})
 	}
@@ -143,11 +153,11 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 		if o.KMSAction != kmsActionNone {
 			k, err := s.Open(u)
 			if err != nil {
-				return err
+				return rep, err
 			}
 			a, ok := provider.AsAdmin(k)
 			if !ok {
-				return usageError("use --kms-action none and act on the key with its KMS's tools", "cmekctl cannot administer %s", redact(u))
+				return rep, usageError("use --kms-action none and act on the key with its KMS's tools", "cmekctl cannot administer %s", redact(u))
 			}
 			var st provider.KeyState
 			if o.KMSAction == kmsActionDisable {
@@ -156,7 +166,7 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 				st, err = a.ScheduleDeletion(ctx, o.PendingDays)
 			}
 			if err != nil {
-				return fmt.Errorf("%s %s: %w (unlocked files were purged; no keyring was marked)", o.KMSAction, redact(u), err)
+				return rep, fmt.Errorf("%s %s: %w (unlocked files were purged; no keyring was marked)", o.KMSAction, redact(u), err)
 			}
 			step.Result, step.KMSCalls = "key is now "+string(st.State), "1 "+o.KMSAction
 		}
@@ -165,10 +175,10 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 	// 3. Mark.
 	for _, n := range todo {
 		if err := keyring.MarkRevoked(n.KR, o.Reason, now); err != nil {
-			return err
+			return rep, err
 		}
 		if err := n.Store.Save(n.KR); err != nil {
-			return fmt.Errorf("mark %s revoked: %w", n.Store.Dir, err)
+			return rep, fmt.Errorf("mark %s revoked: %w", n.Store.Dir, err)
 		}
 		rep.Steps = append(rep.Steps, revokeStep{Step: "3 mark keyring revoked", Target: n.Store.Dir, Result: "revoked at " + now.Format("2006-01-02T15:04:05Z") + ": " + o.Reason})
 	}
@@ -186,8 +196,7 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 		}
 		rep.Steps = append(rep.Steps, revokeStep{Step: "4 node start attempt", Target: "region " + r, Result: res, KMSCalls: "1 unwrap"})
 	}
-	rep.KMSCalls = s.Counts()
-	return p.print(rep, revokeTable(rep))
+	return rep, nil
 }
 
 func revokeTable(rep revokeReport) table {

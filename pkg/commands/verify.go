@@ -80,6 +80,82 @@ func verifyRun(ctx context.Context, f *Factory, p printer, o *VerifyOptions) err
 		samples[path] = h
 	}
 	s := f.newSession()
+	rep, err := collectEvidence(ctx, f, s, g, o.Samples, samples)
+	if err != nil {
+		return err
+	}
+	out := verifyReport{ClusterID: g.Cluster, Report: rep, KMSCalls: s.Counts()}
+	if err := p.print(out, verifyTables(p, rep)...); err != nil {
+		return err
+	}
+	if p.format == OutputTable {
+		fmt.Fprintf(f.IO.ErrOut, "verdict: %s (%s)\n", rep.Verdict, rep.Reason)
+	}
+	return verdictExit(rep.Verdict, o.Accept)
+}
+
+func verdictExit(verdict, accept string) error {
+	switch verdict {
+	case verify.Destroyed:
+		return nil
+	case verify.Revoked:
+		if accept == "revoked" {
+			return nil
+		}
+		return &silentError{ExitVerdictRevoked}
+	case verify.Accessible:
+		return &silentError{ExitAccessible}
+	}
+	return &silentError{ExitInconclusive}
+}
+
+func verifyTables(p printer, rep verify.Report) []table {
+	t := table{Headers: []string{"target", "check", "result", "class", "kms error", "at"}}
+	for _, c := range rep.Checks {
+		t.Rows = append(t.Rows, []string{c.Target, c.Check, c.Result, c.Class, c.KMSError, p.when(c.At)})
+	}
+	t.Rows = append(t.Rows, []string{"VERDICT", rep.Verdict, rep.Reason, "", "", p.when(rep.FinishedAt)})
+	return []table{t}
+}
+
+func sampleHeader(path string) (keyring.DataHeader, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return keyring.DataHeader{}, exitf(ExitUsage, "sample %s: %v", path, err)
+	}
+	defer fh.Close()
+	h, _, err := keyring.ReadDataHeader(fh)
+	if err != nil {
+		return h, fmt.Errorf("sample %s: %w: pass data files written by cmekctl data encrypt", path, err)
+	}
+	return h, nil
+}
+
+func sampleCheck(ctx context.Context, env keyring.Env, n *keyring.Node, path string, now func() time.Time) verify.Check {
+	c := verify.Check{Target: path, Check: "decrypt sample"}
+	fh, err := os.Open(path)
+	if err != nil {
+		c.Result, c.Outcome, c.At = err.Error(), verify.OutInconclusive, now().UTC()
+		return c
+	}
+	defer fh.Close()
+	sl, err := keyring.NewSealer(ctx, env, n.KR)
+	if err != nil {
+		return verify.ErrorCheck(path, "decrypt sample", err, now().UTC())
+	}
+	defer sl.Close()
+	if _, err := sl.Open(io.Discard, fh, stream.Options{}); err != nil {
+		c.Result, c.Outcome, c.At = "failed: "+err.Error(), verify.OutRevoked, now().UTC()
+		return c
+	}
+	c.Result, c.Outcome, c.At = "DECRYPTED: the sample is still readable", verify.OutAccessible, now().UTC()
+	return c
+}
+
+// collectEvidence runs every check of verify-destroyed on the group and
+// decides the verdict.
+func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.Group, sampleList []string, samples map[string]keyring.DataHeader) (verify.Report, error) {
+	o := struct{ Samples []string }{sampleList}
 	now := func() time.Time { return f.Now() }
 	rep := verify.Report{StartedAt: f.Now().UTC()}
 	add := func(c verify.Check) { rep.Checks = append(rep.Checks, c) }
@@ -157,7 +233,7 @@ func verifyRun(ctx context.Context, f *Factory, p printer, o *VerifyOptions) err
 			}
 		}
 		if node == nil {
-			return exitf(ExitForeign, "sample %s was sealed on node %q of region %q, cluster %q: give that node's keyring too", path, h.Node, h.Region, h.ClusterID)
+			return rep, exitf(ExitForeign, "sample %s was sealed on node %q of region %q, cluster %q: give that node's keyring too", path, h.Node, h.Region, h.ClusterID)
 		}
 		add(sampleCheck(ctx, env, node, path, now))
 	}
@@ -187,71 +263,5 @@ func verifyRun(ctx context.Context, f *Factory, p printer, o *VerifyOptions) err
 	}
 	rep.FinishedAt = f.Now().UTC()
 	rep.Verdict, rep.Reason = verify.Decide(rep.Checks)
-	out := verifyReport{ClusterID: g.Cluster, Report: rep, KMSCalls: s.Counts()}
-	if err := p.print(out, verifyTables(p, rep)...); err != nil {
-		return err
-	}
-	if p.format == OutputTable {
-		fmt.Fprintf(f.IO.ErrOut, "verdict: %s (%s)\n", rep.Verdict, rep.Reason)
-	}
-	return verdictExit(rep.Verdict, o.Accept)
+	return rep, nil
 }
-
-func verdictExit(verdict, accept string) error {
-	switch verdict {
-	case verify.Destroyed:
-		return nil
-	case verify.Revoked:
-		if accept == "revoked" {
-			return nil
-		}
-		return &silentError{ExitVerdictRevoked}
-	case verify.Accessible:
-		return &silentError{ExitAccessible}
-	}
-	return &silentError{ExitInconclusive}
-}
-
-func verifyTables(p printer, rep verify.Report) []table {
-	t := table{Headers: []string{"target", "check", "result", "class", "kms error", "at"}}
-	for _, c := range rep.Checks {
-		t.Rows = append(t.Rows, []string{c.Target, c.Check, c.Result, c.Class, c.KMSError, p.when(c.At)})
-	}
-	t.Rows = append(t.Rows, []string{"VERDICT", rep.Verdict, rep.Reason, "", "", p.when(rep.FinishedAt)})
-	return []table{t}
-}
-
-func sampleHeader(path string) (keyring.DataHeader, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return keyring.DataHeader{}, exitf(ExitUsage, "sample %s: %v", path, err)
-	}
-	defer fh.Close()
-	h, _, err := keyring.ReadDataHeader(fh)
-	if err != nil {
-		return h, fmt.Errorf("sample %s: %w: pass data files written by cmekctl data encrypt", path, err)
-	}
-	return h, nil
-}
-
-func sampleCheck(ctx context.Context, env keyring.Env, n *keyring.Node, path string, now func() time.Time) verify.Check {
-	c := verify.Check{Target: path, Check: "decrypt sample"}
-	fh, err := os.Open(path)
-	if err != nil {
-		c.Result, c.Outcome, c.At = err.Error(), verify.OutInconclusive, now().UTC()
-		return c
-	}
-	defer fh.Close()
-	sl, err := keyring.NewSealer(ctx, env, n.KR)
-	if err != nil {
-		return verify.ErrorCheck(path, "decrypt sample", err, now().UTC())
-	}
-	defer sl.Close()
-	if _, err := sl.Open(io.Discard, fh, stream.Options{}); err != nil {
-		c.Result, c.Outcome, c.At = "failed: "+err.Error(), verify.OutRevoked, now().UTC()
-		return c
-	}
-	c.Result, c.Outcome, c.At = "DECRYPTED: the sample is still readable", verify.OutAccessible, now().UTC()
-	return c
-}
-
