@@ -102,7 +102,8 @@ type Op struct {
 	N    int // 1-based position
 	Kind Kind
 	Path string
-	Err  error // nil if it reached the disk
+	Old  string // a rename's source
+	Err  error  // nil if it reached the disk
 }
 
 func (o Op) String() string {
@@ -412,7 +413,9 @@ func (f *FS) Rename(oldpath, newpath string) error {
 	oldpath, newpath = filepath.Clean(oldpath), filepath.Clean(newpath)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.begin(Rename, newpath); err != nil {
+	err := f.begin(Rename, newpath)
+	f.log[len(f.log)-1].Old = oldpath
+	if err != nil {
 		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
 	}
 	f.touch(oldpath)
