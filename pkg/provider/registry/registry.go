@@ -6,13 +6,17 @@ import (
 	"github.com/cmekctl/cmekctl/pkg/provider/awskms"
 	"github.com/cmekctl/cmekctl/pkg/provider/filekms"
 	"github.com/cmekctl/cmekctl/pkg/provider/gcpkms"
+	"github.com/cmekctl/cmekctl/pkg/provider/vaulttransit"
 )
 
 // Default returns every provider cmekctl ships.
 func Default() provider.Registry {
 	return provider.Registry{
-		filekms.Scheme: filekms.Open,
-		"aws-kms":      awskms.Open,
-		"gcp-kms":      gcpkms.Open,
+		filekms.Scheme:  filekms.Open,
+		"aws-kms":       awskms.Open,
+		"gcp-kms":       gcpkms.Open,
+		"vault-transit": vaulttransit.Open,
+		// vault-keymgmt resolves to the aws-kms or gcp-kms key it names.
+		"vault-keymgmt": vaulttransit.KeyMgmtOpener(func(raw string) (provider.Key, error) { return Default().Open(raw) }),
 	}
 }
