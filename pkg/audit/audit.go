@@ -7,8 +7,8 @@ package audit
 
 import (
 	"bufio"
-	"context"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -205,4 +205,3 @@ func Verify(entries []Entry) []Problem {
 	}
 	return out
 }
-
