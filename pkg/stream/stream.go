@@ -26,7 +26,6 @@
 package stream
 
 import (
-	"bufio"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -464,7 +463,7 @@ func (w *writer) drainAll() {
 // ---------------------------------------------------------------- reader
 
 type reader struct {
-	src    *bufio.Reader
+	src    io.Reader
 	aead   cipher.AEAD
 	header []byte
 	chunk  int
@@ -475,9 +474,13 @@ type reader struct {
 	unread  []byte // rest of cur.out
 	counter uint64 // next chunk number to read from src
 	sawLast bool   // nothing more to read from src
-	pool    *pool
-	window  int
-	err     error // sticky
+	// A chunk is read together with the first byte after it, to tell the
+	// final chunk from the others; that byte is carried into the next chunk.
+	carry    byte
+	hasCarry bool
+	pool     *pool
+	window   int
+	err      error // sticky
 }
 
 // NewReader opens a stream written by NewWriter with the same key, header and
@@ -509,7 +512,7 @@ func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader
 		return nil, err
 	}
 	r := &reader{
-		src:    bufio.NewReaderSize(src, 4096),
+		src:    src,
 		aead:   aead,
 		header: append([]byte(nil), header...),
 		chunk:  cs,
@@ -533,7 +536,7 @@ func (r *reader) newJob() *job {
 		aead: r.aead,
 		open: true,
 		full: r.chunk + Overhead,
-		in:   make([]byte, r.chunk+Overhead),
+		in:   make([]byte, r.chunk+Overhead+1),
 		out:  make([]byte, 0, r.chunk),
 	}
 }
@@ -541,34 +544,34 @@ func (r *reader) newJob() *job {
 // readChunk reads the next chunk's ciphertext from src into a job and decides
 // from the framing whether it is the final one.
 func (r *reader) readChunk() (*job, error) {
+	full := r.chunk + Overhead
 	j := r.newJob()
-	j.in = j.in[:r.chunk+Overhead]
-	n, err := io.ReadFull(r.src, j.in)
-	j.in = j.in[:n]
+	j.in = j.in[:full+1]
+	start := 0
+	if r.hasCarry {
+		j.in[0] = r.carry
+		start, r.hasCarry = 1, false
+	}
+	n, err := io.ReadFull(r.src, j.in[start:])
+	n += start
+	j.in = j.in[:min(n, full)]
 	switch {
-	case err == io.EOF:
-		r.free = append(r.free, j)
-		return nil, fmt.Errorf("stream: chunk %d: no final chunk: %w", r.counter, ErrTruncated)
-	case err == io.ErrUnexpectedEOF:
-		if n < Overhead {
-			r.free = append(r.free, j)
-			return nil, fmt.Errorf("stream: chunk %d: %d bytes, shorter than a tag: %w", r.counter, n, ErrTruncated)
-		}
-		j.last = true
-	case err != nil:
+	case n == full+1:
+		// A byte follows this chunk: it is not the final one.
+		r.carry, r.hasCarry = j.in[:full+1][full], true
+		j.last = false
+	case err != nil && err != io.EOF && err != io.ErrUnexpectedEOF:
 		r.free = append(r.free, j)
 		return nil, fmt.Errorf("stream: read chunk %d: %w", r.counter, err)
+	case n == 0:
+		r.free = append(r.free, j)
+		return nil, fmt.Errorf("stream: chunk %d: no final chunk: %w", r.counter, ErrTruncated)
+	case n < Overhead:
+		r.free = append(r.free, j)
+		return nil, fmt.Errorf("stream: chunk %d: %d bytes, shorter than a tag: %w", r.counter, n, ErrTruncated)
 	default:
-		_, perr := r.src.Peek(1)
-		switch {
-		case perr == io.EOF:
-			j.last = true
-		case perr != nil:
-			r.free = append(r.free, j)
-			return nil, fmt.Errorf("stream: read chunk %d: %w", r.counter+1, perr)
-		default:
-			j.last = false
-		}
+		// A full chunk followed by the end, or a short chunk: the final one.
+		j.last = true
 	}
 	if !j.last && r.counter == maxCounter {
 		r.free = append(r.free, j)
