@@ -142,7 +142,7 @@ func ReadKeyMgmt(ctx context.Context, u *url.URL, client *api.Client) (Distribut
 		if !reAlias.MatchString(alias) || !reRegion.MatchString(d.KeyCollection) {
 			return bad("vault returned an AWS key name %q or region %q that is not valid", d.Name, d.KeyCollection)
 		}
-		d.URI = "aws-kms:///alias/" + alias + "?REGION=" + d.KeyCollection
+		d.URI = "aws-kms:///alias/" + alias + "?REGION=" + d.KeyCollection + "&AUTH=implicit"
 	case "gcpckms":
 		if !reName.MatchString(d.Name) || !reRing.MatchString(d.KeyCollection) {
 			return bad("vault returned a GCP key name %q or key ring %q that is not valid", d.Name, d.KeyCollection)
