@@ -15,6 +15,7 @@ type EnableOptions struct {
 	ClusterID string
 	Region    string
 	CMEK      string
+	Cloud     CloudOptions
 }
 
 func newCmdEnable(f *Factory, p func() printer) *cobra.Command {
@@ -45,6 +46,7 @@ Enabling CMEK leaves existing data as it is; it protects newly written data.`,
 		_ = cmd.MarkFlagRequired(fl)
 	}
 	_ = cmd.MarkFlagDirname("keyring")
+	addCloudFlags(cmd, &opts.Cloud, cloudSpecs, cloudHelp["enable"], "keyring", "node", "region", "cmek")
 	return cmd
 }
 
@@ -58,6 +60,10 @@ type enableReport struct {
 }
 
 func enableRun(ctx context.Context, f *Factory, p printer, o *EnableOptions) error {
+	if o.Cloud.Cloud {
+		o.Cloud.ClusterID = o.ClusterID
+		return cloudEnableRun(ctx, f, p, &o.Cloud)
+	}
 	if len(o.Keyrings) != len(o.Nodes) {
 		return usageError("give one --node per --keyring, in the same order", "%d --keyring and %d --node flags", len(o.Keyrings), len(o.Nodes))
 	}

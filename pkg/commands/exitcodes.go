@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cmekctl/cmekctl/pkg/cloud"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/stream"
@@ -135,6 +136,12 @@ func ExitCode(err error) int {
 		return ExitPartial
 	case errors.Is(err, stream.ErrAuth), errors.Is(err, stream.ErrTruncated), errors.Is(err, stream.ErrTrailingData):
 		return ExitMisuse
+	case errors.Is(err, cloud.ErrFailed):
+		return ExitCloudFailed
+	case errors.Is(err, cloud.ErrTimeout):
+		return ExitCloudTimeout
+	case errors.Is(err, cloud.ErrAuth):
+		return ExitCloudAuth
 	}
 	var pe *provider.Error
 	if errors.As(err, &pe) {
@@ -171,6 +178,18 @@ func hintFor(err error) string {
 		return "run the same command again: it finishes the nodes that are left, and does not redo the others"
 	case ExitLocked:
 		return "another cmekctl is working on this keyring; wait for it to finish"
+	case ExitCloudFailed:
+		return "the region's user_message above says why (often the key's IAM grant); fix it and run the same command again"
+	case ExitCloudTimeout:
+		return "the operation may still finish in the Cloud: check with cmekctl status --cloud --cluster-id ID"
+	case ExitCloudAuth:
+		return "check the API key (COCKROACH_API_KEY or --api-key-file): it must belong to a service account with access to this cluster"
+	}
+	switch {
+	case errors.Is(err, cloud.ErrNotFound):
+		return "check --cluster-id and --server: the Cloud API knows no such cluster"
+	case errors.Is(err, cloud.ErrUnavailable):
+		return "the Cloud API did not answer, or the cluster stayed busy; nothing is known to have changed; retry later"
 	}
 	return ""
 }

@@ -19,6 +19,7 @@ type RevokeOptions struct {
 	Reason      string
 	DryRun      bool
 	Yes         bool
+	Cloud       CloudOptions
 }
 
 const (
@@ -57,6 +58,7 @@ make, and changes nothing. Check the result with cmekctl verify-destroyed.`,
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan and the KMS calls; change nothing")
 	cmd.Flags().BoolVar(&opts.Yes, "yes", false, "confirm without a prompt (required in scripts)")
 	_ = cmd.MarkFlagRequired("keyring")
+	addCloudFlags(cmd, &opts.Cloud, cloudWrite, cloudHelp["revoke"], "keyring", "kms-action", "pending-days", "reason")
 	_ = cmd.RegisterFlagCompletionFunc("kms-action", cobra.FixedCompletions([]string{kmsActionNone, kmsActionDisable, kmsActionSchedule}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -76,6 +78,9 @@ type revokeReport struct {
 }
 
 func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) error {
+	if o.Cloud.Cloud {
+		return cloudRevokeRun(ctx, f, p, &o.Cloud, o.DryRun, o.Yes)
+	}
 	switch o.KMSAction {
 	case kmsActionNone, kmsActionDisable, kmsActionSchedule:
 	default:

@@ -16,6 +16,7 @@ type RotateOptions struct {
 	Keyrings    []string
 	IfOlderThan time.Duration
 	CMEK        string
+	Cloud       CloudOptions
 }
 
 func newCmdRotate(f *Factory, p func() printer) *cobra.Command {
@@ -50,6 +51,11 @@ interrupted, running the same command again finishes it without doubling it.`,
 		case keyring.OpRotateCMEK:
 			c.Flags().StringVar(&opts.CMEK, "cmek", "", "re-wrap under this CMEK key instead of the current key's newest version")
 		}
+		if op == keyring.OpRotateCMEK {
+			addCloudFlags(c, &opts.Cloud, cloudSpecs, cloudHelp["rotate-cmek"], "keyring", "cmek")
+		} else {
+			addCloudFlags(c, &opts.Cloud, cloudRefused, cloudHelp["rotate-refused"], "keyring", "if-older-than")
+		}
 		return c
 	}
 	cmd.AddCommand(
@@ -66,6 +72,9 @@ type rotateReport struct {
 }
 
 func rotateRun(ctx context.Context, f *Factory, p printer, o *RotateOptions) error {
+	if o.Cloud.Cloud {
+		return cloudRotateRun(ctx, f, p, o.Op, &o.Cloud)
+	}
 	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), true)
 	if err != nil {
 		return err

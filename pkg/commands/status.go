@@ -18,6 +18,7 @@ import (
 type StatusOptions struct {
 	Keyrings []string
 	NoKMS    bool
+	Cloud    CloudOptions
 }
 
 func newCmdStatus(f *Factory, p func() printer) *cobra.Command {
@@ -39,6 +40,7 @@ Describe call per key; --no-kms skips it).`,
 	cmd.Flags().BoolVar(&opts.NoKMS, "no-kms", false, "do not ask the KMS (no network call)")
 	_ = cmd.MarkFlagRequired("keyring")
 	_ = cmd.MarkFlagDirname("keyring")
+	addCloudFlags(cmd, &opts.Cloud, cloudRead, cloudHelp["status"], "keyring", "no-kms")
 	return cmd
 }
 
@@ -83,6 +85,9 @@ type statusReport struct {
 }
 
 func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) error {
+	if o.Cloud.Cloud {
+		return cloudStatusRun(ctx, f, p, &o.Cloud)
+	}
 	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), false)
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ type VerifyOptions struct {
 	Keyrings []string
 	Samples  []string
 	Accept   string
+	Cloud    CloudOptions
 }
 
 func newCmdVerify(f *Factory, p func() printer) *cobra.Command {
@@ -51,6 +52,7 @@ Verdicts (the weakest check decides):
 	cmd.Flags().StringArrayVar(&opts.Samples, "sample", nil, "a data file to try to decrypt (repeat)")
 	cmd.Flags().StringVar(&opts.Accept, "accept", "", "accept a weaker verdict as success: revoked (for a revocation drill)")
 	_ = cmd.MarkFlagRequired("keyring")
+	addCloudFlags(cmd, &opts.Cloud, cloudRead, cloudHelp["verify"], "keyring", "sample")
 	_ = cmd.RegisterFlagCompletionFunc("accept", cobra.FixedCompletions([]string{"revoked"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -62,6 +64,9 @@ type verifyReport struct {
 }
 
 func verifyRun(ctx context.Context, f *Factory, p printer, o *VerifyOptions) error {
+	if o.Cloud.Cloud {
+		return cloudVerifyRun(ctx, f, p, &o.Cloud, o.Accept)
+	}
 	if o.Accept != "" && o.Accept != "revoked" {
 		return usageError("use --accept revoked", "unknown --accept %q", o.Accept)
 	}
