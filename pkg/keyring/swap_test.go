@@ -211,4 +211,3 @@ func TestSwapDataFile(t *testing.T) {
 		t.Fatalf("header naming the retired key: %v, %d bytes out; want ErrAuth and nothing", err, len(out))
 	}
 }
-
