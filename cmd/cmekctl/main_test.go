@@ -38,6 +38,7 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata",
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("NO_COLOR", "1")
+			e.Setenv("XDG_STATE_HOME", e.WorkDir+"/state")
 			return nil
 		},
 	})

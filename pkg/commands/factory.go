@@ -4,10 +4,12 @@
 package commands
 
 import (
+	"fmt"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/cmekctl/cmekctl/pkg/audit"
 	"github.com/cmekctl/cmekctl/pkg/iostreams"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/provider"
@@ -21,6 +23,11 @@ type Factory struct {
 	Registry func() provider.Registry
 	Now      func() time.Time
 	Getenv   func(string) string
+
+	// Audit is the audit log of this run (nil: none), and Verb the command
+	// being run; set by the root command before a verb runs.
+	Audit *audit.Log
+	Verb  string
 }
 
 // NewFactory returns the factory of a real process.
@@ -30,13 +37,17 @@ func NewFactory() *Factory {
 
 // kmsSession opens each CMEK key once per command and counts its calls.
 type kmsSession struct {
-	reg  provider.Registry
-	mu   sync.Mutex
-	keys map[string]*provider.Counting
+	reg      provider.Registry
+	audit    *audit.Log
+	verb     string
+	auditErr func(error)
+	mu       sync.Mutex
+	keys     map[string]*provider.Counting
 }
 
 func (f *Factory) newSession() *kmsSession {
-	return &kmsSession{reg: f.Registry(), keys: map[string]*provider.Counting{}}
+	return &kmsSession{reg: f.Registry(), keys: map[string]*provider.Counting{}, audit: f.Audit, verb: f.Verb,
+		auditErr: func(err error) { f.warnAudit(err) }}
 }
 
 // Open returns the key of uri, opened once.
@@ -49,6 +60,9 @@ func (s *kmsSession) Open(uri string) (provider.Key, error) {
 	k, err := s.reg.Open(uri)
 	if err != nil {
 		return nil, err
+	}
+	if s.audit != nil {
+		k = &audit.Key{Key: k, Log: s.audit, Verb: s.verb, Err: s.auditErr}
 	}
 	c := provider.NewCounting(k)
 	s.keys[uri] = c
@@ -80,4 +94,13 @@ func (s *kmsSession) Counts() KMSCalls {
 
 func (f *Factory) env(s *kmsSession) keyring.Env {
 	return keyring.Env{Open: s.Open, Now: f.Now}
+}
+
+var auditWarnOnce sync.Once
+
+// warnAudit reports, once per run, that the audit log could not be written.
+func (f *Factory) warnAudit(err error) {
+	auditWarnOnce.Do(func() {
+		fmt.Fprintf(f.IO.ErrOut, "cmekctl: warning: %v\n", err)
+	})
 }

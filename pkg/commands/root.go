@@ -13,8 +13,9 @@ import (
 
 // globalOptions are the flags every command has.
 type globalOptions struct {
-	Output  string
-	NoColor bool
+	Output   string
+	NoColor  bool
+	AuditLog string
 }
 
 // NewRootCmd builds the command tree.
@@ -37,11 +38,16 @@ Start with a drill on the embedded KMS (no cloud account needed):
 			if g.NoColor {
 				f.IO.NoColor = true
 			}
-			return checkOutput(g.Output)
+			if err := checkOutput(g.Output); err != nil {
+				return err
+			}
+			f.Verb = strings.TrimPrefix(cmd.CommandPath(), "cmekctl ")
+			return openAudit(f, g, cmd.Flags().Changed("audit-log"))
 		},
 	}
 	root.PersistentFlags().StringVarP(&g.Output, "output", "o", OutputTable, "output format: table, json or yaml")
 	root.PersistentFlags().BoolVar(&g.NoColor, "no-color", false, "no colour in output (also NO_COLOR)")
+	root.PersistentFlags().StringVar(&g.AuditLog, "audit-log", "", "append-only audit log (default $XDG_STATE_HOME/cmekctl/audit.log; \"off\" for none)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputJSON, OutputYAML}, cobra.ShellCompDirectiveNoFileComp))
 	cobra.AddTemplateFunc("exitCodes", ExitCodesHelp)
 	root.SetUsageTemplate(root.UsageTemplate() + "\nExit status:\n{{exitCodes}}")
@@ -61,6 +67,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 		newCmdKMS(f, p),
 		newCmdDrill(f, p),
 		newCmdVersion(f, p),
+		newCmdAudit(f, p),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "The exit codes of every cmekctl command",
@@ -80,6 +87,7 @@ func Main(f *Factory, args []string) int {
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
 	err := root.ExecuteContext(ctx)
+	auditSummary(f, err)
 	if err == nil {
 		return ExitOK
 	}
