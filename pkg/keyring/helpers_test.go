@@ -279,10 +279,19 @@ func copyTree(t testing.TB, src, dst string) {
 	}
 }
 
-// gen is a cheap deterministic reader of n bytes: it never holds the stream.
+// gen is a cheap deterministic reader of n bytes (a repeating pattern,
+// copied): it never holds the stream, and costs about a memcpy.
 type gen struct {
 	n, off int64
 }
+
+var pattern = func() []byte {
+	p := make([]byte, 251*256) // a prime period, so chunks differ
+	for i := range p {
+		p[i] = byte(i % 251)
+	}
+	return p
+}()
 
 func (g *gen) Read(p []byte) (int, error) {
 	if g.off >= g.n {
@@ -291,11 +300,12 @@ func (g *gen) Read(p []byte) (int, error) {
 	if rem := g.n - g.off; int64(len(p)) > rem {
 		p = p[:rem]
 	}
-	for i := range p {
-		p[i] = byte(g.off + int64(i))
+	n := 0
+	for n < len(p) {
+		n += copy(p[n:], pattern[(g.off+int64(n))%251:])
 	}
-	g.off += int64(len(p))
-	return len(p), nil
+	g.off += int64(n)
+	return n, nil
 }
 
 func fileInfo(t testing.TB, p string) (data []byte, mode os.FileMode, mtime time.Time) {
