@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata",
+		// cloudfake: the Cloud API fake and local-kms for cloud_*.txtar (cloud_test.go).
+		Cmds: cloudCmds(t),
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("NO_COLOR", "1")
 			e.Setenv("XDG_STATE_HOME", e.WorkDir+"/state")

@@ -486,9 +486,23 @@ func resolveSpec(ctx context.Context, region, uri, principal string) (cloud.KeyS
 	}
 	check := uri
 	if err != nil || u.RawQuery == "" {
-		check = cloud.URIFromSpec(spec) // adds REGION= for an AWS ARN
+		check = providerURI(spec)
 	}
 	return spec, check, nil
+}
+
+// providerURI is the URI to describe a key the API names through its
+// provider: cloud.URIFromSpec (REGION= from an AWS ARN), with AUTH=implicit
+// for AWS so that credentials come from the environment's chain.
+func providerURI(spec cloud.KeySpec) string {
+	u := cloud.URIFromSpec(spec)
+	if spec.Type == cloud.KeyTypeAWSKMS {
+		if strings.Contains(u, "?") {
+			return u + "&AUTH=implicit"
+		}
+		return u + "?AUTH=implicit"
+	}
+	return u
 }
 
 // checkKeys describes each key through its provider before any Cloud call:
@@ -510,16 +524,19 @@ func (s *cloudSession) checkKeys(ctx context.Context, uris map[string]string, or
 			if err == nil {
 				_, err = k.Describe(ctx)
 			}
-			return views, fmt.Errorf("region %s: check key %s before the Cloud API call: %w (nothing was sent to the Cloud API)", region, redact(uri), err)
+			return views, &ExitError{Err: fmt.Errorf("region %s: check key %s before the Cloud API call: %w (nothing was sent to the Cloud API)", region, redact(uri), err),
+				Hint: "check the key URI, and that this identity may describe the key: cmekctl kms describe URI"}
 		}
 		if v.State.State != provider.StateEnabled {
-			code := ExitKeyRevoked
-			if v.State.State == provider.StateDestroyed || v.State.State == provider.StateNotFound {
-				code = ExitKeyDestroyed
+			code, what, hint := ExitKeyRevoked, "is "+string(v.State.State)+" in its KMS", "name an enabled key, or enable this one (cmekctl kms enable URI)"
+			switch v.State.State {
+			case provider.StateNotFound:
+				code, what, hint = ExitKeyDestroyed, "does not exist in its KMS (or this identity cannot see it)", "check the key ARN or name for a typo"
+			case provider.StateDestroyed:
+				code, hint = ExitKeyDestroyed, "name another key: this one's material is gone"
 			}
-			return views, &ExitError{Code: code,
-				Err:  fmt.Errorf("region %s: key %s is %s in its KMS (nothing was sent to the Cloud API)", region, redact(uri), v.State.State),
-				Hint: "name an enabled key, or enable this one (cmekctl kms enable URI)"}
+			return views, &ExitError{Code: code, Hint: hint,
+				Err: fmt.Errorf("region %s: key %s %s (nothing was sent to the Cloud API)", region, redact(uri), what)}
 		}
 	}
 	return views, nil
@@ -672,7 +689,7 @@ func cloudRotateRun(ctx context.Context, f *Factory, p printer, op string, o *Cl
 		}
 		if uris[r] == "" { // same URI: the key's new version
 			specs = append(specs, cloud.RegionSpec{Region: r, KeySpec: cloud.KeySpec{Type: k.Spec.Type, URI: k.Spec.URI, AuthPrincipal: k.Spec.AuthPrincipal}})
-			check[r] = cloud.URIFromSpec(k.Spec)
+			check[r] = providerURI(k.Spec)
 			continue
 		}
 		principal := principals[r]
@@ -810,12 +827,12 @@ func cloudVerifyRun(ctx context.Context, f *Factory, p printer, o *CloudOptions,
 		seen := map[string]bool{}
 		for _, r := range info.RegionInfos {
 			for _, k := range r.KeyInfos {
-				uri := cloud.URIFromSpec(k.Spec)
+				uri := providerURI(k.Spec)
 				if seen[uri] {
 					continue
 				}
 				seen[uri] = true
-				target := fmt.Sprintf("region %s key %s (API: %s)", r.Region, redact(uri), k.Status)
+				target := fmt.Sprintf("region %s key %s (API: %s)", r.Region, redact(cloud.URIFromSpec(k.Spec)), k.Status)
 				if k.Spec.Type != cloud.KeyTypeAWSKMS && k.Spec.Type != cloud.KeyTypeGCPCloudKMS {
 					add(verify.Check{Target: target, Check: "describe CMEK key", Outcome: verify.OutInconclusive, At: f.Now().UTC(),
 						Result: "cmekctl has no provider for key type " + string(k.Spec.Type) + ": check it with its KMS's tools"})
