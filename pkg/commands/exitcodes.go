@@ -171,7 +171,7 @@ func hintFor(err error) string {
 	case ExitKeyDestroyed:
 		return "the CMEK key's material is gone: data under it cannot be recovered"
 	case ExitMisuse:
-		return "check that --cmek names the key that wrapped this keyring (cmekctl status shows it) and that the input is the one you meant"
+		return "a key or ciphertext did not authenticate: the wrong key (cmekctl status shows the CMEK URI that wrapped this keyring), or input that was moved, damaged or tampered with"
 	case ExitKMSUnavailable:
 		return "the KMS did not answer; nothing was written; retry later"
 	case ExitPartial:

@@ -63,6 +63,8 @@ Start with a drill on the embedded KMS (no cloud account needed):
 		newCmdUnlock(f, p),
 		newCmdRevoke(f, p),
 		newCmdVerify(f, p),
+		newCmdBackupKeys(f, p),
+		newCmdBackup(f, p),
 		newCmdData(f, p),
 		newCmdKMS(f, p),
 		newCmdDrill(f, p),

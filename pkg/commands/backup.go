@@ -1,0 +1,538 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cmekctl/cmekctl/pkg/backup"
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/stream"
+)
+
+// BackupKeysOptions are the backup-keys verbs' options.
+type BackupKeysOptions struct {
+	Keyrings   []string
+	Label      string
+	Regions    []string
+	AllRegions bool
+	Out        string
+	In         string
+}
+
+func newCmdBackupKeys(f *Factory, p func() printer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup-keys",
+		Short: "Create, list, verify, rewrap, export and import backup keys",
+		Long: `Backup keys are 256-bit keys, one per full backup (incrementals reuse their
+full backup's key), wrapped by the CMEK key of every region that may restore
+them (so the loss of one region's key does not lose the backup), never by a
+store key. Restoring needs a CMEK key; a backup taken before CMEK was enabled
+is not restorable.`,
+	}
+	sub := func(use, short string, run func(context.Context, *Factory, printer, *BackupKeysOptions) error, flags func(*cobra.Command, *BackupKeysOptions)) *cobra.Command {
+		o := &BackupKeysOptions{}
+		c := &cobra.Command{
+			Use: use, Short: short, Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, args []string) error { return run(cmd.Context(), f, p(), o) },
+		}
+		c.Flags().StringArrayVar(&o.Keyrings, "keyring", nil, "keyring directory (repeat; one per region at least)")
+		_ = c.MarkFlagRequired("keyring")
+		if flags != nil {
+			flags(c, o)
+		}
+		return c
+	}
+	cmd.AddCommand(
+		sub("create --keyring DIR... [--label L] [--regions r1,r2]", "Create a backup key wrapped by each region's CMEK key", backupKeysCreate, func(c *cobra.Command, o *BackupKeysOptions) {
+			c.Flags().StringVar(&o.Label, "label", "", "a label for the key")
+			c.Flags().StringSliceVar(&o.Regions, "regions", nil, "regions whose CMEK keys wrap it (default: every region of the keyrings given)")
+		}),
+		sub("list --keyring DIR...", "List backup keys and whether each is restorable now", backupKeysList, nil),
+		sub("verify --keyring DIR... [--all-regions]", "Unwrap every backup key for real: exit 50 if one is not restorable", backupKeysVerify, func(c *cobra.Command, o *BackupKeysOptions) {
+			c.Flags().BoolVar(&o.AllRegions, "all-regions", false, "unwrap with every wrapping region, not just the first that works")
+		}),
+		sub("rewrap --keyring DIR...", "Re-wrap backup keys under the CMEK keys' current versions", backupKeysRewrap, nil),
+		sub("export --keyring DIR... --out FILE", "Write the wrapped backup keys (never plaintext) to a portable escrow file", backupKeysExport, func(c *cobra.Command, o *BackupKeysOptions) {
+			c.Flags().StringVar(&o.Out, "out", "", "escrow file to write")
+			_ = c.MarkFlagRequired("out")
+		}),
+	)
+	imp := &cobra.Command{
+		Use:   "import --keyring DIR... FILE",
+		Short: "Import wrapped backup keys from an escrow file of the same cluster",
+		Args:  cobra.ExactArgs(1),
+	}
+	io := &BackupKeysOptions{}
+	imp.Flags().StringArrayVar(&io.Keyrings, "keyring", nil, "keyring directory (repeat)")
+	_ = imp.MarkFlagRequired("keyring")
+	imp.RunE = func(cmd *cobra.Command, args []string) error {
+		io.In = args[0]
+		return backupKeysImport(cmd.Context(), f, p(), io)
+	}
+	cmd.AddCommand(imp)
+	return cmd
+}
+
+type backupKeyView struct {
+	ID         string            `json:"id"`
+	Label      string            `json:"label"`
+	Created    time.Time         `json:"created"`
+	Wraps      []backupWrapView  `json:"wraps"`
+	Restorable bool              `json:"restorable"`
+	Reason     string            `json:"reason,omitempty"`
+	Unwrapped  []string          `json:"unwrapped_by,omitempty"`
+	States     map[string]string `json:"cmek_states,omitempty"`
+}
+
+type backupWrapView struct {
+	Region      string `json:"region"`
+	CMEKURI     string `json:"cmek_uri"`
+	CMEKVersion string `json:"cmek_version"`
+}
+
+type backupKeysReport struct {
+	ClusterID     string          `json:"cluster_id"`
+	CMEKEnabledAt time.Time       `json:"cmek_enabled_at"`
+	Keys          []backupKeyView `json:"keys"`
+	KMSCalls      KMSCalls        `json:"kms_calls"`
+}
+
+func loadBackupGroup(ctx context.Context, keyrings []string, write bool) (*keyring.Group, error) {
+	return keyring.LoadGroup(ctx, stores(keyrings), write)
+}
+
+func enabledAt(g *keyring.Group) time.Time {
+	var t time.Time
+	for _, n := range g.Nodes {
+		if t.IsZero() || n.KR.EnabledAt.Before(t) {
+			t = n.KR.EnabledAt
+		}
+	}
+	return t
+}
+
+func viewOf(b keyring.BackupKey) backupKeyView {
+	v := backupKeyView{ID: b.ID, Label: b.Label, Created: b.Created}
+	for _, w := range b.Wraps {
+		v.Wraps = append(v.Wraps, backupWrapView{Region: w.Region, CMEKURI: redact(w.CMEKURI), CMEKVersion: w.CMEKVersion})
+	}
+	return v
+}
+
+func backupTable(p printer, rep backupKeysReport) table {
+	t := table{Headers: []string{"id", "label", "created", "regions (cmek version)", "restorable", "detail"}}
+	for _, k := range rep.Keys {
+		var rs []string
+		for _, w := range k.Wraps {
+			rs = append(rs, w.Region+" (v"+w.CMEKVersion+")")
+		}
+		r := "no"
+		if k.Restorable {
+			r = "yes"
+		}
+		t.Rows = append(t.Rows, []string{keyring.Short(k.ID), k.Label, p.when(k.Created), strings.Join(rs, ", "), r, k.Reason})
+	}
+	return t
+}
+
+func backupKeysCreate(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
+	g, err := loadBackupGroup(ctx, o.Keyrings, true)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	s := f.newSession()
+	bk, key, err := keyring.CreateBackupKey(ctx, f.env(s), g, o.Label, o.Regions)
+	keyring.Wipe(key)
+	if err != nil {
+		return err
+	}
+	v := viewOf(bk)
+	v.Restorable = true
+	rep := backupKeysReport{ClusterID: g.Cluster, CMEKEnabledAt: enabledAt(g), Keys: []backupKeyView{v}, KMSCalls: s.Counts()}
+	return p.print(rep, backupTable(p, rep))
+}
+
+// backupKeysList judges each key restorable when at least one wrapping
+// region's CMEK key is enabled (one Describe per key URI, no unwrap).
+func backupKeysList(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
+	g, err := loadBackupGroup(ctx, o.Keyrings, false)
+	if err != nil {
+		return err
+	}
+	s := f.newSession()
+	states := map[string]string{}
+	state := func(uri string) string {
+		if st, ok := states[uri]; ok {
+			return st
+		}
+		v := describeView(ctx, s, uri)
+		st := "ERROR " + string(v.Class)
+		if v.State != nil {
+			st = string(v.State.State)
+		}
+		states[uri] = st
+		return st
+	}
+	rep := backupKeysReport{ClusterID: g.Cluster, CMEKEnabledAt: enabledAt(g), Keys: []backupKeyView{}}
+	for _, b := range g.BackupKeys() {
+		v := viewOf(b)
+		v.States = map[string]string{}
+		for _, w := range b.Wraps {
+			st := state(w.CMEKURI)
+			v.States[w.Region] = st
+			if st == string(provider.StateEnabled) {
+				v.Restorable = true
+			}
+		}
+		if !v.Restorable {
+			v.Reason = "no wrapping region's CMEK key is enabled"
+		}
+		rep.Keys = append(rep.Keys, v)
+	}
+	rep.KMSCalls = s.Counts()
+	return p.print(rep, backupTable(p, rep))
+}
+
+func backupKeysVerify(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
+	g, err := loadBackupGroup(ctx, o.Keyrings, false)
+	if err != nil {
+		return err
+	}
+	s := f.newSession()
+	env := f.env(s)
+	rep := backupKeysReport{ClusterID: g.Cluster, CMEKEnabledAt: enabledAt(g), Keys: []backupKeyView{}}
+	bad := 0
+	for _, b := range g.BackupKeys() {
+		v := viewOf(b)
+		regions := []string{""}
+		if o.AllRegions {
+			regions = nil
+			for _, w := range b.Wraps {
+				regions = append(regions, w.Region)
+			}
+		}
+		var fails []string
+		for _, r := range regions {
+			key, region, err := keyring.UnwrapBackupKey(ctx, env, g.Cluster, b, r)
+			if err != nil {
+				fails = append(fails, oneLine(err.Error()))
+				continue
+			}
+			keyring.Wipe(key)
+			v.Unwrapped = append(v.Unwrapped, region)
+		}
+		v.Restorable = len(v.Unwrapped) > 0 && (!o.AllRegions || len(fails) == 0)
+		if !v.Restorable {
+			bad++
+		}
+		v.Reason = strings.Join(fails, "; ")
+		if v.Reason == "" && len(v.Unwrapped) > 0 {
+			v.Reason = "unwrapped by " + strings.Join(v.Unwrapped, ", ")
+		}
+		rep.Keys = append(rep.Keys, v)
+	}
+	rep.KMSCalls = s.Counts()
+	if err := p.print(rep, backupTable(p, rep)); err != nil {
+		return err
+	}
+	if bad > 0 {
+		return exitf(ExitNotRestorable, "%d of %d backup keys are not restorable", bad, len(rep.Keys))
+	}
+	return nil
+}
+
+func backupKeysRewrap(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
+	g, err := loadBackupGroup(ctx, o.Keyrings, true)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	s := f.newSession()
+	n, err := keyring.RewrapBackupKeys(ctx, f.env(s), g)
+	if err != nil {
+		return err
+	}
+	rep := backupKeysReport{ClusterID: g.Cluster, CMEKEnabledAt: enabledAt(g), Keys: []backupKeyView{}, KMSCalls: s.Counts()}
+	for _, b := range g.BackupKeys() {
+		v := viewOf(b)
+		v.Restorable = true
+		rep.Keys = append(rep.Keys, v)
+	}
+	if p.format == OutputTable && f.IO.IsStderrTTY() {
+		fmt.Fprintf(f.IO.ErrOut, "re-wrapped %d backup key(s)\n", n)
+	}
+	return p.print(rep, backupTable(p, rep))
+}
+
+func toBackupWraps(ws []keyring.RegionWrap) []backup.RegionWrap {
+	out := make([]backup.RegionWrap, len(ws))
+	for i, w := range ws {
+		out[i] = backup.RegionWrap{Region: w.Region, CMEKURI: w.CMEKURI, KeyVersion: w.CMEKVersion, Wrapped: w.Wrapped}
+	}
+	return out
+}
+
+func backupKeysExport(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
+	g, err := loadBackupGroup(ctx, o.Keyrings, false)
+	if err != nil {
+		return err
+	}
+	e := backup.Escrow{ClusterID: g.Cluster, Keys: []backup.EscrowKey{}}
+	for _, b := range g.BackupKeys() {
+		e.Keys = append(e.Keys, backup.EscrowKey{ID: b.ID, Label: b.Label, Created: b.Created, Wraps: toBackupWraps(b.Wraps)})
+	}
+	data, err := e.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := writeOutput(f, o.Out, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+		return err
+	}
+	rep := struct {
+		Out  string `json:"out"`
+		Keys int    `json:"keys"`
+	}{o.Out, len(e.Keys)}
+	return p.print(rep, table{Headers: []string{"out", "keys"}, Rows: [][]string{{o.Out, fmt.Sprint(len(e.Keys))}}})
+}
+
+func backupKeysImport(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
+	data, err := os.ReadFile(o.In)
+	if err != nil {
+		return exitf(ExitUsage, "read escrow file: %v", err)
+	}
+	e, err := backup.ParseEscrow(data)
+	if err != nil {
+		return exitf(ExitCorrupt, "%s: %v", o.In, err)
+	}
+	g, err := loadBackupGroup(ctx, o.Keyrings, true)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	var keys []keyring.BackupKey
+	for _, k := range e.Keys {
+		bk := keyring.BackupKey{ID: k.ID, Label: k.Label, Created: k.Created}
+		for _, w := range k.Wraps {
+			uri, ok := g.RegionCMEK(w.Region)
+			if !ok {
+				uri = w.CMEKURI
+			}
+			bk.Wraps = append(bk.Wraps, keyring.RegionWrap{Region: w.Region, CMEKURI: uri, CMEKVersion: w.KeyVersion, Wrapped: w.Wrapped})
+		}
+		keys = append(keys, bk)
+	}
+	s := f.newSession()
+	n, err := keyring.ImportBackupKeys(f.env(s), g, e.ClusterID, keys)
+	if err != nil {
+		return err
+	}
+	rep := struct {
+		Imported int `json:"imported"`
+		Skipped  int `json:"already_present"`
+	}{n, len(keys) - n}
+	return p.print(rep, table{Headers: []string{"imported", "already present"}, Rows: [][]string{{fmt.Sprint(n), fmt.Sprint(len(keys) - n)}}})
+}
+
+// BackupOptions are the backup encrypt/decrypt options.
+type BackupOptions struct {
+	Keyrings      []string
+	IncrementalOf string
+	Label         string
+	Parallel      int
+	In, Out       string
+}
+
+func newCmdBackup(f *Factory, p func() printer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Encrypt and decrypt backup files with backup keys",
+		Long: `Encrypt a backup stream with a backup key (a fresh one for a full backup, its
+full backup's key for an incremental), and decrypt it with the CMEK key of any
+region that wraps it. Input and output default to stdin and stdout:
+
+  some-dump | cmekctl backup encrypt --keyring DIR > backup.cmek
+  cmekctl backup decrypt --keyring DIR backup.cmek > restored`,
+	}
+	enc := &BackupOptions{}
+	encCmd := &cobra.Command{
+		Use:   "encrypt --keyring DIR... [--incremental-of FILE] [IN [OUT]]",
+		Short: "Encrypt a backup (a full backup gets a fresh backup key)",
+		Args:  cobra.MaximumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			enc.In, enc.Out = argAt(args, 0), argAt(args, 1)
+			return backupEncryptRun(cmd.Context(), f, enc)
+		},
+	}
+	encCmd.Flags().StringArrayVar(&enc.Keyrings, "keyring", nil, "keyring directory (repeat; one per region that may restore)")
+	encCmd.Flags().StringVar(&enc.IncrementalOf, "incremental-of", "", "the full backup this incremental builds on (reuses its key)")
+	encCmd.Flags().StringVar(&enc.Label, "label", "", "label for a full backup's new key")
+	encCmd.Flags().IntVar(&enc.Parallel, "parallel", 1, "chunks sealed at once on that many cores")
+	_ = encCmd.MarkFlagRequired("keyring")
+	dec := &BackupOptions{}
+	decCmd := &cobra.Command{
+		Use:   "decrypt --keyring DIR... [IN [OUT]]",
+		Short: "Decrypt a backup with the CMEK key of any region that wraps it",
+		Args:  cobra.MaximumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dec.In, dec.Out = argAt(args, 0), argAt(args, 1)
+			return backupDecryptRun(cmd.Context(), f, dec)
+		},
+	}
+	decCmd.Flags().StringArrayVar(&dec.Keyrings, "keyring", nil, "keyring directory (repeat)")
+	decCmd.Flags().IntVar(&dec.Parallel, "parallel", 1, "chunks opened at once on that many cores")
+	_ = decCmd.MarkFlagRequired("keyring")
+	cmd.AddCommand(encCmd, decCmd)
+	return cmd
+}
+
+func argAt(args []string, i int) string {
+	if i < len(args) {
+		return args[i]
+	}
+	return ""
+}
+
+func backupEncryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
+	in, closeIn, err := openInput(f, o.In)
+	if err != nil {
+		return err
+	}
+	defer closeIn()
+	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), true)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	s := f.newSession()
+	env := f.env(s)
+	hdr := backup.Header{ClusterID: g.Cluster, Kind: backup.KindFull}
+	var key []byte
+	var bk keyring.BackupKey
+	if o.IncrementalOf != "" {
+		full, err := readBackupHeader(o.IncrementalOf)
+		if err != nil {
+			return err
+		}
+		if full.ClusterID != g.Cluster {
+			return exitf(ExitForeign, "%s is a backup of cluster %q, the keyrings are of cluster %q", o.IncrementalOf, full.ClusterID, g.Cluster)
+		}
+		found := false
+		for _, b := range g.BackupKeys() {
+			if b.ID == full.BackupKeyID {
+				bk, found = b, true
+			}
+		}
+		if !found {
+			return exitf(ExitForeign, "backup key %s of %s is not in these keyrings: import it with cmekctl backup-keys import", keyring.Short(full.BackupKeyID), o.IncrementalOf)
+		}
+		if err := g.CheckNotRevoked(); err != nil {
+			return err
+		}
+		key, _, err = keyring.UnwrapBackupKey(ctx, env, g.Cluster, bk, "")
+		if err != nil {
+			return err
+		}
+		hdr.Kind, hdr.Parent = backup.KindIncremental, full.ID
+	} else {
+		bk, key, err = keyring.CreateBackupKey(ctx, env, g, o.Label, nil)
+		if err != nil {
+			return err
+		}
+	}
+	defer keyring.Wipe(key)
+	hdr.BackupKeyID, hdr.Wraps = bk.ID, toBackupWraps(bk.Wraps)
+	return writeOutput(f, o.Out, func(w io.Writer) error {
+		bw, err := backup.NewWriter(w, hdr, key, stream.Options{Parallel: o.Parallel})
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(bw, in); err != nil {
+			return err
+		}
+		return bw.Close()
+	})
+}
+
+func readBackupHeader(path string) (*backup.Header, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, exitf(ExitUsage, "open %s: %v", path, err)
+	}
+	defer fh.Close()
+	h, err := backup.ReadHeader(fh)
+	if err != nil {
+		return nil, backupErr(path, err)
+	}
+	return h, nil
+}
+
+func backupErr(path string, err error) error {
+	if errors.Is(err, backup.ErrNotBackup) {
+		return exitf(ExitNotRestorable, "%s: %v: not restorable", path, err)
+	}
+	return exitf(ExitCorrupt, "%s: %v", path, err)
+}
+
+func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
+	in, closeIn, err := openInput(f, o.In)
+	if err != nil {
+		return err
+	}
+	defer closeIn()
+	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), false)
+	if err != nil {
+		return err
+	}
+	if err := g.CheckNotRevoked(); err != nil {
+		return err
+	}
+	s := f.newSession()
+	env := f.env(s)
+	name := o.In
+	if name == "" {
+		name = "stdin"
+	}
+	var usedRegion string
+	unwrap := func(h *backup.Header) ([]byte, error) {
+		if h.ClusterID != g.Cluster {
+			return nil, fmt.Errorf("%w: the backup is of cluster %q, the keyrings of cluster %q", keyring.ErrForeign, h.ClusterID, g.Cluster)
+		}
+		bk := keyring.BackupKey{ID: h.BackupKeyID}
+		for _, w := range h.Wraps {
+			uri, ok := g.RegionCMEK(w.Region)
+			if !ok {
+				continue // no keyring of that region given: its key is unknown here
+			}
+			bk.Wraps = append(bk.Wraps, keyring.RegionWrap{Region: w.Region, CMEKURI: uri, CMEKVersion: w.KeyVersion, Wrapped: w.Wrapped})
+		}
+		if len(bk.Wraps) == 0 {
+			return nil, fmt.Errorf("%w: none of the backup's regions has a keyring here", keyring.ErrForeign)
+		}
+		key, region, err := keyring.UnwrapBackupKey(ctx, env, g.Cluster, bk, "")
+		usedRegion = region
+		return key, err
+	}
+	return writeOutput(f, o.Out, func(w io.Writer) error {
+		h, r, err := backup.Open(in, unwrap, stream.Options{Parallel: o.Parallel})
+		if err != nil {
+			if h == nil {
+				return backupErr(name, err)
+			}
+			return err
+		}
+		if _, err := io.Copy(w, r); err != nil {
+			return err
+		}
+		fmt.Fprintf(f.IO.ErrOut, "decrypted %s backup %s with region %s's CMEK key\n", h.Kind, keyring.Short(h.ID), usedRegion)
+		return nil
+	})
+}
