@@ -1,0 +1,169 @@
+//go:build linux
+
+package stream
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"io"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The benchmarks below interleave a baseline and a candidate, iteration by
+// iteration, and report the candidate's throughput as a percentage of the
+// baseline's (metric "%-of-baseline"). On a shared machine whose load
+// changes from second to second this comparison holds where two separate
+// benchmarks, run a minute apart, do not.
+
+func rawSealStream(b *testing.B, size int64) func() {
+	block, err := aes.NewCipher(testKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, DefaultChunkSize, DefaultChunkSize+Overhead)
+	var n [nonceSize]byte
+	return func() {
+		for i := int64(0); i < size/DefaultChunkSize; i++ {
+			n[10] = byte(i)
+			aead.Seal(buf[:0], n[:], buf[:DefaultChunkSize], nil)
+		}
+	}
+}
+
+func encryptOnce(b *testing.B, parallel int, size int64) func() {
+	src := newPattern()
+	return func() {
+		w, err := NewWriter(io.Discard, testKey, testHeader, Options{Parallel: parallel})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(w, io.LimitReader(src, size)); err != nil {
+			b.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func decryptOnce(b *testing.B, parallel int, size int64) func() {
+	var ct bytes.Buffer
+	encryptTo(b, &ct, size)
+	return func() {
+		r, err := NewReader(bytes.NewReader(ct.Bytes()), testKey, testHeader, Options{Parallel: parallel})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, err := io.Copy(io.Discard, r); err != nil || n != size {
+			b.Fatalf("decrypt: %d bytes, %v", n, err)
+		}
+	}
+}
+
+func encryptTo(b *testing.B, dst io.Writer, size int64) {
+	w, err := NewWriter(dst, testKey, testHeader, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(w, io.LimitReader(newPattern(), size)); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// interleave runs baseline and candidate in turn b.N times and reports the
+// candidate's throughput relative to the baseline's, by wall time and, for
+// work that stays on the calling goroutine (serial mode), by the CPU time of
+// the OS thread it is locked to, which other processes' load does not
+// inflate ("%-of-baseline-cpu"). The ns/op and MB/s columns count both runs.
+func interleave(b *testing.B, size int64, serial bool, baseline, candidate func()) {
+	if serial {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	baseline()
+	candidate()
+	var tb, tc, cb, cc time.Duration
+	b.SetBytes(size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c0, t0 := threadCPU(), time.Now()
+		baseline()
+		c1, t1 := threadCPU(), time.Now()
+		candidate()
+		c2, t2 := threadCPU(), time.Now()
+		tb, tc = tb+t1.Sub(t0), tc+t2.Sub(t1)
+		cb, cc = cb+c1-c0, cc+c2-c1
+	}
+	b.ReportMetric(100*tb.Seconds()/tc.Seconds(), "%-of-baseline")
+	if serial && cb > 0 && cc > 0 {
+		b.ReportMetric(100*cb.Seconds()/cc.Seconds(), "%-of-baseline-cpu")
+	}
+}
+
+// threadCPU is the CPU time (user + system) of the calling OS thread.
+func threadCPU() time.Duration {
+	const rusageThread = 1 // RUSAGE_THREAD, Linux
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func BenchmarkVsBaseline(b *testing.B) {
+	const size = benchSize
+	b.Run("encrypt=serial/baseline=rawSeal", func(b *testing.B) {
+		interleave(b, size, true, rawSealStream(b, size), encryptOnce(b, 1, size))
+	})
+	b.Run("decrypt=serial/baseline=rawSeal", func(b *testing.B) {
+		interleave(b, size, true, rawSealStream(b, size), decryptOnce(b, 1, size))
+	})
+	b.Run("encrypt=parallel2/baseline=rawSeal", func(b *testing.B) {
+		interleave(b, size, false, rawSealStream(b, size), encryptOnce(b, 2, size))
+	})
+	b.Run("decrypt=parallel2/baseline=rawSeal", func(b *testing.B) {
+		interleave(b, size, false, rawSealStream(b, size), decryptOnce(b, 2, size))
+	})
+}
+
+func rawOpenStream(b *testing.B, size int64) func() {
+	block, err := aes.NewCipher(testKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n [nonceSize]byte
+	ct := aead.Seal(nil, n[:], make([]byte, DefaultChunkSize), nil)
+	out := make([]byte, 0, DefaultChunkSize)
+	return func() {
+		for i := int64(0); i < size/DefaultChunkSize; i++ {
+			if _, err := aead.Open(out[:0], n[:], ct, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func BenchmarkVsBaselineExtra(b *testing.B) {
+	const size = benchSize
+	b.Run("rawOpen/baseline=rawSeal", func(b *testing.B) {
+		interleave(b, size, true, rawSealStream(b, size), rawOpenStream(b, size))
+	})
+	b.Run("decrypt=serial-cached4MiB/baseline=rawSeal", func(b *testing.B) {
+		interleave(b, 4<<20, true, rawSealStream(b, 4<<20), decryptOnce(b, 1, 4<<20))
+	})
+}
