@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -18,8 +19,32 @@ import (
 
 // DrillOptions are drill's options.
 type DrillOptions struct {
-	Dir  string
-	Keep bool
+	Dir      string
+	Keep     bool
+	Provider string
+	CMEK     string
+}
+
+// drillCaps are what a KMS can show in a drill.
+type drillCaps struct {
+	versions   bool // the KMS names key versions in its wraps
+	disable    bool // the KMS can disable a key
+	destroyNow bool // the KMS destroys at once (not after a pending window)
+	note       string
+}
+
+var providerSchemes = map[string]string{"file": "file-kms", "aws": "aws-kms", "gcp": "gcp-kms", "vault": "vault-transit"}
+
+func capsOf(scheme string) drillCaps {
+	switch scheme {
+	case "aws-kms":
+		return drillCaps{disable: true, note: "AWS KMS names no key versions and destroys only after a 7-day window"}
+	case "gcp-kms":
+		return drillCaps{versions: true, disable: true, note: "GCP Cloud KMS destroys only after the key's destroy-scheduled window"}
+	case "vault-transit":
+		return drillCaps{versions: true, destroyNow: true, note: "Vault transit cannot disable a key: revoke access by policy"}
+	}
+	return drillCaps{versions: true, disable: true, destroyNow: true}
 }
 
 func newCmdDrill(f *Factory, p func() printer) *cobra.Command {
@@ -41,6 +66,9 @@ with 60 if any step did not behave.`,
 	}
 	cmd.Flags().StringVar(&opts.Dir, "dir", "", "sandbox directory (default: a new temporary directory, removed afterwards)")
 	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "keep the temporary sandbox for inspection")
+	cmd.Flags().StringVar(&opts.Provider, "provider", "file", "KMS to rehearse on: file, aws, gcp or vault (with --cmek)")
+	cmd.Flags().StringVar(&opts.CMEK, "cmek", "", "a TEST key in your KMS to rehearse on (it is disabled and destroyed by the drill)")
+	_ = cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions([]string{"file", "aws", "gcp", "vault"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -55,6 +83,7 @@ type drillStep struct {
 type drillReport struct {
 	Dir   string      `json:"dir"`
 	CMEK  string      `json:"cmek_uri"`
+	Note  string      `json:"note,omitempty"`
 	Steps []drillStep `json:"steps"`
 	OK    bool        `json:"ok"`
 }
@@ -99,8 +128,21 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 	dir, _ = filepath.Abs(dir)
 	d := &drill{ctx: ctx, f: f, sample: map[string][]byte{}, sealed: map[string][]byte{}}
 	d.rep.Dir = dir
+	scheme, ok := providerSchemes[o.Provider]
+	if !ok {
+		return usageError("use --provider file, aws, gcp or vault", "unknown --provider %q", o.Provider)
+	}
 	uri := "file-kms://" + filepath.Join(dir, "kms", "cmek")
-	d.rep.CMEK = uri
+	if o.CMEK != "" {
+		uri = o.CMEK
+	} else if scheme != "file-kms" {
+		return usageError("give a test key of that KMS: --cmek "+scheme+"://...", "--provider %s needs --cmek", o.Provider)
+	}
+	if !strings.HasPrefix(uri, scheme+"://") {
+		return usageError("make --provider and the --cmek URI agree", "--cmek %s is not a %s URI", redact(uri), scheme)
+	}
+	caps := capsOf(scheme)
+	d.rep.CMEK, d.rep.Note = redact(uri), caps.note
 	for i := 1; i <= 3; i++ {
 		d.stores = append(d.stores, keyring.Store{Dir: filepath.Join(dir, fmt.Sprintf("n%d", i), "cmek")})
 	}
@@ -113,12 +155,23 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 		return op(a)
 	}
 
-	d.step("create CMEK key", "a new key, one enabled version", func(s *kmsSession) (string, bool) {
-		st, err := admin(s, func(a provider.Admin) (provider.KeyState, error) { return a.Create(ctx) })
+	var version0 string
+	d.step("create CMEK key", "an enabled key", func(s *kmsSession) (string, bool) {
+		k, err := s.Open(uri)
 		if err != nil {
 			return err.Error(), false
 		}
-		return fmt.Sprintf("%s, primary version %s", st.State, st.PrimaryVersion), st.State == provider.StateEnabled
+		st, err := k.Describe(ctx)
+		verb := "using the existing key"
+		if err == nil && st.State == provider.StateNotFound {
+			verb = "created"
+			st, err = admin(s, func(a provider.Admin) (provider.KeyState, error) { return a.Create(ctx) })
+		}
+		if err != nil {
+			return err.Error(), false
+		}
+		version0 = st.PrimaryVersion
+		return fmt.Sprintf("%s: %s, primary version %s", verb, st.State, st.PrimaryVersion), st.State == provider.StateEnabled
 	})
 	d.step("enable region r1 with 3 nodes", "3 keyrings; 1 KMS wrap", func(s *kmsSession) (string, bool) {
 		req := keyring.EnableRequest{Cluster: "drill-cluster", Region: "r1", CMEK: uri}
@@ -161,20 +214,30 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 	}
 	d.step("rotate data-key", "3 nodes; 1 unwrap, 0 wrap", rotate(keyring.OpRotateDataKey, keyring.RotateOptions{}, 1, 0))
 	d.step("rotate store-key", "3 nodes; 1 unwrap, 1 wrap", rotate(keyring.OpRotateStoreKey, keyring.RotateOptions{}, 1, 1))
-	d.step("rotate the CMEK key to a new version", "primary version 2", func(s *kmsSession) (string, bool) {
+	var wrapVersion0 string
+	d.step("rotate the CMEK key to a new version", "a new primary version", func(s *kmsSession) (string, bool) {
+		if kr, err := d.stores[0].Load(); err == nil {
+			wrapVersion0 = kr.StoreWrap.CMEKVersion
+		}
 		st, err := admin(s, func(a provider.Admin) (provider.KeyState, error) { return a.Rotate(ctx) })
 		if err != nil {
 			return err.Error(), false
 		}
-		return "primary version " + st.PrimaryVersion, st.PrimaryVersion == "2"
+		if !caps.versions {
+			return "rotated; this KMS names no versions", true
+		}
+		return fmt.Sprintf("primary version %s (was %s)", st.PrimaryVersion, version0), st.PrimaryVersion != version0
 	})
-	d.step("rotate cmek (same URI, new version)", "3 nodes; 1 unwrap, 1 wrap; store key wrapped by version 2", func(s *kmsSession) (string, bool) {
+	d.step("rotate cmek (same URI, new version)", "3 nodes; 1 unwrap, 1 wrap; store key wrapped by the new version", func(s *kmsSession) (string, bool) {
 		obs, ok := rotate(keyring.OpRotateCMEK, keyring.RotateOptions{}, 1, 1)(s)
 		kr, err := d.stores[0].Load()
 		if err != nil {
 			return err.Error(), false
 		}
-		return obs + "; wrapped by version " + kr.StoreWrap.CMEKVersion, ok && kr.StoreWrap.CMEKVersion == "2"
+		if !caps.versions {
+			return obs, ok
+		}
+		return obs + "; wrapped by version " + kr.StoreWrap.CMEKVersion, ok && kr.StoreWrap.CMEKVersion != wrapVersion0
 	})
 	d.step("read all data back", "every file decrypts to its plaintext", func(s *kmsSession) (string, bool) {
 		for _, st := range d.stores {
@@ -222,13 +285,17 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 	if cleanupUnlock != nil {
 		defer cleanupUnlock()
 	}
-	d.step("revoke --kms-action disable", "unlocked files purged, key DISABLED, keyrings marked revoked", func(s *kmsSession) (string, bool) {
+	action, wantState := kmsActionDisable, provider.StateDisabled
+	if !caps.disable {
+		action, wantState = kmsActionNone, provider.StateEnabled
+	}
+	d.step("revoke --kms-action "+action, "unlocked files purged, key "+string(wantState)+", keyrings marked revoked", func(s *kmsSession) (string, bool) {
 		g, err := keyring.LoadGroup(ctx, d.stores, true)
 		if err != nil {
 			return err.Error(), false
 		}
 		defer g.Close()
-		rep, err := executeRevoke(ctx, f, s, g, g.Nodes, []string{uri}, &RevokeOptions{KMSAction: kmsActionDisable, Reason: "cmekctl drill"}, revokeReport{})
+		rep, err := executeRevoke(ctx, f, s, g, g.Nodes, []string{uri}, &RevokeOptions{KMSAction: action, Reason: "cmekctl drill"}, revokeReport{})
 		if err != nil {
 			return err.Error(), false
 		}
@@ -242,43 +309,54 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 			return err.Error(), false
 		}
 		return fmt.Sprintf("%d steps; %d files left in the unlock directory; key %s", len(rep.Steps), len(left), st.State),
-			len(left) == 0 && st.State == provider.StateDisabled
+			len(left) == 0 && st.State == wantState
 	})
-	d.step("unlock and decrypt after revoke", "unlock refused (exit 8); the KMS refuses the store key: REVOKED", func(s *kmsSession) (string, bool) {
+	revokedClass, revokedVerdict := provider.Revoked, verify.Revoked
+	if !caps.disable {
+		revokedClass, revokedVerdict = provider.ClassNone, verify.Accessible
+	}
+	d.step("unlock and decrypt after revoke", "unlock refused (exit 8); the KMS refuses the store key: "+classOrOK(revokedClass), func(s *kmsSession) (string, bool) {
 		out, cleanup, err := drillTmpfs()
 		if err != nil {
 			return err.Error(), false
 		}
 		defer cleanup()
 		_, uerr := keyring.Unlock(ctx, f.env(s), d.stores[0], keyring.UnlockOptions{Out: out, AllowDisk: true})
-		failed := d.decryptFailures(s, provider.Revoked)
-		return fmt.Sprintf("unlock: exit %d; decrypt with the KMS failed REVOKED on %d of 3 nodes", ExitCode(uerr), failed),
+		failed := d.decryptFailures(s, revokedClass)
+		return fmt.Sprintf("unlock: exit %d; decrypt with the KMS: %s on %d of 3 nodes", ExitCode(uerr), classOrOK(revokedClass), failed),
 			ExitCode(uerr) == ExitRevokedKeyring && failed == 3
 	})
-	d.step("verify-destroyed after revoke", "REVOKED (exit 30; 0 with --accept revoked)", func(s *kmsSession) (string, bool) {
+	d.step("verify-destroyed after revoke", revokedVerdict, func(s *kmsSession) (string, bool) {
 		rep, err := d.verify(s)
 		if err != nil {
 			return err.Error(), false
 		}
-		return verdictLine(rep), rep.Verdict == verify.Revoked
+		return verdictLine(rep), rep.Verdict == revokedVerdict
 	})
-	d.step("destroy the CMEK key", "key DESTROYED, material erased", func(s *kmsSession) (string, bool) {
+	destroyedClass, destroyedVerdict := provider.Destroyed, verify.Destroyed
+	if !caps.destroyNow {
+		destroyedClass, destroyedVerdict = provider.Revoked, verify.Revoked
+	}
+	d.step("destroy the CMEK key", "key destroyed, or scheduled for destruction where the KMS has a window", func(s *kmsSession) (string, bool) {
 		st, err := admin(s, func(a provider.Admin) (provider.KeyState, error) { return a.Destroy(ctx) })
 		if err != nil {
 			return err.Error(), false
 		}
-		return string(st.State), st.State == provider.StateDestroyed
+		if !caps.destroyNow {
+			return string(st.State), st.State == provider.StatePendingDeletion
+		}
+		return string(st.State), st.State == provider.StateDestroyed || st.State == provider.StateNotFound
 	})
-	d.step("decrypt after destroy", "fails on every node: DESTROYED", func(s *kmsSession) (string, bool) {
-		failed := d.decryptFailures(s, provider.Destroyed)
-		return fmt.Sprintf("decrypt failed DESTROYED on %d of 3 nodes", failed), failed == 3
+	d.step("decrypt after destroy", "fails on every node: "+string(destroyedClass), func(s *kmsSession) (string, bool) {
+		failed := d.decryptFailures(s, destroyedClass)
+		return fmt.Sprintf("decrypt failed %s on %d of 3 nodes", destroyedClass, failed), failed == 3
 	})
-	d.step("verify-destroyed after destroy", "DESTROYED (exit 0)", func(s *kmsSession) (string, bool) {
+	d.step("verify-destroyed after destroy", destroyedVerdict, func(s *kmsSession) (string, bool) {
 		rep, err := d.verify(s)
 		if err != nil {
 			return err.Error(), false
 		}
-		return verdictLine(rep), rep.Verdict == verify.Destroyed
+		return verdictLine(rep), rep.Verdict == destroyedVerdict
 	})
 
 	d.rep.OK = true
@@ -357,6 +435,13 @@ func (d *drill) verify(s *kmsSession) (verify.Report, error) {
 	return collectEvidence(d.ctx, d.f, s, g, nil, nil)
 }
 
+func classOrOK(c provider.Class) string {
+	if c == provider.ClassNone {
+		return "still decrypts"
+	}
+	return string(c)
+}
+
 // decryptFailures tries to open each node's sample with the KMS, ignoring
 // the keyrings' revocation marks (as an attacker with the files would), and
 // counts the failures of the given class.
@@ -368,13 +453,12 @@ func (d *drill) decryptFailures(s *kmsSession, class provider.Class) int {
 			continue
 		}
 		sl, err := keyring.NewSealer(d.ctx, d.f.env(s), kr)
-		if err != nil {
-			if provider.Classify(err) == class {
-				n++
-			}
-			continue
+		if provider.Classify(err) == class {
+			n++
 		}
-		sl.Close()
+		if err == nil {
+			sl.Close()
+		}
 	}
 	return n
 }
