@@ -306,3 +306,16 @@ func TestTableRows(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokedToken: a token revoked after the wrap makes every call REVOKED
+// (403 permission denied), Describe included.
+func TestRevokedToken(t *testing.T) {
+	s := startServer(t)
+	k := newKey(t, s)
+	w := wrapOrFatal(t, k, testAAD)
+	s.admin(t, "POST", "revoke", nil)
+	_, err := k.Unwrap(ctxT(t), w, testAAD)
+	expectErr(t, s, err, provider.Revoked, "403", "permission denied")
+	_, err = k.Describe(ctxT(t))
+	expectErr(t, s, err, provider.Revoked, "403", "permission denied")
+}

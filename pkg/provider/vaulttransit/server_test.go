@@ -39,6 +39,10 @@ var (
 	buildErr  error
 )
 
+// origHome is HOME before any test changes it (cleanVaultEnv does), so that
+// go build finds the usual build and module caches.
+var origHome = os.Getenv("HOME")
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if buildDir != "" {
@@ -73,7 +77,7 @@ func serverBinary(t *testing.T) string {
 		buildBin = filepath.Join(buildDir, "vaultserver")
 		cmd := exec.Command(goBin, "build", "-o", buildBin, ".")
 		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GOWORK=off")
+		cmd.Env = append(os.Environ(), "GOWORK=off", "HOME="+origHome)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
