@@ -54,6 +54,9 @@ func TestDescribe(t *testing.T) {
 	if err != nil || st.State != provider.StateNotFound || st.Recoverable {
 		t.Fatalf("missing key: %v %+v", err, st)
 	}
+	// A mount that is not there is a wrong URI, never a missing key.
+	_, err = vaulttransit.New(c, "nosuch", k.Name()).WithRetry(fastRetry).Describe(ctxT(t))
+	expectErr(t, s, err, provider.Misuse, "404", "no handler for route")
 }
 
 func TestAdmin(t *testing.T) {

@@ -92,10 +92,7 @@ func (k *Key) classify(ctx context.Context, op string, err error, ctVersion int)
 		// The api client's error names the URL and the cause, never the token.
 		return &provider.Error{Provider: providerName, Op: op, Class: provider.Transient, Message: err.Error(), Err: err}
 	}
-	msg := strings.Join(re.Errors, "; ")
-	if msg == "" {
-		msg = http.StatusText(re.StatusCode)
-	}
+	msg := vaultMessage(re)
 	row := classOf(re.StatusCode, msg)
 	class := row.Class
 	switch row.check {
@@ -109,18 +106,15 @@ func (k *Key) classify(ctx context.Context, op string, err error, ctVersion int)
 
 // keyGone reads keys/<name> once to tell a deleted key from a missing grant.
 func (k *Key) keyGone(ctx context.Context) provider.Class {
-	s, err := k.client.Logical().ReadWithContext(ctx, k.path("keys"))
+	s, err := k.readKey(ctx)
 	switch {
 	case err == nil && s == nil:
-		return provider.Destroyed // 404: Vault has no key of that name
+		return provider.Destroyed // 404 with no error text: Vault has no key of that name
 	case err == nil:
 		return provider.Revoked
 	}
 	var re *api.ResponseError
-	if errors.As(err, &re) && (re.StatusCode >= 500 || re.StatusCode == 429 || re.StatusCode == 412) {
-		return provider.Transient
-	}
-	if !errors.As(err, &re) {
+	if !errors.As(err, &re) || re.StatusCode >= 500 || re.StatusCode == 429 || re.StatusCode == 412 {
 		return provider.Transient
 	}
 	return provider.Revoked // e.g. 403: the token may not read the key
@@ -132,7 +126,7 @@ func (k *Key) versionTrimmed(ctx context.Context, v int) provider.Class {
 	if v <= 0 {
 		return provider.Revoked
 	}
-	s, err := k.client.Logical().ReadWithContext(ctx, k.path("keys"))
+	s, err := k.readKey(ctx)
 	if err != nil || s == nil {
 		return provider.Revoked
 	}
@@ -140,4 +134,41 @@ func (k *Key) versionTrimmed(ctx context.Context, v int) provider.Class {
 		return provider.Destroyed
 	}
 	return provider.Revoked
+}
+
+// vaultMessage is Vault's error text on one line ("1 error occurred:\n\t* …"
+// bodies included), or the status text when Vault gave none.
+func vaultMessage(re *api.ResponseError) string {
+	msg := strings.Join(strings.Fields(strings.Join(re.Errors, "; ")), " ")
+	if msg == "" {
+		msg = http.StatusText(re.StatusCode)
+	}
+	return msg
+}
+
+// readKey reads keys/<name>. (nil, nil) is Vault's answer for a read of
+// nothing: 404 with an empty errors list. A 404 with error text (no handler
+// for route: no such mount, or the wrong namespace) is an error, never a
+// missing key; the api client's ReadWithContext cannot tell the two apart.
+func (k *Key) readKey(ctx context.Context) (*api.Secret, error) {
+	if t := k.client.ClientTimeout(); t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	resp, err := k.client.Logical().ReadRawWithContext(ctx, k.path("keys"))
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	if resp != nil && resp.StatusCode == http.StatusNotFound {
+		var re *api.ResponseError
+		if errors.As(err, &re) && len(re.Errors) > 0 {
+			return nil, err
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return api.ParseSecret(resp.Body)
 }

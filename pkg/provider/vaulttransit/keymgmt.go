@@ -183,7 +183,7 @@ func plainError(op string, err error) error {
 	if !errors.As(err, &re) {
 		return &provider.Error{Provider: providerName, Op: op, Class: provider.Transient, Message: err.Error(), Err: err}
 	}
-	msg := strings.Join(re.Errors, "; ")
+	msg := vaultMessage(re)
 	row := classOf(re.StatusCode, msg)
 	class := row.Class
 	if row.check != checkNone {

@@ -132,6 +132,8 @@ func TestOpenFromEnvironment(t *testing.T) {
 		}
 		err = roundTrip(t, k)
 		expectErr(t, s, err, provider.Misuse, "404", "route entry not found")
+		_, err = k.Describe(ctxT(t))
+		expectErr(t, s, err, provider.Misuse, "404", "route entry not found")
 	})
 	t.Run("vault_addr_when_uri_has_no_host", func(t *testing.T) {
 		cleanVaultEnv(t)

@@ -217,12 +217,11 @@ func (k *Key) Rewrap(ctx context.Context, w provider.Wrapped, aad []byte) (provi
 // Describe reads keys/<name>. A key that reads is ENABLED (Vault has no
 // disabled state); versions below min_decryption_version are DISABLED,
 // versions below min_available_version (trimmed) DESTROYED. A 404 is
-// StateNotFound, not an error.
+// StateNotFound, not an error; a 404 that names no route (no such mount or
+// namespace) is a MISUSE error.
 func (k *Key) Describe(ctx context.Context) (provider.KeyState, error) {
 	st := provider.KeyState{URI: k.uri, Provider: providerName, State: provider.StateUnknown, Details: map[string]string{}}
-	s, err := k.do(ctx, "describe", 0, func(ctx context.Context) (*api.Secret, error) {
-		return k.client.Logical().ReadWithContext(ctx, k.path("keys"))
-	})
+	s, err := k.do(ctx, "describe", 0, k.readKey)
 	if err != nil {
 		return st, err
 	}
