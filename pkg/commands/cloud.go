@@ -106,7 +106,11 @@ func addCloudFlags(cmd *cobra.Command, o *CloudOptions, set cloudFlagSet, help s
 		cloudOnly = append(cloudOnly, "region-key", "auth-principal")
 	}
 	if help != "" {
-		cmd.Long = strings.TrimRight(cmd.Long, "\n") + "\n\n" + help
+		long := cmd.Long
+		if long == "" {
+			long = cmd.Short + "."
+		}
+		cmd.Long = strings.TrimRight(long, "\n") + "\n\n" + help
 	}
 	cmd.PreRunE = func(c *cobra.Command, _ []string) error {
 		return checkPlaneFlags(c.Flags(), o.Cloud, cloudOnly, standalone)

@@ -53,7 +53,7 @@ var exitTable = []exitRow{
 	{ExitCorrupt, "corrupt", "the keyring, journal or input file is corrupt, truncated or of an unknown format version"},
 	{ExitPermissions, "permissions", "the keyring or its directory is accessible to others, a symlink, or another user's"},
 	{ExitForeign, "foreign", "the keyring or data belongs to another cluster, region or node"},
-	{ExitAlreadyEnabled, "already-enabled", "CMEK is already enabled in that keyring"},
+	{ExitAlreadyEnabled, "already-enabled", "CMEK is already enabled in that keyring, or on that Cloud cluster (--cloud)"},
 	{ExitRevokedKeyring, "revoked-keyring", "the keyring is marked revoked: nothing is unlocked, decrypted or rotated"},
 	{ExitLocked, "locked", "another cmekctl holds the keyring's lock"},
 	{ExitPartial, "partial", "some nodes failed; run the same command again to finish"},
