@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +68,8 @@ func serverBinary(t *testing.T) string {
 		}
 		goBin, err := exec.LookPath("go")
 		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			buildErr = fmt.Errorf("go is not on PATH: %v", err)
+			return
 		}
 		if buildDir, buildErr = os.MkdirTemp("", "cmekctl-vaultserver-"); buildErr != nil {
 			return
