@@ -28,7 +28,7 @@ var (
 func SpecFromURI(uri, authPrincipal string) (KeySpec, error) {
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme == "" {
-		return KeySpec{}, fmt.Errorf("cloud api: key uri: cannot parse %q: expected aws-kms:///ARN or gcp-kms:///projects/...", redactKeyURI(uri))
+		return KeySpec{}, fmt.Errorf("cloud api: key uri: cannot parse %q: expected aws-kms:///ARN or gcp-kms:///projects/P/locations/L/keyRings/R/cryptoKeys/K", redactKeyURI(uri))
 	}
 	switch u.Scheme {
 	case "aws-kms":
