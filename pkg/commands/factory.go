@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cmekctl/cmekctl/pkg/audit"
+	"github.com/cmekctl/cmekctl/pkg/config"
 	"github.com/cmekctl/cmekctl/pkg/iostreams"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/provider"
@@ -28,6 +29,9 @@ type Factory struct {
 	// being run; set by the root command before a verb runs.
 	Audit *audit.Log
 	Verb  string
+	// Config is the cluster config file, if one was found.
+	Config      *config.Config
+	flagSources map[string]string
 }
 
 // NewFactory returns the factory of a real process.

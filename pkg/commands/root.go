@@ -16,6 +16,7 @@ type globalOptions struct {
 	Output   string
 	NoColor  bool
 	AuditLog string
+	Config   string
 }
 
 // NewRootCmd builds the command tree.
@@ -35,18 +36,22 @@ Start with a drill on the embedded KMS (no cloud account needed):
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			f.Verb = strings.TrimPrefix(cmd.CommandPath(), "cmekctl ")
+			if err := loadConfig(f, cmd.Root(), cmd, g.Config, cmd.Flags().Changed("config")); err != nil {
+				return err
+			}
 			if g.NoColor {
 				f.IO.NoColor = true
 			}
 			if err := checkOutput(g.Output); err != nil {
 				return err
 			}
-			f.Verb = strings.TrimPrefix(cmd.CommandPath(), "cmekctl ")
 			return openAudit(f, g, cmd.Flags().Changed("audit-log"))
 		},
 	}
 	root.PersistentFlags().StringVarP(&g.Output, "output", "o", OutputTable, "output format: table, json or yaml")
 	root.PersistentFlags().BoolVar(&g.NoColor, "no-color", false, "no colour in output (also NO_COLOR)")
+	root.PersistentFlags().StringVar(&g.Config, "config", "", "cluster config file (default $XDG_CONFIG_HOME/cmekctl/config.yaml; also CMEKCTL_CONFIG)")
 	root.PersistentFlags().StringVar(&g.AuditLog, "audit-log", "", "append-only audit log (default $XDG_STATE_HOME/cmekctl/audit.log; \"off\" for none)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputJSON, OutputYAML}, cobra.ShellCompDirectiveNoFileComp))
 	cobra.AddTemplateFunc("exitCodes", ExitCodesHelp)
@@ -70,6 +75,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 		newCmdDrill(f, p),
 		newCmdVersion(f, p),
 		newCmdAudit(f, p),
+		newCmdConfig(f, p),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "The exit codes of every cmekctl command",

@@ -1,0 +1,271 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/cmekctl/cmekctl/pkg/config"
+	"github.com/cmekctl/cmekctl/pkg/provider"
+)
+
+// Flag sources, for config view.
+const (
+	srcFlag    = "flag"
+	srcEnv     = "env"
+	srcFile    = "file"
+	srcDefault = "default"
+	srcCluster = "cluster config"
+)
+
+// secretFlags never print their values.
+var secretFlags = []string{"api-key", "api-key-file", "token"}
+
+// loadConfig finds and parses the config file: --config, else
+// CMEKCTL_CONFIG, else the default path if it exists. Viper is used here,
+// at the edge only: run functions read typed options.
+func loadConfig(f *Factory, root, cmd *cobra.Command, path string, explicit bool) error {
+	if path == "" {
+		path = f.Getenv("CMEKCTL_CONFIG")
+		explicit = path != ""
+	}
+	if path == "" {
+		path = config.DefaultPath(f.Getenv)
+	}
+	known := allFlagNames(root)
+	if path != "" {
+		cfg, err := config.Load(path, func(n string) bool { return slices.Contains(known, n) })
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && !explicit:
+		case errors.Is(err, fs.ErrNotExist):
+			return usageError("check --config or CMEKCTL_CONFIG", "config file %s does not exist", path)
+		case err != nil:
+			return &ExitError{Code: ExitUsage, Err: err, Hint: "fix the line named, then run the command again"}
+		default:
+			f.Config = cfg
+		}
+	}
+	if err := applyFlagDefaults(f, cmd); err != nil {
+		return err
+	}
+	return applyClusterKeyrings(f, cmd)
+}
+
+func allFlagNames(root *cobra.Command) []string {
+	var names []string
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(fl *pflag.Flag) { names = append(names, fl.Name) })
+		c.PersistentFlags().VisitAll(func(fl *pflag.Flag) { names = append(names, fl.Name) })
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(root)
+	return names
+}
+
+// envName is the environment variable of a flag: CMEKCTL_<FLAG>.
+func envName(flag string) string {
+	return "CMEKCTL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyFlagDefaults sets every flag the user did not set from CMEKCTL_*
+// environment variables, then from the config file: flag > env > file >
+// default. It records each flag's source for config view.
+func applyFlagDefaults(f *Factory, cmd *cobra.Command) error {
+	v := viper.New()
+	v.SetEnvPrefix("CMEKCTL")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	if f.Config != nil {
+		for name, fv := range f.Config.Flags {
+			v.SetDefault(name, fv.Values)
+		}
+	}
+	f.flagSources = map[string]string{}
+	var errs []error
+	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if fl.Name == "help" || fl.Name == "config" {
+			return
+		}
+		if fl.Changed {
+			f.flagSources[fl.Name] = srcFlag
+			return
+		}
+		var vals []string
+		src := srcDefault
+		if env, ok := lookupEnv(f, fl.Name); ok {
+			_ = v.BindEnv(fl.Name, envName(fl.Name))
+			vals, src = splitList(fl, env), srcEnv
+		} else if f.Config != nil {
+			if _, ok := f.Config.Flags[fl.Name]; ok {
+				vals, src = v.GetStringSlice(fl.Name), srcFile
+			}
+		}
+		f.flagSources[fl.Name] = src
+		for _, x := range vals {
+			if err := cmd.Flags().Set(fl.Name, x); err != nil {
+				where := envName(fl.Name)
+				if src == srcFile {
+					where = fmt.Sprintf("%s:%d", f.Config.Path, f.Config.Flags[fl.Name].Line)
+				}
+				errs = append(errs, fmt.Errorf("%s: invalid value for --%s: %v", where, fl.Name, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return &ExitError{Code: ExitUsage, Err: errors.Join(errs...)}
+	}
+	return nil
+}
+
+func lookupEnv(f *Factory, flag string) (string, bool) {
+	v := f.Getenv(envName(flag))
+	return v, v != ""
+}
+
+func splitList(fl *pflag.Flag, s string) []string {
+	switch fl.Value.Type() {
+	case "stringArray", "stringSlice":
+		return strings.Split(s, ",")
+	}
+	return []string{s}
+}
+
+// configView is what config view prints.
+type configView struct {
+	Path      string            `json:"config_file"`
+	ClusterID string            `json:"cluster_id,omitempty"`
+	Plane     string            `json:"plane,omitempty"`
+	Regions   []configRegion    `json:"regions"`
+	Flags     []configFlag      `json:"flags"`
+	Env       map[string]string `json:"environment,omitempty"`
+}
+
+type configRegion struct {
+	Name          string       `json:"name"`
+	CMEK          string       `json:"cmek"`
+	AuthPrincipal string       `json:"auth_principal,omitempty"`
+	Nodes         []configNode `json:"nodes"`
+}
+
+type configNode struct {
+	Name    string `json:"name"`
+	Keyring string `json:"keyring"`
+}
+
+type configFlag struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Source string `json:"source"`
+}
+
+func newCmdConfig(f *Factory, p func() printer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Show the configuration in effect",
+		Long: `cmekctl reads a cluster config file (--config, CMEKCTL_CONFIG, or
+$XDG_CONFIG_HOME/cmekctl/config.yaml): the cluster ID, its regions with their
+CMEK URIs and nodes with their keyrings, and defaults for any flag. Every flag
+can also be set as CMEKCTL_<FLAG> (dashes as underscores). Precedence: flag >
+environment > file > default.`,
+	}
+	view := &cobra.Command{
+		Use:   "view [-- COMMAND...]",
+		Short: "Show the config file, and each global flag's value and where it came from (secrets redacted)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cv := configView{Regions: []configRegion{}}
+			if c := f.Config; c != nil {
+				cv.Path, cv.ClusterID, cv.Plane = c.Path, c.ClusterID, c.Plane
+				for _, r := range c.Regions {
+					cr := configRegion{Name: r.Name, CMEK: provider.RedactURI(r.CMEK), AuthPrincipal: r.AuthPrincipal, Nodes: []configNode{}}
+					for _, n := range r.Nodes {
+						cr.Nodes = append(cr.Nodes, configNode{n.Name, n.Keyring})
+					}
+					cv.Regions = append(cv.Regions, cr)
+				}
+			}
+			names := make([]string, 0, len(f.flagSources))
+			for n := range f.flagSources {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				fl := cmd.Flags().Lookup(n)
+				if fl == nil {
+					continue
+				}
+				val := fl.Value.String()
+				if slices.Contains(secretFlags, n) && val != "" {
+					val = provider.Redacted
+				}
+				cv.Flags = append(cv.Flags, configFlag{Name: n, Value: val, Source: f.flagSources[n]})
+			}
+			cv.Env = map[string]string{}
+			for _, kv := range os.Environ() {
+				k, val, _ := strings.Cut(kv, "=")
+				if strings.HasPrefix(k, "CMEKCTL_") {
+					if strings.Contains(k, "KEY") || strings.Contains(k, "TOKEN") || strings.Contains(k, "SECRET") {
+						val = provider.Redacted
+					}
+					cv.Env[k] = val
+				}
+			}
+			t := table{Title: "Cluster", Headers: []string{"region", "cmek", "node", "keyring"}}
+			for _, r := range cv.Regions {
+				for _, n := range r.Nodes {
+					t.Rows = append(t.Rows, []string{r.Name, r.CMEK, n.Name, n.Keyring})
+				}
+			}
+			ft := table{Title: "Flags", Headers: []string{"flag", "value", "source"}}
+			for _, fl := range cv.Flags {
+				ft.Rows = append(ft.Rows, []string{fl.Name, fl.Value, fl.Source})
+			}
+			return p().print(cv, t, ft)
+		},
+	}
+	cmd.AddCommand(view)
+	return cmd
+}
+
+// applyClusterKeyrings gives a verb that takes --keyring, when none was
+// given, the keyrings of the cluster config's nodes, narrowed by the verb's
+// --region and --node selections where it has them. enable reads the
+// cluster config itself.
+func applyClusterKeyrings(f *Factory, cmd *cobra.Command) error {
+	fl := cmd.Flags().Lookup("keyring")
+	if fl == nil || fl.Changed || f.Config == nil || len(f.Config.Regions) == 0 || f.Verb == "enable" {
+		return nil
+	}
+	regions, _ := cmd.Flags().GetStringSlice("region")
+	nodes, _ := cmd.Flags().GetStringSlice("node")
+	sel, err := f.Config.Select(regions, nodes)
+	if err != nil {
+		return usageError("cmekctl config view lists the cluster's regions and nodes", "%v", err)
+	}
+	var dirs []string
+	for _, r := range sel {
+		for _, n := range r.Nodes {
+			dirs = append(dirs, n.Keyring)
+		}
+	}
+	if fl.Value.Type() == "string" && len(dirs) != 1 {
+		return usageError("name one node: --node N (or --keyring DIR)", "%s acts on one node, and the selection from %s has %d", f.Verb, f.Config.Path, len(dirs))
+	}
+	for _, d := range dirs {
+		if err := cmd.Flags().Set("keyring", d); err != nil {
+			return err
+		}
+	}
+	f.flagSources["keyring"] = srcCluster
+	return nil
+}
