@@ -164,9 +164,9 @@ func classifyBackup(info *cloud.ClusterInfo, asOf time.Time, describe func(strin
 			why = append(why, r.Region+": no CMEK key yet at that time")
 			continue
 		}
-		uri := cloud.URIFromSpec(cur.Spec)
+		uri := providerURI(cur.Spec)
 		v := describe(uri)
-		bk := cloudBackupKey{Region: r.Region, RegionStatus: string(r.Status), URI: redact(uri)}
+		bk := cloudBackupKey{Region: r.Region, RegionStatus: string(r.Status), URI: redact(cloud.URIFromSpec(cur.Spec))}
 		if v.State != nil {
 			bk.KMSState = string(v.State.State)
 		} else {
