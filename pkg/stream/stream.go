@@ -229,10 +229,25 @@ func (p *pool) run(j *job) {
 	p.jobs <- j
 }
 
-// wait waits for a job started by run.
+// wait waits for a job started by run. While it waits, the caller seals or
+// opens queued chunks itself rather than sleep, so the caller's goroutine is
+// never idle while there is work (at most GOMAXPROCS goroutines run anyway).
 func (p *pool) wait(j *job) {
-	if p != nil && j.done != nil {
-		<-j.done
+	if p == nil || j.done == nil {
+		return
+	}
+	for {
+		select {
+		case <-j.done:
+			return
+		case other, ok := <-p.jobs:
+			if !ok {
+				<-j.done
+				return
+			}
+			other.run()
+			other.done <- struct{}{}
+		}
 	}
 }
 
