@@ -80,7 +80,8 @@ type Options struct {
 	// ChunkSize is the plaintext bytes per chunk; 0 means DefaultChunkSize.
 	ChunkSize int
 	// Parallel: 0 or 1 seals/opens chunks on the calling goroutine; N > 1
-	// seals/opens up to N chunks at once on N goroutines, output order kept.
+	// seals/opens chunks on N worker goroutines (the caller lends a hand
+	// while it waits), at most 2N chunks in flight, output order kept.
 	Parallel int
 }
 

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 var (
@@ -437,4 +439,47 @@ func FuzzReader(f *testing.F) {
 			t.Fatalf("accepted %d bytes of stream for %d bytes of plaintext, want %d", got, len(serial), want)
 		}
 	})
+}
+
+// Workers stop when a stream ends, fails, or is abandoned half-way.
+func TestNoGoroutineLeak(t *testing.T) {
+	const cs = 64
+	ct := seal(t, randBytes(t, 100*cs), Options{ChunkSize: cs}, 0)
+	before := runtime.NumGoroutine()
+	for range 10 {
+		// Finished.
+		if _, err := open(ct, testKey, testHeader, Options{ChunkSize: cs, Parallel: 3}); err != nil {
+			t.Fatal(err)
+		}
+		// Failed.
+		bad := append([]byte(nil), ct...)
+		bad[len(bad)/2] ^= 1
+		if _, err := open(bad, testKey, testHeader, Options{ChunkSize: cs, Parallel: 3}); !errors.Is(err, ErrAuth) {
+			t.Fatal(err)
+		}
+		// Abandoned: a reader read once, a writer never closed.
+		r, err := NewReader(bytes.NewReader(ct), testKey, testHeader, Options{ChunkSize: cs, Parallel: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Read(make([]byte, 10)); err != nil {
+			t.Fatal(err)
+		}
+		w, err := NewWriter(io.Discard, testKey, testHeader, Options{ChunkSize: cs, Parallel: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(make([]byte, 10*cs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var now int
+	for range 100 {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+		if now = runtime.NumGoroutine(); now <= before {
+			return
+		}
+	}
+	t.Fatalf("%d goroutines before, %d after", before, now)
 }
