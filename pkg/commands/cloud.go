@@ -81,8 +81,10 @@ const (
 // addCloudFlags adds the Cloud plane's flags to cmd. standalone names the
 // flags that belong to the standalone plane: with --cloud they are no
 // longer required, and giving one is a usage error; the Cloud-only flags
-// without --cloud are a usage error too. help is appended to cmd.Long.
-func addCloudFlags(cmd *cobra.Command, o *CloudOptions, set cloudFlagSet, help string, standalone ...string) {
+// without --cloud are a usage error too; only flags given on the command
+// line count: values from CMEKCTL_* or the config file for the other plane
+// are ignored. help is appended to cmd.Long.
+func addCloudFlags(f *Factory, cmd *cobra.Command, o *CloudOptions, set cloudFlagSet, help string, standalone ...string) {
 	fl := cmd.Flags()
 	fl.BoolVar(&o.Cloud, "cloud", false, "act through the CockroachDB Cloud API (with --cluster-id)")
 	if fl.Lookup("cluster-id") == nil {
@@ -113,16 +115,23 @@ func addCloudFlags(cmd *cobra.Command, o *CloudOptions, set cloudFlagSet, help s
 		cmd.Long = strings.TrimRight(long, "\n") + "\n\n" + help
 	}
 	cmd.PreRunE = func(c *cobra.Command, _ []string) error {
-		return checkPlaneFlags(c.Flags(), o.Cloud, cloudOnly, standalone)
+		return checkPlaneFlags(f, c.Flags(), o.Cloud, cloudOnly, standalone)
 	}
 }
 
 // checkPlaneFlags relaxes the standalone plane's required flags under
 // --cloud and refuses flags of the other plane.
-func checkPlaneFlags(fl *pflag.FlagSet, onCloud bool, cloudOnly, standalone []string) error {
+func checkPlaneFlags(f *Factory, fl *pflag.FlagSet, onCloud bool, cloudOnly, standalone []string) error {
+	given := func(n string) bool {
+		if !fl.Changed(n) {
+			return false
+		}
+		src, ok := f.flagSources[n] // set by the config layer before PreRunE
+		return !ok || src == srcFlag
+	}
 	if !onCloud {
 		for _, n := range cloudOnly {
-			if fl.Changed(n) {
+			if given(n) {
 				return usageError("add --cloud --cluster-id ID to act through the Cloud API", "--%s is a flag of the Cloud plane: it needs --cloud", n)
 			}
 		}
@@ -133,7 +142,7 @@ func checkPlaneFlags(fl *pflag.FlagSet, onCloud bool, cloudOnly, standalone []st
 			continue
 		}
 		_ = fl.SetAnnotation(n, cobra.BashCompOneRequiredFlag, []string{"false"})
-		if fl.Changed(n) {
+		if given(n) {
 			return usageError("drop --"+n+", or drop --cloud to act on node disks", "--%s is a flag of the standalone plane (node disks); with --cloud the Cloud API holds the keys", n)
 		}
 	}

@@ -16,7 +16,7 @@ import (
 // as restorable or not. The backup-keys command itself lives elsewhere; it
 // hooks the Cloud plane in with two calls:
 //
-//	addCloudBackupFlags(listCmd, &opts.Cloud, "keyring")  // its standalone-only flags
+//	addCloudBackupFlags(f, listCmd, &opts.Cloud, "keyring")  // its standalone-only flags
 //	...
 //	if opts.Cloud.Cloud { // at the top of its run function
 //		return cloudBackupsRun(ctx, f, p, opts.Cloud.ClusterID, &opts.Cloud)
@@ -25,8 +25,8 @@ import (
 // addCloudBackupFlags adds --cloud, --cluster-id, --server, --api-key-file,
 // --since and --until to backup-keys list. standalone names its flags of
 // the standalone plane (no longer required with --cloud, refused with it).
-func addCloudBackupFlags(cmd *cobra.Command, o *CloudOptions, standalone ...string) {
-	addCloudFlags(cmd, o, cloudRead, `With --cloud --cluster-id ID: the cluster's managed backups (GET
+func addCloudBackupFlags(f *Factory, cmd *cobra.Command, o *CloudOptions, standalone ...string) {
+	addCloudFlags(f, cmd, o, cloudRead, `With --cloud --cluster-id ID: the cluster's managed backups (GET
 .../backups, every page), each classified: taken before CMEK was enabled,
 not restorable; after, restorable only while a region's CMEK key that was
 current then is enabled in its KMS (described through its provider) and the

@@ -46,7 +46,7 @@ Enabling CMEK leaves existing data as it is; it protects newly written data.`,
 		_ = cmd.MarkFlagRequired(fl)
 	}
 	_ = cmd.MarkFlagDirname("keyring")
-	addCloudFlags(cmd, &opts.Cloud, cloudSpecs, cloudHelp["enable"], "keyring", "node", "region", "cmek")
+	addCloudFlags(f, cmd, &opts.Cloud, cloudSpecs, cloudHelp["enable"], "keyring", "node", "region", "cmek")
 	return cmd
 }
 

@@ -58,7 +58,7 @@ make, and changes nothing. Check the result with cmekctl verify-destroyed.`,
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan and the KMS calls; change nothing")
 	cmd.Flags().BoolVar(&opts.Yes, "yes", false, "confirm without a prompt (required in scripts)")
 	_ = cmd.MarkFlagRequired("keyring")
-	addCloudFlags(cmd, &opts.Cloud, cloudWrite, cloudHelp["revoke"], "keyring", "kms-action", "pending-days", "reason")
+	addCloudFlags(f, cmd, &opts.Cloud, cloudWrite, cloudHelp["revoke"], "keyring", "kms-action", "pending-days", "reason")
 	_ = cmd.RegisterFlagCompletionFunc("kms-action", cobra.FixedCompletions([]string{kmsActionNone, kmsActionDisable, kmsActionSchedule}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

@@ -52,9 +52,9 @@ interrupted, running the same command again finishes it without doubling it.`,
 			c.Flags().StringVar(&opts.CMEK, "cmek", "", "re-wrap under this CMEK key instead of the current key's newest version")
 		}
 		if op == keyring.OpRotateCMEK {
-			addCloudFlags(c, &opts.Cloud, cloudSpecs, cloudHelp["rotate-cmek"], "keyring", "cmek")
+			addCloudFlags(f, c, &opts.Cloud, cloudSpecs, cloudHelp["rotate-cmek"], "keyring", "cmek")
 		} else {
-			addCloudFlags(c, &opts.Cloud, cloudRefused, cloudHelp["rotate-refused"], "keyring", "if-older-than")
+			addCloudFlags(f, c, &opts.Cloud, cloudRefused, cloudHelp["rotate-refused"], "keyring", "if-older-than")
 		}
 		return c
 	}

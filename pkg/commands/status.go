@@ -40,7 +40,7 @@ Describe call per key; --no-kms skips it).`,
 	cmd.Flags().BoolVar(&opts.NoKMS, "no-kms", false, "do not ask the KMS (no network call)")
 	_ = cmd.MarkFlagRequired("keyring")
 	_ = cmd.MarkFlagDirname("keyring")
-	addCloudFlags(cmd, &opts.Cloud, cloudRead, cloudHelp["status"], "keyring", "no-kms")
+	addCloudFlags(f, cmd, &opts.Cloud, cloudRead, cloudHelp["status"], "keyring", "no-kms")
 	return cmd
 }
 

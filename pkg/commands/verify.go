@@ -52,7 +52,7 @@ Verdicts (the weakest check decides):
 	cmd.Flags().StringArrayVar(&opts.Samples, "sample", nil, "a data file to try to decrypt (repeat)")
 	cmd.Flags().StringVar(&opts.Accept, "accept", "", "accept a weaker verdict as success: revoked (for a revocation drill)")
 	_ = cmd.MarkFlagRequired("keyring")
-	addCloudFlags(cmd, &opts.Cloud, cloudRead, cloudHelp["verify"], "keyring", "sample")
+	addCloudFlags(f, cmd, &opts.Cloud, cloudRead, cloudHelp["verify"], "keyring", "sample")
 	_ = cmd.RegisterFlagCompletionFunc("accept", cobra.FixedCompletions([]string{"revoked"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
