@@ -112,6 +112,9 @@ func LoadGroup(ctx context.Context, stores []Store, write bool) (*Group, error) 
 		}
 		kr, err := s.Load()
 		if err != nil {
+			if n.lock != nil {
+				n.lock.Release() // not yet in g.Nodes: release it here
+			}
 			return nil, err
 		}
 		n.KR = kr

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,14 +98,48 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 		}
 	}()
 	names := map[string]bool{}
+	var existing []*Keyring
+	var missing []EnableNode
 	for _, n := range req.Nodes {
 		if n.Name == "" || names[n.Name] {
 			return nil, fmt.Errorf("node names must be given and distinct (got %q twice or empty)", n.Name)
 		}
 		names[n.Name] = true
 		if n.Store.Exists() {
-			return nil, fmt.Errorf("%s: %w for this node: nothing was changed (use cmekctl status, or rotate)", n.Store.Dir, ErrAlreadyEnabled)
+			kr, err := n.Store.Load()
+			if err != nil {
+				return nil, err
+			}
+			if kr.ClusterID != req.Cluster || kr.Region != req.Region || kr.Node != n.Name {
+				return nil, fmt.Errorf("%s: %w for node %q of region %q, cluster %q: nothing was changed", n.Store.Dir, ErrAlreadyEnabled, kr.Node, kr.Region, kr.ClusterID)
+			}
+			existing = append(existing, kr)
+			continue
 		}
+		missing = append(missing, n)
+	}
+	if len(missing) == 0 {
+		return nil, fmt.Errorf("%s: %w for every node given: nothing was changed (use cmekctl status, or rotate)", req.Nodes[0].Store.Dir, ErrAlreadyEnabled)
+	}
+	if len(existing) > 0 {
+		// An earlier enable of this region stopped part way: the missing
+		// nodes join the store key the others already have.
+		src := existing[0]
+		for _, kr := range existing[1:] {
+			if kr.StoreWrap.Generation > src.StoreWrap.Generation {
+				src = kr
+			}
+		}
+		res, err := AddNodes(ctx, env, src, missing)
+		if res != nil {
+			res.Resumed = true
+			for _, kr := range existing {
+				res.Nodes = append(res.Nodes, NodeResult{Region: kr.Region, Node: kr.Node, Action: "already enabled"})
+			}
+		}
+		return res, err
+	}
+	for _, n := range req.Nodes {
 		if err := n.Store.Prepare(); err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Store.Dir, err)
 		}
@@ -138,7 +173,7 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 		res.Nodes[i] = finish(env, kr, n.Store, "enabled", n.Store.Save(kr))
 	})
 	if res.Failed() > 0 {
-		return res, fmt.Errorf("%w: %d of %d nodes were not enabled; remove their half-created directories only if they hold no keyring.json, then run enable for them", ErrPartial, res.Failed(), len(res.Nodes))
+		return res, fmt.Errorf("%w: %d of %d nodes were not enabled; run the same command again: the missing nodes join the region's store key", ErrPartial, res.Failed(), len(res.Nodes))
 	}
 	return res, nil
 }
@@ -252,6 +287,17 @@ func Rotate(ctx context.Context, env Env, g *Group, op string, opt RotateOptions
 		}
 	}
 	res.OpID = j.ID
+	if res.Resumed {
+		var missing []string
+		for _, d := range j.Nodes {
+			if !slices.ContainsFunc(g.Nodes, func(n *Node) bool { return n.Store.Dir == d }) {
+				missing = append(missing, d)
+			}
+		}
+		if len(missing) > 0 {
+			return res, fmt.Errorf("%w: the interrupted %s %s also covers %s: give every keyring it covers (journal %s/%s)", ErrPending, op, j.ID, strings.Join(missing, ", "), j.dir, JournalName)
+		}
+	}
 	var todo []*Node
 	for _, n := range g.Nodes {
 		if !slices.Contains(j.Nodes, n.Store.Dir) {
@@ -414,4 +460,55 @@ func Describe(ctx context.Context, env Env, kr *Keyring) (provider.KeyState, err
 		return provider.KeyState{}, err
 	}
 	return key.Describe(ctx)
+}
+
+// AddNodes adds nodes to a region that is already enabled: each gets the
+// region's wrapped store keys (copied from src, a keyring of the region) and
+// a fresh data key. One KMS unwrap, whatever the number of nodes; no wrap.
+func AddNodes(ctx context.Context, env Env, src *Keyring, nodes []EnableNode) (*Result, error) {
+	if src.Revoked != nil {
+		return nil, fmt.Errorf("%w: the region's keyrings are revoked: no node can join", ErrRevoked)
+	}
+	var locks []func()
+	defer func() {
+		for _, f := range locks {
+			f()
+		}
+	}()
+	for _, n := range nodes {
+		if n.Name == "" {
+			return nil, errors.New("a node name is required")
+		}
+		if n.Store.Exists() {
+			return nil, fmt.Errorf("%s: %w for this node: nothing was changed", n.Store.Dir, ErrAlreadyEnabled)
+		}
+		if err := n.Store.Prepare(); err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Store.Dir, err)
+		}
+		l, err := n.Store.Lock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		locks = append(locks, func() { l.Release() })
+	}
+	b, err := UnwrapBundle(ctx, env, src.ClusterID, src.Region, src.StoreWrap)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Wipe()
+	now := env.now()
+	res := &Result{Op: OpEnable, Nodes: make([]NodeResult, len(nodes))}
+	forEach(indexes(len(nodes)), func(i int) {
+		n := nodes[i]
+		kr := &Keyring{Format: FormatName, Version: FormatVersion, ClusterID: src.ClusterID, Region: src.Region, Node: n.Name,
+			EnabledAt: src.EnabledAt, StoreWrap: src.StoreWrap, Updated: now,
+			StoreKeys: slices.Clone(src.StoreKeys), BackupKeys: slices.Clone(src.BackupKeys)}
+		active := kr.ActiveStoreKey()
+		kr.DataKeys = []DataKey{newDataKey(kr, active.ID, b.Key(active.ID), now)}
+		res.Nodes[i] = finish(env, kr, n.Store, "enabled (joined the region's store key)", n.Store.Save(kr))
+	})
+	if res.Failed() > 0 {
+		return res, fmt.Errorf("%w: %d of %d nodes were not added; run the same command again", ErrPartial, res.Failed(), len(nodes))
+	}
+	return res, nil
 }
