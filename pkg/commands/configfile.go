@@ -243,7 +243,7 @@ environment > file > default.`,
 // cluster config itself.
 func applyClusterKeyrings(f *Factory, cmd *cobra.Command) error {
 	fl := cmd.Flags().Lookup("keyring")
-	if fl == nil || fl.Changed || f.Config == nil || len(f.Config.Regions) == 0 || f.Verb == "enable" {
+	if fl == nil || fl.Changed || f.Config == nil || len(f.Config.Regions) == 0 || slices.Contains([]string{"enable", "node add", "region add"}, f.Verb) {
 		return nil
 	}
 	regions, _ := cmd.Flags().GetStringSlice("region")

@@ -76,6 +76,8 @@ Start with a drill on the embedded KMS (no cloud account needed):
 		newCmdVersion(f, p),
 		newCmdAudit(f, p),
 		newCmdConfig(f, p),
+		newCmdNode(f, p),
+		newCmdRegion(f, p),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "The exit codes of every cmekctl command",
