@@ -118,3 +118,44 @@ func TestEscrowRedactsURIs(t *testing.T) {
 		t.Fatal("Marshal changed the caller's value")
 	}
 }
+
+func FuzzParseEscrow(f *testing.F) {
+	b, err := os.ReadFile(filepath.Join("testdata", "escrow-v1.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte(`{"format":"cmekctl-backup-key-escrow","version":2}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := ParseEscrow(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadEscrow) && !errors.Is(err, ErrNotEscrow) && !errors.Is(err, ErrUnknownEscrowVersion) {
+				t.Fatalf("unclassified error %v", err)
+			}
+			return
+		}
+		// What parses marshals again, and parses back to the same value.
+		out, err := e.Marshal()
+		if err != nil {
+			t.Fatalf("parsed but does not marshal: %v", err)
+		}
+		again, err := ParseEscrow(out)
+		if err != nil {
+			t.Fatalf("marshalled output does not parse: %v", err)
+		}
+		if !reflect.DeepEqual(normalize(*e), normalize(*again)) {
+			t.Fatalf("round trip changed the escrow:\n%+v\n%+v", *e, *again)
+		}
+	})
+}
+
+// normalize drops what a JSON round trip may legitimately change: time zone
+// representation and URI redaction (idempotent, so one pass suffices).
+func normalize(e Escrow) Escrow {
+	e.Keys = append([]EscrowKey(nil), e.Keys...)
+	for i := range e.Keys {
+		e.Keys[i].Created = e.Keys[i].Created.UTC()
+		e.Keys[i].Wraps = redactWraps(e.Keys[i].Wraps)
+	}
+	return e
+}
