@@ -1,0 +1,403 @@
+// Package awskmstest is test support for code that uses AWS KMS keys: it
+// starts local-kms (github.com/nsmithuk/local-kms, MIT), an independent AWS
+// KMS emulator written in Go, in process on an httptest server bound to
+// 127.0.0.1, with its LevelDB database in the test's temporary directory.
+// Clients reach it with the official aws-sdk-go-v2 KMS client, through
+// aws-kms:/// URIs whose AWS_ENDPOINT names the server (see URI).
+//
+// In front of local-kms sits a thin layer, written here and labelled as such,
+// that adds what the emulator lacks and the tests need:
+//   - RotateKeyOnDemand, which local-kms answers with 501: the front answers
+//     it itself, as AWS documents it (new key material behind the same ARN;
+//     older ciphertexts stay readable), by adding a backing key to the
+//     key in local-kms's own database;
+//   - fault hooks (DenyAccess, Throttle, Stop) answering every request with
+//     AWS's documented awsJson1_1 error bodies (AccessDeniedException,
+//     ThrottlingException), or not at all;
+//   - ExpireDeletion, which moves a pending deletion's date into the past,
+//     as if AWS's waiting period had run out;
+//   - a request count per operation.
+//
+// It is for tests only. The credentials it hands out are made up; local-kms
+// does not check signatures.
+package awskmstest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	localkms "github.com/nsmithuk/local-kms/src"
+	"github.com/nsmithuk/local-kms/src/cmk"
+	lkconfig "github.com/nsmithuk/local-kms/src/config"
+	lkdata "github.com/nsmithuk/local-kms/src/data"
+	"github.com/nsmithuk/local-kms/src/handler"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/provider/awskms"
+)
+
+// Region and Account are local-kms's (it keeps them in package variables,
+// so every server of a test binary shares them).
+const (
+	Region  = "us-east-1"
+	Account = "111122223333"
+	// Made-up credentials for the tests; local-kms does not check them.
+	AccessKeyID = "AKIACMEKCTLE2ETEST"
+	SecretKey   = "cmekctl-e2e-test-secret-not-a-real-key"
+)
+
+var configOnce sync.Once
+
+// Server is local-kms behind the front described in the package comment.
+type Server struct {
+	URL string // http://127.0.0.1:PORT
+	DB  *lkdata.Database
+
+	t   testing.TB
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	deny     bool
+	throttle bool
+	stopped  bool
+	calls    map[string]int
+}
+
+// Start runs a server until the test ends. A server that cannot start fails
+// the test.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	configOnce.Do(func() {
+		lkconfig.AWSRegion = Region
+		lkconfig.AWSAccountId = Account
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("awskmstest: listen on 127.0.0.1: %v", err)
+	}
+	s := &Server{DB: lkdata.NewDatabase(t.TempDir()), t: t, calls: map[string]int{}}
+	s.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(s.serve)}}
+	s.srv.Start()
+	s.URL = s.srv.URL
+	t.Cleanup(func() { s.Stop(); s.DB.Close() })
+	return s
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "TrentService.")
+	s.mu.Lock()
+	s.calls[op]++
+	deny, throttle := s.deny, s.throttle
+	s.mu.Unlock()
+	switch {
+	case throttle:
+		writeError(w, 400, "ThrottlingException", "Rate exceeded")
+	case deny:
+		writeError(w, 400, "AccessDeniedException", "User: arn:aws:iam::"+Account+":user/cmekctl-test is not authorized to perform: kms:"+op+" on this resource because no resource-based policy allows the kms:"+op+" action")
+	case op == "RotateKeyOnDemand":
+		s.rotateOnDemand(w, r)
+	default:
+		s.dispatch(w, r)
+	}
+}
+
+// quiet is local-kms's logger for the handlers, silenced: its own package
+// logger writes every request to stderr.
+var quiet = func() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}()
+
+// dispatch does what local-kms's HandleRequest does (call the handler
+// method named by X-Amz-Target), with the quiet logger.
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
+	target := strings.Split(r.Header.Get("X-Amz-Target"), ".")
+	if r.URL.Path != "/" || r.Method != http.MethodPost || !strings.Contains(r.Header.Get("Content-Type"), "json") || len(target) < 2 {
+		localkms.HandleRequest(w, r, s.DB) // its own error answers
+		return
+	}
+	h := handler.NewRequestHandler(r, quiet, s.DB)
+	m := reflect.ValueOf(h).MethodByName(target[1])
+	if !m.IsValid() {
+		localkms.HandleRequest(w, r, s.DB) // its 501
+		return
+	}
+	resp, ok := m.Call(nil)[0].Interface().(handler.Response)
+	if !ok {
+		writeError(w, 500, "KMSInternalException", "awskmstest: unexpected local-kms handler result")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.WriteHeader(resp.Code)
+	_, _ = io.WriteString(w, resp.Body)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	b, _ := json.Marshal(map[string]string{"__type": code, "message": msg})
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.Header().Set("x-amzn-RequestId", "awskmstest-front")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// rotateOnDemand is the front's RotateKeyOnDemand: new AES key material
+// behind the same ARN, as AWS documents it for symmetric keys. Disabled and
+// pending-deletion keys are refused as AWS refuses them.
+func (s *Server) rotateOnDemand(w http.ResponseWriter, r *http.Request) {
+	var in struct{ KeyId string }
+	raw, _ := io.ReadAll(r.Body)
+	if err := json.Unmarshal(raw, &in); err != nil || in.KeyId == "" {
+		writeError(w, 400, "ValidationException", "KeyId is a required parameter")
+		return
+	}
+	arn := s.arnOf(in.KeyId)
+	k, err := s.DB.LoadKey(arn)
+	if err != nil {
+		writeError(w, 400, "NotFoundException", "Key '"+arn+"' does not exist")
+		return
+	}
+	aes, ok := k.(*cmk.AesKey)
+	if !ok || k.GetMetadata().KeyUsage != cmk.UsageEncryptDecrypt {
+		writeError(w, 400, "UnsupportedOperationException", arn+" is not a symmetric encryption key")
+		return
+	}
+	switch k.GetMetadata().KeyState {
+	case cmk.KeyStateEnabled:
+	case cmk.KeyStateDisabled:
+		writeError(w, 400, "DisabledException", arn+" is disabled.")
+		return
+	default:
+		writeError(w, 400, "KMSInvalidStateException", arn+" is "+string(k.GetMetadata().KeyState)+".")
+		return
+	}
+	var m [32]byte
+	if _, err := rand.Read(m[:]); err != nil {
+		writeError(w, 500, "KMSInternalException", err.Error())
+		return
+	}
+	aes.BackingKeys = append(aes.BackingKeys, m)
+	if err := s.DB.SaveKey(aes); err != nil {
+		writeError(w, 500, "KMSInternalException", err.Error())
+		return
+	}
+	b, _ := json.Marshal(map[string]string{"KeyId": arn})
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	_, _ = w.Write(b)
+}
+
+// arnOf resolves a key ID, key ARN or alias to a key ARN.
+func (s *Server) arnOf(id string) string {
+	switch {
+	case strings.HasPrefix(id, "arn:") && !strings.Contains(id, ":alias/"):
+		return id
+	case strings.HasPrefix(id, "alias/") || strings.Contains(id, ":alias/"):
+		name := id[strings.Index(id, "alias/"):]
+		a, err := s.DB.LoadAlias("arn:aws:kms:" + Region + ":" + Account + ":" + name)
+		if err != nil {
+			return id
+		}
+		return s.arnOf(a.TargetKeyId)
+	}
+	return "arn:aws:kms:" + Region + ":" + Account + ":key/" + id
+}
+
+// URI is an aws-kms:/// URI for keyID (a key ID, ARN or alias/name; "" for
+// none, as `kms create` takes) reaching this server with the test's made-up
+// credentials.
+func (s *Server) URI(keyID string) string {
+	q := url.Values{}
+	q.Set("REGION", Region)
+	q.Set("AUTH", "specified")
+	q.Set("AWS_ACCESS_KEY_ID", AccessKeyID)
+	q.Set("AWS_SECRET_ACCESS_KEY", SecretKey)
+	q.Set("AWS_ENDPOINT", s.URL)
+	return "aws-kms:///" + keyID + "?" + q.Encode()
+}
+
+// Client is the official KMS client pointed at the server, with the test's
+// credentials and a retryer of 3 attempts and millisecond backoff.
+func (s *Server) Client() *kms.Client {
+	return kms.New(kms.Options{
+		Region:       Region,
+		BaseEndpoint: aws.String(s.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretKey, ""),
+		Retryer:      awskms.NewRetryer(3, time.Millisecond, func(o *retry.StandardOptions) { o.RateLimiter = ratelimit.None }),
+	})
+}
+
+// CreateKey creates an enabled symmetric key and returns its ARN.
+func (s *Server) CreateKey(ctx context.Context) (string, error) {
+	out, err := s.Client().CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		return "", fmt.Errorf("awskmstest: create key: %w", err)
+	}
+	return aws.ToString(out.KeyMetadata.Arn), nil
+}
+
+// CreateImportedKey creates a key with Origin EXTERNAL and imports 256 bits
+// of fresh key material into it (GetParametersForImport with
+// RSAES_OAEP_SHA_256, ImportKeyMaterial that does not expire), as an
+// operator bringing their own key would. It returns the key's ARN; delete
+// the material with DeleteImportedKeyMaterial.
+func (s *Server) CreateImportedKey(ctx context.Context) (string, error) {
+	c := s.Client()
+	out, err := c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal})
+	if err != nil {
+		return "", fmt.Errorf("awskmstest: create external key: %w", err)
+	}
+	arn := aws.ToString(out.KeyMetadata.Arn)
+	p, err := c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{
+		KeyId: aws.String(arn), WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha256, WrappingKeySpec: types.WrappingKeySpecRsa2048,
+	})
+	if err != nil {
+		return "", fmt.Errorf("awskmstest: get parameters for import: %w", err)
+	}
+	pub, err := parseRSAPublicKey(p.PublicKey)
+	if err != nil {
+		return "", err
+	}
+	material := make([]byte, 32)
+	if _, err := rand.Read(material); err != nil {
+		return "", err
+	}
+	enc, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, material, nil)
+	clear(material)
+	if err != nil {
+		return "", fmt.Errorf("awskmstest: wrap key material: %w", err)
+	}
+	if _, err := c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{
+		KeyId: aws.String(arn), ImportToken: p.ImportToken, EncryptedKeyMaterial: enc,
+		ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire,
+	}); err != nil {
+		return "", fmt.Errorf("awskmstest: import key material: %w", err)
+	}
+	return arn, nil
+}
+
+// ExpireDeletion moves a pending deletion's date into the past in
+// local-kms's database, as if AWS's waiting period had run out; local-kms
+// deletes the key at its next load, which happens here, so later requests
+// see the key gone (NotFoundException), as they would on AWS.
+func (s *Server) ExpireDeletion(arn string) error {
+	k, err := s.DB.LoadKey(arn)
+	if err != nil {
+		return fmt.Errorf("awskmstest: load %s: %w", arn, err)
+	}
+	if k.GetMetadata().DeletionDate == 0 {
+		return fmt.Errorf("awskmstest: %s is not pending deletion", arn)
+	}
+	k.GetMetadata().DeletionDate = time.Now().Add(-time.Minute).Unix()
+	if err := s.DB.SaveKey(k); err != nil {
+		return fmt.Errorf("awskmstest: save %s: %w", arn, err)
+	}
+	if _, err := s.DB.LoadKey(arn); err == nil {
+		return fmt.Errorf("awskmstest: local-kms still has %s after its deletion date", arn)
+	}
+	return nil
+}
+
+// DenyAccess makes every request fail with AccessDeniedException, as when
+// the caller's IAM permissions are removed, until DenyAccess(false).
+func (s *Server) DenyAccess(deny bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deny = deny
+}
+
+// Throttle makes every request fail with ThrottlingException until
+// Throttle(false).
+func (s *Server) Throttle(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.throttle = on
+}
+
+// Stop closes the server: its port refuses connections from then on. It is
+// idempotent.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	stopped := s.stopped
+	s.stopped = true
+	s.mu.Unlock()
+	if !stopped {
+		s.srv.CloseClientConnections()
+		s.srv.Close()
+	}
+}
+
+// Calls returns the requests seen for op (e.g. "Decrypt"), faults included.
+func (s *Server) Calls(op string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[op]
+}
+
+// Total returns every request seen, faults included.
+func (s *Server) Total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.calls {
+		n += c
+	}
+	return n
+}
+
+// Opener returns an opener of aws-kms URIs that checks each URI with
+// awskms.Open and then reaches the key through a client of its own: the
+// URI's endpoint, the test's credentials, awskms.DefaultMaxAttempts attempts
+// (the production budget) but backoff capped at maxBackoff, so that tests of
+// retries running out do not wait for production backoff.
+func Opener(maxBackoff time.Duration) provider.Opener {
+	return func(u *url.URL) (provider.Key, error) {
+		k, err := awskms.Open(u)
+		if err != nil {
+			return nil, err
+		}
+		endpoint := u.Query().Get("AWS_ENDPOINT")
+		client := kms.New(kms.Options{
+			Region:       Region,
+			BaseEndpoint: aws.String(endpoint),
+			Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretKey, ""),
+			Retryer: awskms.NewRetryer(awskms.DefaultMaxAttempts, maxBackoff, func(o *retry.StandardOptions) {
+				o.RateLimiter = ratelimit.None
+			}),
+		})
+		return awskms.New(client, k.(*awskms.Key).KeyID(), u.String()), nil
+	}
+}
+
+func parseRSAPublicKey(der []byte) (*rsa.PublicKey, error) {
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("awskmstest: import public key: %w", err)
+	}
+	pub, ok := k.(*rsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("awskmstest: import public key is a %T, not RSA", k)
+	}
+	return pub, nil
+}
