@@ -44,6 +44,7 @@ is not restorable.`,
 			RunE: func(cmd *cobra.Command, args []string) error { return run(cmd.Context(), f, p(), o) },
 		}
 		c.Flags().StringArrayVar(&o.Keyrings, "keyring", nil, "keyring directory (repeat; one per region at least)")
+		addSelectors(c)
 		_ = c.MarkFlagRequired("keyring")
 		if flags != nil {
 			flags(c, o)
@@ -72,6 +73,7 @@ is not restorable.`,
 	}
 	io := &BackupKeysOptions{}
 	imp.Flags().StringArrayVar(&io.Keyrings, "keyring", nil, "keyring directory (repeat)")
+	addSelectors(imp)
 	_ = imp.MarkFlagRequired("keyring")
 	imp.RunE = func(cmd *cobra.Command, args []string) error {
 		io.In = args[0]
@@ -373,6 +375,7 @@ region that wraps it. Input and output default to stdin and stdout:
 		},
 	}
 	encCmd.Flags().StringArrayVar(&enc.Keyrings, "keyring", nil, "keyring directory (repeat; one per region that may restore)")
+	addSelectors(encCmd)
 	encCmd.Flags().StringVar(&enc.IncrementalOf, "incremental-of", "", "the full backup this incremental builds on (reuses its key)")
 	encCmd.Flags().StringVar(&enc.Label, "label", "", "label for a full backup's new key")
 	encCmd.Flags().IntVar(&enc.Parallel, "parallel", 1, "chunks sealed at once on that many cores")
@@ -388,6 +391,7 @@ region that wraps it. Input and output default to stdin and stdout:
 		},
 	}
 	decCmd.Flags().StringArrayVar(&dec.Keyrings, "keyring", nil, "keyring directory (repeat)")
+	addSelectors(decCmd)
 	decCmd.Flags().IntVar(&dec.Parallel, "parallel", 1, "chunks opened at once on that many cores")
 	_ = decCmd.MarkFlagRequired("keyring")
 	cmd.AddCommand(encCmd, decCmd)

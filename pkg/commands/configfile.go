@@ -56,7 +56,60 @@ func loadConfig(f *Factory, root, cmd *cobra.Command, path string, explicit bool
 	if err := applyFlagDefaults(f, cmd); err != nil {
 		return err
 	}
+	if err := applyClusterFlags(f, cmd); err != nil {
+		return err
+	}
 	return applyClusterKeyrings(f, cmd)
+}
+
+// applyClusterFlags takes the cluster ID, the plane and (for the Cloud)
+// the regions' keys and auth principals from the cluster config, for flags
+// the user did not set.
+func applyClusterFlags(f *Factory, cmd *cobra.Command) error {
+	c := f.Config
+	if c == nil {
+		return nil
+	}
+	set := func(name string, vals ...string) error {
+		fl := cmd.Flags().Lookup(name)
+		if fl == nil || fl.Changed || len(vals) == 0 {
+			return nil
+		}
+		for _, v := range vals {
+			if err := cmd.Flags().Set(name, v); err != nil {
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s: --%s: %v", c.Path, name, err)}
+			}
+		}
+		f.flagSources[name] = srcCluster
+		return nil
+	}
+	if c.ClusterID != "" {
+		if err := set("cluster-id", c.ClusterID); err != nil {
+			return err
+		}
+	}
+	if c.Plane != config.PlaneCloud {
+		return nil
+	}
+	if err := set("cloud", "true"); err != nil {
+		return err
+	}
+	var keys, principals []string
+	for _, r := range c.Regions {
+		if r.CMEK != "" {
+			keys = append(keys, r.Name+"="+r.CMEK)
+		}
+		if r.AuthPrincipal != "" {
+			principals = append(principals, r.Name+"="+r.AuthPrincipal)
+		}
+	}
+	if f.Verb == "enable" {
+		if err := set("region-key", keys...); err != nil {
+			return err
+		}
+		return set("auth-principal", principals...)
+	}
+	return nil
 }
 
 func allFlagNames(root *cobra.Command) []string {
@@ -243,11 +296,23 @@ environment > file > default.`,
 // cluster config itself.
 func applyClusterKeyrings(f *Factory, cmd *cobra.Command) error {
 	fl := cmd.Flags().Lookup("keyring")
-	if fl == nil || fl.Changed || f.Config == nil || len(f.Config.Regions) == 0 || slices.Contains([]string{"enable", "node add", "region add"}, f.Verb) {
+	if fl == nil || slices.Contains([]string{"enable", "node add", "region add"}, f.Verb) {
 		return nil
 	}
 	regions, _ := cmd.Flags().GetStringSlice("region")
 	nodes, _ := cmd.Flags().GetStringSlice("node")
+	selecting := len(regions) > 0 || len(nodes) > 0
+	switch {
+	case fl.Changed && selecting && f.flagSources["keyring"] == srcFlag:
+		return usageError("give either --keyring DIR... or --region/--node with a cluster config", "--keyring and --region/--node both select nodes")
+	case fl.Changed:
+		return nil
+	case f.Config == nil || len(f.Config.Regions) == 0:
+		if selecting {
+			return usageError("pass --config FILE (or CMEKCTL_CONFIG) with the cluster's regions and nodes, or --keyring DIR", "--region and --node select nodes of a cluster config, and none was found")
+		}
+		return nil
+	}
 	sel, err := f.Config.Select(regions, nodes)
 	if err != nil {
 		return usageError("cmekctl config view lists the cluster's regions and nodes", "%v", err)
@@ -268,4 +333,11 @@ func applyClusterKeyrings(f *Factory, cmd *cobra.Command) error {
 	}
 	f.flagSources["keyring"] = srcCluster
 	return nil
+}
+
+// addSelectors gives a verb that acts on keyrings the --region and --node
+// selections of the cluster config's nodes.
+func addSelectors(cmd *cobra.Command) {
+	cmd.Flags().StringSlice("region", nil, "with a cluster config: only the nodes of these regions")
+	cmd.Flags().StringSlice("node", nil, "with a cluster config: only these nodes")
 }

@@ -46,6 +46,7 @@ stdin and stdout. One KMS unwrap per run.`,
 			},
 		}
 		c.Flags().StringVar(&opts.Keyring, "keyring", "", "the node's keyring directory")
+		addSelectors(c)
 		c.Flags().IntVar(&opts.Parallel, "parallel", 1, "chunks sealed or opened at once on that many cores")
 		_ = c.MarkFlagRequired("keyring")
 		return c

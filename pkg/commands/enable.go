@@ -2,6 +2,11 @@ package commands
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -42,9 +47,6 @@ Enabling CMEK leaves existing data as it is; it protects newly written data.`,
 	cmd.Flags().StringVar(&opts.ClusterID, "cluster-id", "", "cluster ID")
 	cmd.Flags().StringVar(&opts.Region, "region", "", "region of the nodes")
 	cmd.Flags().StringVar(&opts.CMEK, "cmek", "", "URI of the region's CMEK key")
-	for _, fl := range []string{"keyring", "node", "cluster-id", "region", "cmek"} {
-		_ = cmd.MarkFlagRequired(fl)
-	}
 	_ = cmd.MarkFlagDirname("keyring")
 	addCloudFlags(f, cmd, &opts.Cloud, cloudSpecs, cloudHelp["enable"], "keyring", "node", "region", "cmek")
 	return cmd
@@ -63,6 +65,21 @@ func enableRun(ctx context.Context, f *Factory, p printer, o *EnableOptions) err
 	if o.Cloud.Cloud {
 		o.Cloud.ClusterID = o.ClusterID
 		return cloudEnableRun(ctx, f, p, &o.Cloud)
+	}
+	if len(o.Keyrings) == 0 && f.Config != nil && len(f.Config.Regions) > 0 {
+		return enableFromConfig(ctx, f, p, o)
+	}
+	var missing []string
+	for _, fl := range []struct {
+		name string
+		ok   bool
+	}{{"--keyring", len(o.Keyrings) > 0}, {"--node", len(o.Nodes) > 0}, {"--cluster-id", o.ClusterID != ""}, {"--region", o.Region != ""}, {"--cmek", o.CMEK != ""}} {
+		if !fl.ok {
+			missing = append(missing, fl.name)
+		}
+	}
+	if len(missing) > 0 {
+		return usageError("give --keyring/--node pairs, --cluster-id, --region and --cmek, or a cluster config (--config)", "enable needs %s", strings.Join(missing, ", "))
 	}
 	if len(o.Keyrings) != len(o.Nodes) {
 		return usageError("give one --node per --keyring, in the same order", "%d --keyring and %d --node flags", len(o.Keyrings), len(o.Nodes))
@@ -93,4 +110,68 @@ func nodeTable(nodes []keyring.NodeResult) table {
 		t.Rows = append(t.Rows, []string{n.Region, n.Node, n.Dir, n.Action, d})
 	}
 	return t
+}
+
+// enableFromConfig enables every region of the cluster config (or those of
+// --region), in parallel: one wrap per region. A region that is already
+// enabled is reported as such; nodes missing from a region join it.
+func enableFromConfig(ctx context.Context, f *Factory, p printer, o *EnableOptions) error {
+	c := f.Config
+	if o.ClusterID != "" && o.ClusterID != c.ClusterID {
+		return usageError("drop --cluster-id, or use the config of that cluster", "--cluster-id %q differs from cluster_id %q in %s", o.ClusterID, c.ClusterID, c.Path)
+	}
+	var regions []string
+	if o.Region != "" {
+		regions = []string{o.Region}
+	}
+	sel, err := c.Select(regions, o.Nodes)
+	if err != nil {
+		return usageError("cmekctl config view lists the cluster's regions and nodes", "%v", err)
+	}
+	s := f.newSession()
+	env := f.env(s)
+	var mu sync.Mutex
+	rep := enableReport{Op: keyring.OpEnable, ClusterID: c.ClusterID, Region: strings.Join(regions, ","), Nodes: []keyring.NodeResult{}}
+	var errs []error
+	already := 0
+	var wg sync.WaitGroup
+	for _, r := range sel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := keyring.EnableRequest{Cluster: c.ClusterID, Region: r.Name, CMEK: r.CMEK}
+			for _, n := range r.Nodes {
+				req.Nodes = append(req.Nodes, keyring.EnableNode{Store: keyring.Store{Dir: n.Keyring}, Name: n.Name})
+			}
+			res, err := keyring.Enable(ctx, env, req)
+			mu.Lock()
+			defer mu.Unlock()
+			if errors.Is(err, keyring.ErrAlreadyEnabled) && res == nil {
+				already++
+				for _, n := range r.Nodes {
+					rep.Nodes = append(rep.Nodes, keyring.NodeResult{Dir: n.Keyring, Region: r.Name, Node: n.Name, Action: "already enabled"})
+				}
+				return
+			}
+			if res != nil {
+				rep.Nodes = append(rep.Nodes, res.Nodes...)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("region %s: %w", r.Name, err))
+			}
+		}()
+	}
+	wg.Wait()
+	slices.SortStableFunc(rep.Nodes, func(a, b keyring.NodeResult) int { return strings.Compare(a.Region, b.Region) })
+	rep.KMSCalls = s.Counts()
+	if perr := p.print(rep, nodeTable(rep.Nodes)); perr != nil {
+		return perr
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if already == len(sel) {
+		return fmt.Errorf("%w in every region selected from %s: nothing was changed", keyring.ErrAlreadyEnabled, c.Path)
+	}
+	return nil
 }

@@ -52,6 +52,7 @@ make, and changes nothing. Check the result with cmekctl verify-destroyed.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
+	addSelectors(cmd)
 	cmd.Flags().StringVar(&opts.KMSAction, "kms-action", kmsActionNone, "what to do to the CMEK key: none, disable or schedule-deletion")
 	cmd.Flags().IntVar(&opts.PendingDays, "pending-days", 7, "pending window for --kms-action schedule-deletion")
 	cmd.Flags().StringVar(&opts.Reason, "reason", "revoked by operator", "reason recorded in the keyrings")

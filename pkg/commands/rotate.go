@@ -42,6 +42,7 @@ interrupted, running the same command again finishes it without doubling it.`,
 			},
 		}
 		c.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
+		addSelectors(c)
 		_ = c.MarkFlagRequired("keyring")
 		_ = c.MarkFlagDirname("keyring")
 		switch op {

@@ -37,6 +37,7 @@ Describe call per key; --no-kms skips it).`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
+	addSelectors(cmd)
 	cmd.Flags().BoolVar(&opts.NoKMS, "no-kms", false, "do not ask the KMS (no network call)")
 	_ = cmd.MarkFlagRequired("keyring")
 	_ = cmd.MarkFlagDirname("keyring")
@@ -78,17 +79,56 @@ type kmsView struct {
 	KMSError string             `json:"kms_error,omitempty"`
 }
 
+type unprotectedNode struct {
+	Region  string `json:"region"`
+	Node    string `json:"node"`
+	Keyring string `json:"keyring"`
+	Next    string `json:"next"`
+}
+
+func unprotectedTable(us []unprotectedNode) table {
+	t := table{Title: "Not protected", Headers: []string{"region", "node", "keyring", "state", "next"}}
+	for _, u := range us {
+		t.Rows = append(t.Rows, []string{u.Region, u.Node, u.Keyring, "NOT PROTECTED", u.Next})
+	}
+	return t
+}
+
 type statusReport struct {
-	Nodes    []statusNode `json:"nodes"`
-	KMS      []kmsView    `json:"kms"`
-	KMSCalls KMSCalls     `json:"kms_calls"`
+	Unprotected []unprotectedNode `json:"not_protected,omitempty"`
+	Nodes       []statusNode      `json:"nodes"`
+	KMS         []kmsView         `json:"kms"`
+	KMSCalls    KMSCalls          `json:"kms_calls"`
 }
 
 func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) error {
 	if o.Cloud.Cloud {
 		return cloudStatusRun(ctx, f, p, &o.Cloud)
 	}
-	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), false)
+	// With a cluster config, a node without a keyring is reported as not
+	// protected (a region added after enabling) instead of refused.
+	var unprotected []unprotectedNode
+	dirs := o.Keyrings
+	if f.flagSources["keyring"] == srcCluster && f.Config != nil {
+		dirs = nil
+		for _, r := range f.Config.Regions {
+			for _, n := range r.Nodes {
+				if !slices.Contains(o.Keyrings, n.Keyring) {
+					continue
+				}
+				if (keyring.Store{Dir: n.Keyring}).Exists() {
+					dirs = append(dirs, n.Keyring)
+				} else {
+					unprotected = append(unprotected, unprotectedNode{Region: r.Name, Node: n.Name, Keyring: n.Keyring, Next: "cmekctl enable --region " + r.Name})
+				}
+			}
+		}
+		if len(dirs) == 0 {
+			rep := statusReport{Nodes: []statusNode{}, KMS: []kmsView{}, Unprotected: unprotected}
+			return p.print(rep, unprotectedTable(unprotected))
+		}
+	}
+	g, err := keyring.LoadGroup(ctx, stores(dirs), false)
 	if err != nil {
 		return err
 	}
@@ -126,7 +166,12 @@ func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) err
 		}
 	}
 	rep.KMSCalls = s.Counts()
-	return p.print(rep, statusTables(p, rep)...)
+	rep.Unprotected = unprotected
+	tables := statusTables(p, rep)
+	if len(unprotected) > 0 {
+		tables = append(tables, unprotectedTable(unprotected))
+	}
+	return p.print(rep, tables...)
 }
 
 func describeView(ctx context.Context, s *kmsSession, uri string) kmsView {

@@ -42,6 +42,7 @@ exits with 20 (key revoked/disabled/denied) or 21 (key destroyed).`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Keyring, "keyring", "", "the node's keyring directory")
+	addSelectors(cmd)
 	cmd.Flags().StringVar(&opts.Out, "out", "", "directory for the store-key files (tmpfs)")
 	cmd.Flags().StringVar(&opts.Format, "format", keyring.FormatCockroachV1, "store-key file format: cockroach-v1, cockroach-v2 or raw")
 	cmd.Flags().BoolVar(&opts.AllowDisk, "allow-disk", false, "allow an --out directory that is not on tmpfs or ramfs")

@@ -49,6 +49,7 @@ Verdicts (the weakest check decides):
 		},
 	}
 	cmd.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
+	addSelectors(cmd)
 	cmd.Flags().StringArrayVar(&opts.Samples, "sample", nil, "a data file to try to decrypt (repeat)")
 	cmd.Flags().StringVar(&opts.Accept, "accept", "", "accept a weaker verdict as success: revoked (for a revocation drill)")
 	_ = cmd.MarkFlagRequired("keyring")
