@@ -114,7 +114,7 @@ func ExitCode(err error) int {
 		return se.code
 	}
 	switch {
-	case errors.Is(err, keyring.ErrNotTmpfs):
+	case errors.Is(err, keyring.ErrNotTmpfs), errors.Is(err, keyring.ErrSecretURI):
 		return ExitUsage
 	case errors.Is(err, keyring.ErrPartial):
 		return ExitPartial
@@ -145,6 +145,9 @@ func ExitCode(err error) int {
 	}
 	var pe *provider.Error
 	if errors.As(err, &pe) {
+		if pe.Code == "Permissions" {
+			return ExitPermissions
+		}
 		switch pe.Class {
 		case provider.Revoked:
 			return ExitKeyRevoked

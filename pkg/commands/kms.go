@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -112,6 +113,13 @@ func kmsRun(ctx context.Context, f *Factory, p printer, o *KMSOptions, run func(
 	}
 	st, err := run(ctx, a, o)
 	if err != nil {
+		// A MISUSE from an administrative call is a request the KMS cannot
+		// carry out (no such operation, a value out of range): a usage
+		// error, not a key that failed to authenticate.
+		var pe *provider.Error
+		if errors.As(err, &pe) && pe.Class == provider.Misuse && pe.Code != "Permissions" {
+			return &ExitError{Code: ExitUsage, Err: err, Hint: "the KMS cannot do this; the message says what to do instead"}
+		}
 		return err
 	}
 	return printKeyState(p, st)

@@ -226,3 +226,16 @@ func newDataKey(kr *Keyring, storeID string, kek []byte, now time.Time) DataKey 
 	return DataKey{ID: id, State: StateActive, Created: now, StoreKeyID: storeID,
 		Wrapped: sealLocal(kek, dk, DataBinding(kr.ClusterID, kr.Region, kr.Node, id, storeID))}
 }
+
+// ErrSecretURI is returned for a CMEK URI that carries credentials: a
+// keyring records its CMEK URI, and a keyring holds no secret.
+var ErrSecretURI = errors.New("the CMEK URI carries credentials")
+
+// recordable refuses a URI whose recorded (redacted) form would differ from
+// it: later commands could not reopen the key from the keyring.
+func recordable(uri string) error {
+	if provider.RedactURI(uri) != uri {
+		return fmt.Errorf("%w, which a keyring must not hold: use AUTH=implicit and give credentials through the KMS's own chain (AWS profile or AWS_* variables, GCP application default credentials, VAULT_TOKEN)", ErrSecretURI)
+	}
+	return nil
+}

@@ -91,6 +91,9 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 	if req.Cluster == "" || req.Region == "" || req.CMEK == "" || len(req.Nodes) == 0 {
 		return nil, errors.New("enable needs a cluster ID, a region, a CMEK URI and at least one node")
 	}
+	if err := recordable(req.CMEK); err != nil {
+		return nil, err
+	}
 	var locks []func()
 	defer func() {
 		for _, f := range locks {
@@ -214,6 +217,11 @@ type RotateOptions struct {
 func Rotate(ctx context.Context, env Env, g *Group, op string, opt RotateOptions) (*Result, error) {
 	if err := g.CheckNotRevoked(); err != nil {
 		return nil, err
+	}
+	if opt.NewCMEK != "" {
+		if err := recordable(opt.NewCMEK); err != nil {
+			return nil, err
+		}
 	}
 	j, err := g.FindJournal()
 	if err != nil {
