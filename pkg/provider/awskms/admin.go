@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -91,24 +92,24 @@ func replaceKey(uri, arn string) string {
 // behind the same ARN; ciphertexts under the old material stay readable.
 // AWS rotates asynchronously: Details["on_demand_rotation_started"] shows it.
 func (k *Key) Rotate(ctx context.Context) (provider.KeyState, error) {
-	return k.admin(ctx, "rotate", func() error {
-		_, err := k.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(k.keyID)})
+	return k.admin(ctx, "rotate", func(id string) error {
+		_, err := k.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(id)})
 		return err
 	}, "")
 }
 
 // Disable disables the key (DisableKey): reversible with Enable.
 func (k *Key) Disable(ctx context.Context) (provider.KeyState, error) {
-	return k.admin(ctx, "disable", func() error {
-		_, err := k.client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(k.keyID)})
+	return k.admin(ctx, "disable", func(id string) error {
+		_, err := k.client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(id)})
 		return err
 	}, "")
 }
 
 // Enable enables the key (EnableKey).
 func (k *Key) Enable(ctx context.Context) (provider.KeyState, error) {
-	return k.admin(ctx, "enable", func() error {
-		_, err := k.client.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(k.keyID)})
+	return k.admin(ctx, "enable", func(id string) error {
+		_, err := k.client.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(id)})
 		return err
 	}, "")
 }
@@ -124,8 +125,8 @@ func (k *Key) ScheduleDeletion(ctx context.Context, pendingDays int) (provider.K
 }
 
 func (k *Key) scheduleDeletion(ctx context.Context, op string, days int, note string) (provider.KeyState, error) {
-	return k.admin(ctx, op, func() error {
-		_, err := k.client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(k.keyID), PendingWindowInDays: aws.Int32(int32(days))})
+	return k.admin(ctx, op, func(id string) error {
+		_, err := k.client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(id), PendingWindowInDays: aws.Int32(int32(days))})
 		return err
 	}, note)
 }
@@ -133,8 +134,8 @@ func (k *Key) scheduleDeletion(ctx context.Context, op string, days int, note st
 // CancelDeletion cancels a scheduled deletion (CancelKeyDeletion). AWS leaves
 // the key disabled afterwards.
 func (k *Key) CancelDeletion(ctx context.Context) (provider.KeyState, error) {
-	return k.admin(ctx, "cancel deletion", func() error {
-		_, err := k.client.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: aws.String(k.keyID)})
+	return k.admin(ctx, "cancel deletion", func(id string) error {
+		_, err := k.client.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: aws.String(id)})
 		return err
 	}, "AWS leaves a key disabled after CancelKeyDeletion: enable it to use it again")
 }
@@ -148,11 +149,21 @@ func (k *Key) Destroy(ctx context.Context) (provider.KeyState, error) {
 }
 
 // admin runs one admin call, then describes the key.
-func (k *Key) admin(ctx context.Context, op string, call func() error, note string) (provider.KeyState, error) {
+// AWS's admin calls take a key ID or ARN, never an alias: an alias URI is
+// resolved to its key's ARN first (one DescribeKey).
+func (k *Key) admin(ctx context.Context, op string, call func(id string) error, note string) (provider.KeyState, error) {
 	if err := k.needKey(op); err != nil {
 		return provider.KeyState{}, err
 	}
-	if err := call(); err != nil {
+	id := k.keyID
+	if strings.HasPrefix(id, "alias/") || strings.Contains(id, ":alias/") {
+		out, err := k.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
+		if err != nil {
+			return provider.KeyState{}, k.classify(ctx, op, err, "")
+		}
+		id = aws.ToString(out.KeyMetadata.Arn)
+	}
+	if err := call(id); err != nil {
 		return provider.KeyState{}, k.classify(ctx, op, err, "")
 	}
 	st, err := k.describe(ctx, k.keyID)

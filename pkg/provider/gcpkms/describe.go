@@ -2,6 +2,7 @@ package gcpkms
 
 import (
 	"context"
+	"errors"
 	"path"
 	"sort"
 	"strings"
@@ -80,6 +81,13 @@ func (k *Key) Describe(ctx context.Context) (provider.KeyState, error) {
 		return err
 	})
 	if err != nil {
+		// A missing key is a state, as the other providers report it (so
+		// a caller may create it); it proves nothing about destruction.
+		var pe *provider.Error
+		if errors.As(err, &pe) && pe.Code == "NOT_FOUND" {
+			return provider.KeyState{URI: k.uri, Provider: providerName, State: provider.StateNotFound,
+				Details: map[string]string{"code": pe.Code, "message": pe.Message}}, nil
+		}
 		return provider.KeyState{}, err
 	}
 	return k.state(ck, versions), nil

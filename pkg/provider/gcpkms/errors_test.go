@@ -111,8 +111,15 @@ func TestErrorTable(t *testing.T) {
 	t.Run("NOT_FOUND", func(t *testing.T) {
 		srv, k := newKey(t)
 		missing := gcpkms.New(srv.Client(ctxT(t)), k.Name()+"-gone", "gcp-kms:///"+k.Name()+"-gone?AUTH=implicit").WithRetry(fastRetry)
-		_, err := missing.Describe(ctxT(t))
-		expectErr(t, err, provider.Revoked, "NOT_FOUND", "not found")
+		// Describe reports a missing key as a state (as awskms and
+		// vaulttransit do), so a caller may create it.
+		st, err := missing.Describe(ctxT(t))
+		if err != nil || st.State != provider.StateNotFound || st.Details["code"] != "NOT_FOUND" {
+			t.Fatalf("describe of a missing key: %+v, %v", st, err)
+		}
+		// Other calls on it fail REVOKED: NOT_FOUND proves nothing.
+		_, err = missing.Rotate(ctxT(t))
+		expectErr(t, err, provider.Revoked, "NOT_FOUND", "")
 	})
 	t.Run("UNAUTHENTICATED", func(t *testing.T) {
 		srv, k, w := wrapped(t)
