@@ -9,25 +9,30 @@
 // that adds what the emulator lacks and the tests need:
 //   - RotateKeyOnDemand, which local-kms answers with 501: the front answers
 //     it itself, as AWS documents it (new key material behind the same ARN;
-//     older ciphertexts stay readable), by adding a backing key to the
-//     key in local-kms's own database;
+//     older ciphertexts stay readable; a key ID or ARN, not an alias), by
+//     adding a backing key to the key in local-kms's own database;
 //   - fault hooks (DenyAccess, Throttle, Stop) answering every request with
 //     AWS's documented awsJson1_1 error bodies (AccessDeniedException,
 //     ThrottlingException), or not at all;
 //   - ExpireDeletion, which moves a pending deletion's date into the past,
 //     as if AWS's waiting period had run out;
+//   - VerifySignatures, which checks each request's SigV4 signature against
+//     the test credentials, as AWS does (local-kms checks none);
 //   - a request count per operation.
 //
 // It is for tests only. The credentials it hands out are made up; local-kms
-// does not check signatures.
+// does not check signatures (VerifySignatures makes the front check them).
 package awskmstest
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,6 +41,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -81,6 +87,7 @@ type Server struct {
 	mu       sync.Mutex
 	deny     bool
 	throttle bool
+	checkSig bool
 	stopped  bool
 	calls    map[string]int
 }
@@ -109,8 +116,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "TrentService.")
 	s.mu.Lock()
 	s.calls[op]++
-	deny, throttle := s.deny, s.throttle
+	deny, throttle, checkSig := s.deny, s.throttle, s.checkSig
 	s.mu.Unlock()
+	if checkSig {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if code, msg := checkSignature(r, body); code != "" {
+			writeError(w, 400, code, msg)
+			return
+		}
+	}
 	switch {
 	case throttle:
 		writeError(w, 400, "ThrottlingException", "Rate exceeded")
@@ -208,26 +223,32 @@ func (s *Server) rotateOnDemand(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// arnOf resolves a key ID, key ARN or alias to a key ARN.
+// arnOf turns a key ID or key ARN into a key ARN. Like AWS (and local-kms
+// for its own admin operations), RotateKeyOnDemand takes no alias: an alias
+// gives an ARN that names no key, hence NotFoundException.
 func (s *Server) arnOf(id string) string {
-	switch {
-	case strings.HasPrefix(id, "arn:") && !strings.Contains(id, ":alias/"):
+	if strings.HasPrefix(id, "arn:") {
 		return id
-	case strings.HasPrefix(id, "alias/") || strings.Contains(id, ":alias/"):
-		name := id[strings.Index(id, "alias/"):]
-		a, err := s.DB.LoadAlias("arn:aws:kms:" + Region + ":" + Account + ":" + name)
-		if err != nil {
-			return id
-		}
-		return s.arnOf(a.TargetKeyId)
 	}
 	return "arn:aws:kms:" + Region + ":" + Account + ":key/" + id
 }
 
 // URI is an aws-kms:/// URI for keyID (a key ID, ARN or alias/name; "" for
-// none, as `kms create` takes) reaching this server with the test's made-up
-// credentials.
+// none, as `kms create` takes) reaching this server: AWS_ENDPOINT names it,
+// and AUTH=implicit, so the URI holds no credentials (a keyring records its
+// CMEK URI and refuses one with credentials). Open it with Opener, which
+// supplies the test's credentials.
 func (s *Server) URI(keyID string) string {
+	q := url.Values{}
+	q.Set("REGION", Region)
+	q.Set("AUTH", "implicit")
+	q.Set("AWS_ENDPOINT", s.URL)
+	return "aws-kms:///" + keyID + "?" + q.Encode()
+}
+
+// SpecifiedURI is URI with AUTH=specified and the test's made-up
+// credentials in it, for tests of URIs that carry credentials.
+func (s *Server) SpecifiedURI(keyID string) string {
 	q := url.Values{}
 	q.Set("REGION", Region)
 	q.Set("AUTH", "specified")
@@ -348,6 +369,81 @@ func (s *Server) Stop() {
 	}
 }
 
+// VerifySignatures makes the front check every request's AWS Signature
+// Version 4 against the test's credentials (AccessKeyID, SecretKey), as AWS
+// does, answering UnrecognizedClientException for another access key and
+// InvalidSignatureException for a signature made with another secret.
+// local-kms itself checks no signature.
+func (s *Server) VerifySignatures(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checkSig = on
+}
+
+// checkSignature recomputes r's SigV4 signature (AWS's documented
+// algorithm: canonical request, string to sign, HMAC-SHA256 signing key)
+// with SecretKey and compares it with the one r carries.
+func checkSignature(r *http.Request, body []byte) (code, msg string) {
+	const bad = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."
+	auth := r.Header.Get("Authorization")
+	rest, ok := strings.CutPrefix(auth, "AWS4-HMAC-SHA256 ")
+	if !ok {
+		return "MissingAuthenticationTokenException", "Missing Authentication Token"
+	}
+	fields := map[string]string{}
+	for _, f := range strings.Split(rest, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(f), "=")
+		fields[k] = v
+	}
+	cred := strings.Split(fields["Credential"], "/")
+	if len(cred) != 5 || cred[4] != "aws4_request" {
+		return "IncompleteSignatureException", "malformed Credential"
+	}
+	if cred[0] != AccessKeyID {
+		return "UnrecognizedClientException", "The security token included in the request is invalid."
+	}
+	date, region, service := cred[1], cred[2], cred[3]
+	amzDate := r.Header.Get("X-Amz-Date")
+	signed := strings.Split(fields["SignedHeaders"], ";")
+	var canon strings.Builder
+	for _, h := range signed {
+		var v string
+		switch h {
+		case "host":
+			v = r.Host
+		case "content-length":
+			v = strconv.FormatInt(r.ContentLength, 10)
+		default:
+			v = strings.Join(r.Header.Values(h), ",")
+		}
+		canon.WriteString(h + ":" + strings.Join(strings.Fields(v), " ") + "\n")
+	}
+	path := r.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	payload := sha256.Sum256(body)
+	creq := strings.Join([]string{r.Method, path, r.URL.RawQuery, canon.String(), fields["SignedHeaders"], hex.EncodeToString(payload[:])}, "\n")
+	ch := sha256.Sum256([]byte(creq))
+	scope := strings.Join(cred[1:], "/")
+	sts := "AWS4-HMAC-SHA256\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(ch[:])
+	key := []byte("AWS4" + SecretKey)
+	for _, part := range []string{date, region, service, "aws4_request"} {
+		key = hmacSHA256(key, part)
+	}
+	want := hex.EncodeToString(hmacSHA256(key, sts))
+	if !hmac.Equal([]byte(want), []byte(fields["Signature"])) {
+		return "InvalidSignatureException", bad
+	}
+	return "", ""
+}
+
+func hmacSHA256(key []byte, data string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(data))
+	return m.Sum(nil)
+}
+
 // Calls returns the requests seen for op (e.g. "Decrypt"), faults included.
 func (s *Server) Calls(op string) int {
 	s.mu.Lock()
@@ -367,10 +463,13 @@ func (s *Server) Total() int {
 }
 
 // Opener returns an opener of aws-kms URIs that checks each URI with
-// awskms.Open and then reaches the key through a client of its own: the
-// URI's endpoint, the test's credentials, awskms.DefaultMaxAttempts attempts
-// (the production budget) but backoff capped at maxBackoff, so that tests of
-// retries running out do not wait for production backoff.
+// awskms.Open (as the default registry does) and then reaches the key
+// through a client built as Open builds it, but with the test's credentials
+// instead of the SDK's credential chain (which an AUTH=implicit URI leaves
+// to the environment): the URI's endpoint and region,
+// awskms.DefaultMaxAttempts attempts (the production budget) and backoff
+// capped at maxBackoff (awskms.DefaultMaxBackoff in production; tests of
+// retries running out pass a millisecond).
 func Opener(maxBackoff time.Duration) provider.Opener {
 	return func(u *url.URL) (provider.Key, error) {
 		k, err := awskms.Open(u)
@@ -379,7 +478,7 @@ func Opener(maxBackoff time.Duration) provider.Opener {
 		}
 		endpoint := u.Query().Get("AWS_ENDPOINT")
 		client := kms.New(kms.Options{
-			Region:       Region,
+			Region:       u.Query().Get("REGION"),
 			BaseEndpoint: aws.String(endpoint),
 			Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretKey, ""),
 			Retryer: awskms.NewRetryer(awskms.DefaultMaxAttempts, maxBackoff, func(o *retry.StandardOptions) {
