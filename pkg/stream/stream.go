@@ -80,8 +80,9 @@ type Options struct {
 	// ChunkSize is the plaintext bytes per chunk; 0 means DefaultChunkSize.
 	ChunkSize int
 	// Parallel: 0 or 1 seals/opens chunks on the calling goroutine; N > 1
-	// seals/opens chunks on N worker goroutines (the caller lends a hand
-	// while it waits), at most 2N chunks in flight, output order kept.
+	// seals/opens up to N chunks at once, on N-1 worker goroutines and the
+	// caller's (which works on queued chunks while it waits for the oldest),
+	// at most 2N chunks in flight, output order kept.
 	Parallel int
 }
 
@@ -317,7 +318,7 @@ func newWriter(dst io.Writer, key, header, salt []byte, cs int, opt Options) (io
 		window: opt.window(),
 	}
 	if n := opt.parallel(); n > 1 {
-		w.pool = newPool(n, w.window)
+		w.pool = newPool(n-1, w.window)
 		runtime.AddCleanup(w, func(p *pool) { p.stop() }, w.pool)
 	}
 	w.cur = w.newJob()
@@ -535,7 +536,7 @@ func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader
 		window: opt.window(),
 	}
 	if n := opt.parallel(); n > 1 {
-		r.pool = newPool(n, r.window)
+		r.pool = newPool(n-1, r.window)
 		runtime.AddCleanup(r, func(p *pool) { p.stop() }, r.pool)
 	}
 	return r, nil
