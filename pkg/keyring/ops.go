@@ -55,7 +55,7 @@ func (r *Result) Failed() int {
 var ErrPartial = errors.New("some nodes failed")
 
 // parallelism bounds concurrent regions and nodes.
-const parallelism = 16
+const parallelism = 64
 
 // forEach runs fn on items with bounded parallelism.
 func forEach[T any](items []T, fn func(T)) {
