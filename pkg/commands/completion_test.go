@@ -13,7 +13,7 @@ import (
 
 // complete runs cobra's hidden __complete command, as the shell scripts do,
 // and returns the completions and the directive line.
-func complete(t *testing.T, args ...string) ([]string, string) {
+func shellComplete(t *testing.T, args ...string) ([]string, string) {
 	t.Helper()
 	io, _, _, _ := iostreams.Test()
 	f := NewFactory()
@@ -32,7 +32,7 @@ func complete(t *testing.T, args ...string) ([]string, string) {
 }
 
 // run runs cmekctl in-process and fails the test on a non-zero exit.
-func run(t *testing.T, args ...string) {
+func runForCompletion(t *testing.T, args ...string) {
 	t.Helper()
 	io, _, out, errOut := iostreams.Test()
 	f := NewFactory()
@@ -50,12 +50,17 @@ const (
 
 func TestCompletionFromKeyrings(t *testing.T) {
 	dir := t.TempDir()
+	// Keep the audit log and config of the commands that set up the keyrings
+	// inside the test's directory.
+	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	t.Setenv("CMEKCTL_AUDIT_LOG", filepath.Join(dir, "audit.log"))
 	uri := "file-kms://" + filepath.Join(dir, "kms", "k1")
 	n1, n2, n3 := filepath.Join(dir, "n1"), filepath.Join(dir, "n2"), filepath.Join(dir, "n3")
-	run(t, "kms", "create", uri)
-	run(t, "enable", "--cluster-id", "c1", "--region", "us-east1", "--cmek", uri, "--keyring", n1, "--node", "n1")
-	run(t, "enable", "--cluster-id", "c1", "--region", "eu-west1", "--cmek", uri, "--keyring", n2, "--node", "n2")
-	run(t, "enable", "--cluster-id", "c1", "--region", "ap-south1", "--cmek", uri, "--keyring", n3, "--node", "n3")
+	runForCompletion(t, "kms", "create", uri)
+	runForCompletion(t, "enable", "--cluster-id", "c1", "--region", "us-east1", "--cmek", uri, "--keyring", n1, "--node", "n1")
+	runForCompletion(t, "enable", "--cluster-id", "c1", "--region", "eu-west1", "--cmek", uri, "--keyring", n2, "--node", "n2")
+	runForCompletion(t, "enable", "--cluster-id", "c1", "--region", "ap-south1", "--cmek", uri, "--keyring", n3, "--node", "n3")
 	// A keyring that others can read is refused by Load, so it offers nothing.
 	if err := os.Chmod(n3, 0o755); err != nil {
 		t.Fatal(err)
@@ -81,7 +86,7 @@ func TestCompletionFromKeyrings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, directive := complete(t, tt.args...)
+			got, directive := shellComplete(t, tt.args...)
 			if !slices.Equal(got, tt.want) || directive != tt.directive {
 				t.Errorf("__complete %q = %q %s, want %q %s", tt.args, got, directive, tt.want, tt.directive)
 			}
@@ -90,7 +95,7 @@ func TestCompletionFromKeyrings(t *testing.T) {
 }
 
 func TestCompletionKeepsExisting(t *testing.T) {
-	got, directive := complete(t, "status", "-o", "")
+	got, directive := shellComplete(t, "status", "-o", "")
 	if want := []string{OutputTable, OutputJSON, OutputYAML}; !slices.Equal(got, want) || directive != dirNoFileComp {
 		t.Errorf("-o completes %q %s, want %q %s", got, directive, want, dirNoFileComp)
 	}
