@@ -89,6 +89,12 @@ type e2eWorld struct {
 	counts []*provider.Counting
 }
 
+// e2eFastRetry is provider.DefaultRetry's budget (attempts and time) with
+// millisecond backoff, for the cells where retries run out: the verdict
+// depends on the attempts running out, not on how long they wait.
+var e2eFastRetry = provider.RetryPolicy{Attempts: provider.DefaultRetry.Attempts, Base: time.Millisecond,
+	Max: 5 * time.Millisecond, Budget: provider.DefaultRetry.Budget}
+
 var e2eProviders = []struct {
 	name  string
 	start func(t *testing.T) *e2eWorld
@@ -340,9 +346,20 @@ func awsWorld(t *testing.T) *e2eWorld {
 
 func gcpWorld(t *testing.T) *e2eWorld {
 	s := gcpkmsfake.Start(t)
+	client := s.Client(context.Background())
 	reg := registry.Default()
-	reg["gcp-kms"] = gcpkms.OpenerWithClient(s.Client(context.Background()))
+	reg["gcp-kms"] = gcpkms.OpenerWithClient(client)
 	w := newWorld(t, "gcp", reg)
+	// Retries running out keep the attempts, with short backoff.
+	fast := func(w *e2eWorld) {
+		w.reg["gcp-kms"] = func(u *url.URL) (provider.Key, error) {
+			cfg, err := gcpkms.ParseURI(u)
+			if err != nil {
+				return nil, err
+			}
+			return gcpkms.New(client, cfg.KeyName, cfg.URI).WithRetry(e2eFastRetry), nil
+		}
+	}
 	w.budget = provider.DefaultRetry.Attempts
 	methods := []string{"GetKeyRing", "CreateKeyRing", "CreateCryptoKey", "GetCryptoKey", "GetCryptoKeyVersion", "ListCryptoKeyVersions",
 		"CreateCryptoKeyVersion", "UpdateCryptoKeyPrimaryVersion", "UpdateCryptoKeyVersion", "DestroyCryptoKeyVersion",
@@ -378,8 +395,8 @@ func gcpWorld(t *testing.T) *e2eWorld {
 		}
 	}
 	w.hooks[cellDenied] = func(t *testing.T, w *e2eWorld, uri string) { s.DenyAccess(true) }
-	w.hooks[cellUnreachable] = func(t *testing.T, w *e2eWorld, uri string) { s.Stop() }
-	w.hooks[cellThrottled] = func(t *testing.T, w *e2eWorld, uri string) { s.Throttle(-1) }
+	w.hooks[cellUnreachable] = func(t *testing.T, w *e2eWorld, uri string) { s.Stop(); fast(w) }
+	w.hooks[cellThrottled] = func(t *testing.T, w *e2eWorld, uri string) { s.Throttle(-1); fast(w) }
 	w.imported = func(t *testing.T, w *e2eWorld) (string, func(*testing.T)) {
 		n := name()
 		v, err := s.CreateKey(n)
@@ -445,11 +462,17 @@ func vaultWorld(t *testing.T) *e2eWorld {
 			}
 		}
 	}
-	w.hooks[cellUnreachable] = func(t *testing.T, w *e2eWorld, uri string) { s.Stop(); w.requests, w.attempts = nil, nil }
+	fast := func(w *e2eWorld) { w.reg["vault-transit"] = s.OpenerWithRetry(e2eFastRetry) }
+	w.hooks[cellUnreachable] = func(t *testing.T, w *e2eWorld, uri string) {
+		s.Stop()
+		w.requests, w.attempts = nil, nil
+		fast(w)
+	}
 	w.hooks[cellThrottled] = func(t *testing.T, w *e2eWorld, uri string) {
 		if err := s.Fault("", 429, 0, "rate limit quota exceeded"); err != nil {
 			t.Fatal(err)
 		}
+		fast(w)
 	}
 	return w
 }

@@ -198,23 +198,28 @@ func (s *Server) Client() (*api.Client, error) {
 
 // Opener returns an opener of vault-transit URIs on this server that
 // reaches each key with the server's token, as vaulttransit.Open does with
-// VAULT_TOKEN, without touching the environment. URIs of other hosts are
+// VAULT_TOKEN, without touching the environment, and retries TRANSIENT
+// errors with provider.DefaultRetry, as Open does. URIs of other hosts are
 // refused.
-func (s *Server) Opener() provider.Opener {
+func (s *Server) Opener() provider.Opener { return s.OpenerWithRetry(provider.DefaultRetry) }
+
+// OpenerWithRetry is Opener with another retry policy (tests of retries
+// running out keep the attempts and shorten the backoff).
+func (s *Server) OpenerWithRetry(p provider.RetryPolicy) provider.Opener {
 	return func(u *url.URL) (provider.Key, error) {
 		if u.Host != s.Host() {
 			return nil, fmt.Errorf("vaulttest: %s is not a key of the server at %s", u.Redacted(), s.Host())
 		}
-		p := strings.Split(strings.Trim(u.Path, "/"), "/")
-		n := len(p)
-		if n < 3 || p[n-2] != "keys" || u.Query().Get("tls") != "false" {
+		path := strings.Split(strings.Trim(u.Path, "/"), "/")
+		n := len(path)
+		if n < 3 || path[n-2] != "keys" || u.Query().Get("tls") != "false" {
 			return nil, fmt.Errorf("vaulttest: %s is not vault-transit://HOST/<mount>/keys/<name>?tls=false", u.Redacted())
 		}
 		c, err := s.Client()
 		if err != nil {
 			return nil, err
 		}
-		return vaulttransit.New(c, strings.Join(p[:n-2], "/"), p[n-1]), nil
+		return vaulttransit.New(c, strings.Join(path[:n-2], "/"), path[n-1]).WithRetry(p), nil
 	}
 }
 
