@@ -16,6 +16,7 @@ type RotateOptions struct {
 	Keyrings    []string
 	IfOlderThan time.Duration
 	CMEK        string
+	DryRun      bool
 	Cloud       CloudOptions
 }
 
@@ -45,6 +46,7 @@ interrupted, running the same command again finishes it without doubling it.`,
 		addSelectors(c)
 		_ = c.MarkFlagRequired("keyring")
 		_ = c.MarkFlagDirname("keyring")
+		c.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan per region and node, and the KMS calls by kind; change nothing")
 		switch op {
 		case keyring.OpRotateDataKey:
 			c.Flags().DurationVar(&opts.IfOlderThan, "if-older-than", 0, "rotate only a data key older than this (e.g. 720h); otherwise say so and exit 0, for cron")
@@ -76,13 +78,23 @@ func rotateRun(ctx context.Context, f *Factory, p printer, o *RotateOptions) err
 	if o.Cloud.Cloud {
 		return cloudRotateRun(ctx, f, p, o.Op, &o.Cloud)
 	}
-	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), true)
+	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), !o.DryRun)
 	if err != nil {
 		return err
 	}
 	defer g.Close()
+	opt := keyring.RotateOptions{IfOlderThan: o.IfOlderThan, NewCMEK: o.CMEK}
+	if o.DryRun {
+		plan, err := keyring.PlanRotate(g, o.Op, opt, f.Now())
+		if err != nil {
+			return err
+		}
+		return printPlan(p, plan)
+	}
 	s := f.newSession()
-	res, err := keyring.Rotate(ctx, f.env(s), g, o.Op, keyring.RotateOptions{IfOlderThan: o.IfOlderThan, NewCMEK: o.CMEK})
+	stop := f.progress(g)
+	res, err := keyring.Rotate(ctx, f.envWithProgress(s, stop), g, o.Op, opt)
+	stop.finish()
 	if res == nil {
 		return err
 	}
@@ -93,4 +105,27 @@ func rotateRun(ctx context.Context, f *Factory, p printer, o *RotateOptions) err
 		return perr
 	}
 	return err
+}
+
+type planReport struct {
+	DryRun bool `json:"dry_run"`
+	*keyring.Plan
+	KMSCalls KMSCalls `json:"kms_calls"`
+}
+
+// printPlan prints a dry run: per region the KMS calls by kind, per node
+// what would change.
+func printPlan(p printer, plan *keyring.Plan) error {
+	wrap, unwrap := plan.Calls()
+	rep := planReport{DryRun: true, Plan: plan, KMSCalls: KMSCalls{Wrap: int64(wrap), Unwrap: int64(unwrap)}}
+	rt := table{Title: "Plan: " + plan.Op + " (dry run: nothing changed)", Headers: []string{"region", "cmek", "kms unwrap", "kms wrap"}}
+	for _, r := range plan.Regions {
+		rt.Rows = append(rt.Rows, []string{r.Region, redact(r.CMEK), fmt.Sprint(r.Unwrap), fmt.Sprint(r.Wrap)})
+	}
+	rt.Rows = append(rt.Rows, []string{"total", "", fmt.Sprint(unwrap), fmt.Sprint(wrap)})
+	nt := table{Title: "Nodes", Headers: []string{"region", "node", "keyring", "would", "detail"}}
+	for _, n := range plan.Nodes {
+		nt.Rows = append(nt.Rows, []string{n.Region, n.Node, n.Dir, n.Action, n.Detail})
+	}
+	return p.print(rep, rt, nt)
 }
