@@ -20,6 +20,7 @@ type EnableOptions struct {
 	ClusterID string
 	Region    string
 	CMEK      string
+	DryRun    bool
 	Cloud     CloudOptions
 }
 
@@ -47,6 +48,7 @@ Enabling CMEK leaves existing data as it is; it protects newly written data.`,
 	cmd.Flags().StringVar(&opts.ClusterID, "cluster-id", "", "cluster ID")
 	cmd.Flags().StringVar(&opts.Region, "region", "", "region of the nodes")
 	cmd.Flags().StringVar(&opts.CMEK, "cmek", "", "URI of the region's CMEK key")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan per region and node, and the KMS calls; change nothing")
 	_ = cmd.MarkFlagDirname("keyring")
 	addCloudFlags(f, cmd, &opts.Cloud, cloudSpecs, cloudHelp["enable"], "keyring", "node", "region", "cmek")
 	return cmd
@@ -66,8 +68,41 @@ func enableRun(ctx context.Context, f *Factory, p printer, o *EnableOptions) err
 		o.Cloud.ClusterID = o.ClusterID
 		return cloudEnableRun(ctx, f, p, &o.Cloud)
 	}
+	reqs, fromConfig, err := enableRequests(f, o)
+	if err != nil {
+		return err
+	}
+	if o.DryRun {
+		return printPlan(p, planEnable(reqs))
+	}
+	return runEnable(ctx, f, p, reqs, fromConfig)
+}
+
+// enableRequests builds one request per region, from the flags or from the
+// cluster config (every region, or --region's).
+func enableRequests(f *Factory, o *EnableOptions) ([]keyring.EnableRequest, bool, error) {
 	if len(o.Keyrings) == 0 && f.Config != nil && len(f.Config.Regions) > 0 {
-		return enableFromConfig(ctx, f, p, o)
+		c := f.Config
+		if o.ClusterID != "" && o.ClusterID != c.ClusterID {
+			return nil, true, usageError("drop --cluster-id, or use the config of that cluster", "--cluster-id %q differs from cluster_id %q in %s", o.ClusterID, c.ClusterID, c.Path)
+		}
+		var regions []string
+		if o.Region != "" {
+			regions = []string{o.Region}
+		}
+		sel, err := c.Select(regions, o.Nodes)
+		if err != nil {
+			return nil, true, usageError("cmekctl config view lists the cluster's regions and nodes", "%v", err)
+		}
+		var reqs []keyring.EnableRequest
+		for _, r := range sel {
+			req := keyring.EnableRequest{Cluster: c.ClusterID, Region: r.Name, CMEK: r.CMEK}
+			for _, n := range r.Nodes {
+				req.Nodes = append(req.Nodes, keyring.EnableNode{Store: keyring.Store{Dir: n.Keyring}, Name: n.Name})
+			}
+			reqs = append(reqs, req)
+		}
+		return reqs, true, nil
 	}
 	var missing []string
 	for _, fl := range []struct {
@@ -79,25 +114,108 @@ func enableRun(ctx context.Context, f *Factory, p printer, o *EnableOptions) err
 		}
 	}
 	if len(missing) > 0 {
-		return usageError("give --keyring/--node pairs, --cluster-id, --region and --cmek, or a cluster config (--config)", "enable needs %s", strings.Join(missing, ", "))
+		return nil, false, usageError("give --keyring/--node pairs, --cluster-id, --region and --cmek, or a cluster config (--config)", "enable needs %s", strings.Join(missing, ", "))
 	}
 	if len(o.Keyrings) != len(o.Nodes) {
-		return usageError("give one --node per --keyring, in the same order", "%d --keyring and %d --node flags", len(o.Keyrings), len(o.Nodes))
+		return nil, false, usageError("give one --node per --keyring, in the same order", "%d --keyring and %d --node flags", len(o.Keyrings), len(o.Nodes))
 	}
 	req := keyring.EnableRequest{Cluster: o.ClusterID, Region: o.Region, CMEK: o.CMEK}
 	for i, dir := range o.Keyrings {
 		req.Nodes = append(req.Nodes, keyring.EnableNode{Store: keyring.Store{Dir: dir}, Name: o.Nodes[i]})
 	}
-	s := f.newSession()
-	res, err := keyring.Enable(ctx, f.env(s), req)
-	if res == nil {
-		return err
+	return []keyring.EnableRequest{req}, false, nil
+}
+
+// planEnable says what enable would do: one wrap per new region, one unwrap
+// per region that an earlier enable left part way.
+func planEnable(reqs []keyring.EnableRequest) *keyring.Plan {
+	plan := &keyring.Plan{Op: keyring.OpEnable, Regions: []keyring.PlanRegion{}, Nodes: []keyring.PlanNode{}}
+	for _, req := range reqs {
+		rp := keyring.PlanRegion{Region: req.Region, CMEK: req.CMEK}
+		existing := 0
+		for _, n := range req.Nodes {
+			if n.Store.Exists() {
+				existing++
+			}
+		}
+		for _, n := range req.Nodes {
+			pn := keyring.PlanNode{Dir: n.Store.Dir, Region: req.Region, Node: n.Name, Action: "enable"}
+			switch {
+			case n.Store.Exists():
+				pn.Action, pn.Detail = "skip", "already enabled"
+			case existing > 0:
+				pn.Detail = "joins the region's store key"
+			}
+			plan.Nodes = append(plan.Nodes, pn)
+		}
+		switch {
+		case existing == len(req.Nodes):
+		case existing > 0:
+			rp.Unwrap = 1
+		default:
+			rp.Wrap = 1
+		}
+		plan.Regions = append(plan.Regions, rp)
 	}
-	rep := enableReport{Op: res.Op, ClusterID: o.ClusterID, Region: o.Region, CMEK: redact(o.CMEK), Nodes: res.Nodes, KMSCalls: s.Counts()}
-	if perr := p.print(rep, nodeTable(res.Nodes)); perr != nil {
+	return plan
+}
+
+// runEnable enables the regions in parallel: one wrap per region. With a
+// cluster config, a region that is already enabled is reported as such.
+func runEnable(ctx context.Context, f *Factory, p printer, reqs []keyring.EnableRequest, fromConfig bool) error {
+	s := f.newSession()
+	env := f.env(s)
+	var mu sync.Mutex
+	rep := enableReport{Op: keyring.OpEnable, ClusterID: reqs[0].Cluster, Nodes: []keyring.NodeResult{}}
+	var regions, uris []string
+	for _, r := range reqs {
+		regions, uris = append(regions, r.Region), append(uris, redact(r.CMEK))
+	}
+	rep.Region, rep.CMEK = strings.Join(regions, ","), strings.Join(uris, ",")
+	var errs []error
+	already := 0
+	var wg sync.WaitGroup
+	for _, req := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := keyring.Enable(ctx, env, req)
+			mu.Lock()
+			defer mu.Unlock()
+			if fromConfig && errors.Is(err, keyring.ErrAlreadyEnabled) && res == nil {
+				already++
+				for _, n := range req.Nodes {
+					rep.Nodes = append(rep.Nodes, keyring.NodeResult{Dir: n.Store.Dir, Region: req.Region, Node: n.Name, Action: "already enabled"})
+				}
+				return
+			}
+			if res != nil {
+				rep.Nodes = append(rep.Nodes, res.Nodes...)
+			}
+			if err != nil {
+				if len(reqs) > 1 {
+					err = fmt.Errorf("region %s: %w", req.Region, err)
+				}
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 && len(rep.Nodes) == 0 {
+		return errors.Join(errs...)
+	}
+	slices.SortStableFunc(rep.Nodes, func(a, b keyring.NodeResult) int { return strings.Compare(a.Region, b.Region) })
+	rep.KMSCalls = s.Counts()
+	if perr := p.print(rep, nodeTable(rep.Nodes)); perr != nil {
 		return perr
 	}
-	return err
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if already == len(reqs) {
+		return fmt.Errorf("%w in every region selected from %s: nothing was changed", keyring.ErrAlreadyEnabled, f.Config.Path)
+	}
+	return nil
 }
 
 func nodeTable(nodes []keyring.NodeResult) table {
@@ -110,68 +228,4 @@ func nodeTable(nodes []keyring.NodeResult) table {
 		t.Rows = append(t.Rows, []string{n.Region, n.Node, n.Dir, n.Action, d})
 	}
 	return t
-}
-
-// enableFromConfig enables every region of the cluster config (or those of
-// --region), in parallel: one wrap per region. A region that is already
-// enabled is reported as such; nodes missing from a region join it.
-func enableFromConfig(ctx context.Context, f *Factory, p printer, o *EnableOptions) error {
-	c := f.Config
-	if o.ClusterID != "" && o.ClusterID != c.ClusterID {
-		return usageError("drop --cluster-id, or use the config of that cluster", "--cluster-id %q differs from cluster_id %q in %s", o.ClusterID, c.ClusterID, c.Path)
-	}
-	var regions []string
-	if o.Region != "" {
-		regions = []string{o.Region}
-	}
-	sel, err := c.Select(regions, o.Nodes)
-	if err != nil {
-		return usageError("cmekctl config view lists the cluster's regions and nodes", "%v", err)
-	}
-	s := f.newSession()
-	env := f.env(s)
-	var mu sync.Mutex
-	rep := enableReport{Op: keyring.OpEnable, ClusterID: c.ClusterID, Region: strings.Join(regions, ","), Nodes: []keyring.NodeResult{}}
-	var errs []error
-	already := 0
-	var wg sync.WaitGroup
-	for _, r := range sel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := keyring.EnableRequest{Cluster: c.ClusterID, Region: r.Name, CMEK: r.CMEK}
-			for _, n := range r.Nodes {
-				req.Nodes = append(req.Nodes, keyring.EnableNode{Store: keyring.Store{Dir: n.Keyring}, Name: n.Name})
-			}
-			res, err := keyring.Enable(ctx, env, req)
-			mu.Lock()
-			defer mu.Unlock()
-			if errors.Is(err, keyring.ErrAlreadyEnabled) && res == nil {
-				already++
-				for _, n := range r.Nodes {
-					rep.Nodes = append(rep.Nodes, keyring.NodeResult{Dir: n.Keyring, Region: r.Name, Node: n.Name, Action: "already enabled"})
-				}
-				return
-			}
-			if res != nil {
-				rep.Nodes = append(rep.Nodes, res.Nodes...)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("region %s: %w", r.Name, err))
-			}
-		}()
-	}
-	wg.Wait()
-	slices.SortStableFunc(rep.Nodes, func(a, b keyring.NodeResult) int { return strings.Compare(a.Region, b.Region) })
-	rep.KMSCalls = s.Counts()
-	if perr := p.print(rep, nodeTable(rep.Nodes)); perr != nil {
-		return perr
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	if already == len(sel) {
-		return fmt.Errorf("%w in every region selected from %s: nothing was changed", keyring.ErrAlreadyEnabled, c.Path)
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package keyring
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -145,8 +144,8 @@ func ReadDataHeader(r io.Reader) (DataHeader, []byte, error) {
 // that sealed it. No plaintext of a chunk that fails authentication is
 // written.
 func (s *Sealer) Open(dst io.Writer, src io.Reader, opt stream.Options) (DataHeader, error) {
-	br := bufio.NewReaderSize(src, 64<<10)
-	h, head, err := ReadDataHeader(br)
+	// ReadDataHeader reads exactly the header: the stream reads src itself.
+	h, head, err := ReadDataHeader(src)
 	if err != nil {
 		return h, err
 	}
@@ -157,7 +156,7 @@ func (s *Sealer) Open(dst io.Writer, src io.Reader, opt stream.Options) (DataHea
 	if !ok {
 		return h, fmt.Errorf("%w: data key %s that sealed the data is not in this keyring", ErrForeign, short(h.DataKeyID))
 	}
-	r, err := stream.NewReader(br, key, head, opt)
+	r, err := stream.NewReader(src, key, head, opt)
 	if err != nil {
 		return h, err
 	}
