@@ -448,7 +448,7 @@ func vaultWorld(t *testing.T) *e2eWorld {
 	}
 	w.cannot[cellDisabled] = "Vault transit has no disabled state: `cmekctl kms disable` refuses and points to a policy (the access-denied cell is that policy)"
 	w.cannot[cellPending] = "Vault transit has no scheduled deletion: `cmekctl kms schedule-deletion` refuses; destroy deletes at once"
-	w.cannot[cellImported] = "a deleted transit key leaves no record that its material was imported (BYOK), so cmekctl cannot tell; while the key exists Describe reports it recoverable (vaulttransit's describe tests)"
+	w.cannot[cellImported] = "a deleted transit key leaves no record that its material was imported (BYOK), so cmekctl cannot tell; while the key exists Describe reports it recoverable (vaulttransit TestDescribe, admin_test.go)"
 	w.hooks[cellDestroyed] = func(t *testing.T, w *e2eWorld, uri string) {
 		if st := w.kmsVerb(t, "destroy", uri, "--yes"); st.State != provider.StateDestroyed {
 			t.Fatalf("vault: kms destroy: state %s, want destroyed", st.State)
