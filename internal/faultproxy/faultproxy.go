@@ -1,0 +1,151 @@
+// Package faultproxy is test support: an HTTP reverse proxy on 127.0.0.1 in
+// front of a KMS test server (local-kms, Vault) that injects the faults a
+// real network and a real KMS produce: added latency, connections dropped
+// without an answer, 5xx answers and throttling answers, each with the body
+// the KMS itself would send. It counts every request it sees, faulted or
+// not, so a test can bound a client's retries.
+//
+// It is for tests only and listens on 127.0.0.1 only.
+package faultproxy
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Fault is what the proxy does to each request; the zero Fault forwards.
+type Fault struct {
+	Latency time.Duration // added before the request is forwarded (or faulted)
+	Drop    bool          // close the connection without an answer
+	Status  int           // answer with this status instead of forwarding (0: forward)
+	Body    string        // body of a Status answer
+	Header  http.Header   // headers of a Status answer
+}
+
+// Proxy is a fault-injecting reverse proxy.
+type Proxy struct {
+	URL  string // http://127.0.0.1:PORT
+	Host string // 127.0.0.1:PORT
+
+	srv *httptest.Server
+	rp  *httputil.ReverseProxy
+
+	mu       sync.Mutex
+	fault    Fault
+	requests int
+	faulted  int
+}
+
+// Start proxies to target (an http:// URL on 127.0.0.1) until the test ends.
+func Start(t testing.TB, target string) *Proxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatalf("faultproxy: target %q: %v", target, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("faultproxy: listen on 127.0.0.1: %v", err)
+	}
+	p := &Proxy{rp: httputil.NewSingleHostReverseProxy(u)}
+	p.rp.ErrorLog = nil
+	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: p}}
+	p.srv.Start()
+	p.URL = p.srv.URL
+	p.Host = ln.Addr().String()
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// Set makes every later request meet f.
+func (p *Proxy) Set(f Fault) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fault = f
+}
+
+// Requests returns the requests seen since Start or Reset.
+func (p *Proxy) Requests() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.requests
+}
+
+// Faulted returns the requests dropped or answered by the proxy itself.
+func (p *Proxy) Faulted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.faulted
+}
+
+// Reset zeroes the counts.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.requests, p.faulted = 0, 0
+}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	p.requests++
+	f := p.fault
+	if f.Drop || f.Status != 0 {
+		p.faulted++
+	}
+	p.mu.Unlock()
+	if f.Latency > 0 {
+		select {
+		case <-time.After(f.Latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	switch {
+	case f.Drop:
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			panic("faultproxy: connection cannot be hijacked")
+		}
+		conn, _, err := hj.Hijack()
+		if err == nil {
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // a reset, as a dropped connection looks
+			}
+			conn.Close()
+		}
+	case f.Status != 0:
+		for k, v := range f.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(f.Status)
+		_, _ = w.Write([]byte(f.Body))
+	default:
+		p.rp.ServeHTTP(w, r)
+	}
+}
+
+// AWS faults, with the awsJson1_1 error bodies AWS KMS sends.
+var (
+	AWSThrottle = Fault{Status: 400, Body: `{"__type":"ThrottlingException","message":"Rate exceeded"}`,
+		Header: http.Header{"Content-Type": {"application/x-amz-json-1.1"}}}
+	AWSInternal = Fault{Status: 500, Body: `{"__type":"KMSInternalException","message":"An internal error occurred"}`,
+		Header: http.Header{"Content-Type": {"application/x-amz-json-1.1"}}}
+	AWSUnavailable = Fault{Status: 503, Body: `{"__type":"ServiceUnavailableException","message":"Service unavailable"}`,
+		Header: http.Header{"Content-Type": {"application/x-amz-json-1.1"}}}
+)
+
+// Vault faults, with Vault's JSON error bodies.
+var (
+	VaultThrottle = Fault{Status: 429, Body: `{"errors":["request path \"transit/decrypt\": rate limit quota exceeded"]}`,
+		Header: http.Header{"Content-Type": {"application/json"}}}
+	VaultInternal = Fault{Status: 500, Body: `{"errors":["internal error"]}`,
+		Header: http.Header{"Content-Type": {"application/json"}}}
+	VaultSealed = Fault{Status: 503, Body: `{"errors":["Vault is sealed"]}`,
+		Header: http.Header{"Content-Type": {"application/json"}}}
+)
