@@ -1026,7 +1026,9 @@ func checksText(v e2eVerify) string {
 // destroys its key, so it uses a new key next to the one given: AWS, a new
 // key (kms create on the URI with no key); GCP, a sibling key "<K>-d<rand>"
 // in the same key ring; Vault, transit key cmekctl-drill-<rand> on the mount
-// $CMEKCTL_TEST_VAULT_MOUNT (default transit) of $VAULT_ADDR.
+// $CMEKCTL_TEST_VAULT_MOUNT (default transit) of $VAULT_ADDR. The URIs must
+// carry no credentials (AUTH=implicit; VAULT_TOKEN for Vault): a keyring
+// refuses a URI with credentials.
 func TestProvidersE2ERealCloud(t *testing.T) {
 	real := func(name string) *e2eWorld { return newWorld(t, name, registry.Default()) }
 	t.Run("aws", func(t *testing.T) {
