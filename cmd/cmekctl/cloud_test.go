@@ -152,6 +152,11 @@ func cloudDo(ts *testscript.TestScript, fk *cloudFakes, args []string) {
 		fk.api.GETErrors(n(1))
 	case "polls":
 		fk.api.SetPolls(n(1))
+	case "backup":
+		if len(args) != 2 {
+			ts.Fatalf("usage: cloudfake backup ID (as of now)")
+		}
+		fk.api.AddBackup(args[1], time.Now().UTC())
 	case "echo-auth":
 		fk.api.EchoAuth(len(args) > 1 && args[1] == "on")
 	case "status":

@@ -19,6 +19,8 @@ import (
 
 // BackupKeysOptions are the backup-keys verbs' options.
 type BackupKeysOptions struct {
+	Cloud      CloudOptions
+	DryRun     bool
 	Keyrings   []string
 	Label      string
 	Regions    []string
@@ -53,14 +55,19 @@ is not restorable.`,
 	}
 	cmd.AddCommand(
 		sub("create --keyring DIR... [--label L] [--regions r1,r2]", "Create a backup key wrapped by each region's CMEK key", backupKeysCreate, func(c *cobra.Command, o *BackupKeysOptions) {
+			c.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the KMS calls it would make (one wrap per region); change nothing")
 			c.Flags().StringVar(&o.Label, "label", "", "a label for the key")
 			c.Flags().StringSliceVar(&o.Regions, "regions", nil, "regions whose CMEK keys wrap it (default: every region of the keyrings given)")
 		}),
-		sub("list --keyring DIR...", "List backup keys and whether each is restorable now", backupKeysList, nil),
+		sub("list --keyring DIR... | --cloud --cluster-id ID", "List backup keys (or the Cloud's managed backups) and whether each is restorable now", backupKeysList, func(c *cobra.Command, o *BackupKeysOptions) {
+			addCloudBackupFlags(f, c, &o.Cloud, "keyring")
+		}),
 		sub("verify --keyring DIR... [--all-regions]", "Unwrap every backup key for real: exit 50 if one is not restorable", backupKeysVerify, func(c *cobra.Command, o *BackupKeysOptions) {
 			c.Flags().BoolVar(&o.AllRegions, "all-regions", false, "unwrap with every wrapping region, not just the first that works")
 		}),
-		sub("rewrap --keyring DIR...", "Re-wrap backup keys under the CMEK keys' current versions", backupKeysRewrap, nil),
+		sub("rewrap --keyring DIR...", "Re-wrap backup keys under the CMEK keys' current versions", backupKeysRewrap, func(c *cobra.Command, o *BackupKeysOptions) {
+			c.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the KMS calls it would make (one unwrap and one wrap per key per region); change nothing")
+		}),
 		sub("export --keyring DIR... --out FILE", "Write the wrapped backup keys (never plaintext) to a portable escrow file", backupKeysExport, func(c *cobra.Command, o *BackupKeysOptions) {
 			c.Flags().StringVar(&o.Out, "out", "", "escrow file to write")
 			_ = c.MarkFlagRequired("out")
@@ -146,11 +153,29 @@ func backupTable(p printer, rep backupKeysReport) table {
 }
 
 func backupKeysCreate(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
-	g, err := loadBackupGroup(ctx, o.Keyrings, true)
+	g, err := loadBackupGroup(ctx, o.Keyrings, !o.DryRun)
 	if err != nil {
 		return err
 	}
 	defer g.Close()
+	if o.DryRun {
+		plan := &keyring.Plan{Op: "backup-keys create", Regions: []keyring.PlanRegion{}, Nodes: []keyring.PlanNode{}}
+		regions := o.Regions
+		if len(regions) == 0 {
+			regions = g.Regions
+		}
+		for _, r := range regions {
+			uri, ok := g.RegionCMEK(r)
+			if !ok {
+				return usageError("give a keyring of that region, or drop it from --regions", "region %q has no keyring in this command", r)
+			}
+			plan.Regions = append(plan.Regions, keyring.PlanRegion{Region: r, CMEK: uri, Wrap: 1})
+		}
+		for _, n := range g.Nodes {
+			plan.Nodes = append(plan.Nodes, keyring.PlanNode{Dir: n.Store.Dir, Region: n.KR.Region, Node: n.KR.Node, Action: "record the new backup key"})
+		}
+		return printPlan(p, plan)
+	}
 	s := f.newSession()
 	bk, key, err := keyring.CreateBackupKey(ctx, f.env(s), g, o.Label, o.Regions)
 	keyring.Wipe(key)
@@ -166,6 +191,9 @@ func backupKeysCreate(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 // backupKeysList judges each key restorable when at least one wrapping
 // region's CMEK key is enabled (one Describe per key URI, no unwrap).
 func backupKeysList(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
+	if o.Cloud.Cloud {
+		return cloudBackupsRun(ctx, f, p, o.Cloud.ClusterID, &o.Cloud)
+	}
 	g, err := loadBackupGroup(ctx, o.Keyrings, false)
 	if err != nil {
 		return err
@@ -253,11 +281,31 @@ func backupKeysVerify(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 }
 
 func backupKeysRewrap(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
-	g, err := loadBackupGroup(ctx, o.Keyrings, true)
+	g, err := loadBackupGroup(ctx, o.Keyrings, !o.DryRun)
 	if err != nil {
 		return err
 	}
 	defer g.Close()
+	if o.DryRun {
+		plan := &keyring.Plan{Op: "backup-keys rewrap", Regions: []keyring.PlanRegion{}, Nodes: []keyring.PlanNode{}}
+		per := map[string]int{} // region → index in plan.Regions
+		for _, b := range g.BackupKeys() {
+			for _, w := range b.Wraps {
+				i, ok := per[w.Region]
+				if !ok {
+					i = len(plan.Regions)
+					per[w.Region] = i
+					plan.Regions = append(plan.Regions, keyring.PlanRegion{Region: w.Region, CMEK: w.CMEKURI})
+				}
+				plan.Regions[i].Unwrap++
+				plan.Regions[i].Wrap++
+			}
+		}
+		for _, n := range g.Nodes {
+			plan.Nodes = append(plan.Nodes, keyring.PlanNode{Dir: n.Store.Dir, Region: n.KR.Region, Node: n.KR.Node, Action: fmt.Sprintf("record %d re-wrapped key(s)", len(g.BackupKeys()))})
+		}
+		return printPlan(p, plan)
+	}
 	s := f.newSession()
 	n, err := keyring.RewrapBackupKeys(ctx, f.env(s), g)
 	if err != nil {
