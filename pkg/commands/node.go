@@ -21,6 +21,7 @@ type NodeAddOptions struct {
 	Node    string
 	Keyring string
 	From    string
+	DryRun  bool
 }
 
 func newCmdNode(f *Factory, p func() printer) *cobra.Command {
@@ -40,6 +41,7 @@ or from the cluster config's nodes of the region.`,
 	add.Flags().StringVar(&o.Node, "node", "", "the node's name")
 	add.Flags().StringVar(&o.Keyring, "keyring", "", "the new node's keyring directory")
 	add.Flags().StringVar(&o.From, "from", "", "a keyring of an enabled node of the region (default: from the cluster config)")
+	add.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the plan and the KMS calls (one unwrap); change nothing")
 	for _, n := range []string{"region", "node", "keyring"} {
 		_ = add.MarkFlagRequired(n)
 	}
@@ -80,6 +82,15 @@ func nodeAddRun(ctx context.Context, f *Factory, p printer, o *NodeAddOptions) e
 	}
 	if src.Region != o.Region {
 		return exitf(ExitForeign, "%s is a keyring of region %q, not %q", srcDirs[0], src.Region, o.Region)
+	}
+	if o.DryRun {
+		action, detail := "enable", "joins the region's store key"
+		if (keyring.Store{Dir: o.Keyring}).Exists() {
+			action, detail = "skip", "already enabled"
+		}
+		return printPlan(p, &keyring.Plan{Op: "node add",
+			Regions: []keyring.PlanRegion{{Region: src.Region, CMEK: src.StoreWrap.CMEKURI, Unwrap: 1}},
+			Nodes:   []keyring.PlanNode{{Dir: o.Keyring, Region: src.Region, Node: o.Node, Action: action, Detail: detail}}})
 	}
 	s := f.newSession()
 	res, err := keyring.AddNodes(ctx, f.env(s), src, []keyring.EnableNode{{Store: keyring.Store{Dir: o.Keyring}, Name: o.Node}})
