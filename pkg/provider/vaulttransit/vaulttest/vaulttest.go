@@ -71,7 +71,8 @@ func Binary(t testing.TB) string {
 		}
 		goBin, err := exec.LookPath("go")
 		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			buildErr = fmt.Errorf("go is not on PATH: %v", err)
+			return
 		}
 		buildBin = filepath.Join(dir, "vaultserver")
 		cmd := exec.Command(goBin, "build", "-o", buildBin, ".")
