@@ -115,18 +115,20 @@ func newKillWorld(t *testing.T) *killWorld {
 	cliOK(t, tmp, args...)
 	w.plain = make([]byte, 10_000)
 	_, _ = rand.Read(w.plain)
-	env := keyring.Env{Open: registry.Default().Open, Now: time.Now}
-	for _, d := range w.dirs {
-		s, err := keyring.OpenSealer(context.Background(), env, keyring.Store{Dir: d})
+	// Sealed by cmekctl itself, as a child: this test process unwraps no
+	// key here (coredump_test.go needs its core-file limit untouched).
+	pf := filepath.Join(tmp, "plain.bin")
+	if err := os.WriteFile(pf, w.plain, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range w.dirs {
+		sf := filepath.Join(tmp, fmt.Sprintf("sealed-%d.bin", i))
+		cliOK(t, tmp, "data", "encrypt", "--keyring", d, pf, sf)
+		b, err := os.ReadFile(sf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var buf bytes.Buffer
-		if _, err := s.Seal(&buf, bytes.NewReader(w.plain), stream.Options{}); err != nil {
-			t.Fatal(err)
-		}
-		s.Close()
-		w.sealed[d] = buf.Bytes()
+		w.sealed[d] = b
 	}
 	return w
 }
