@@ -47,6 +47,7 @@ func CreateBackupKey(ctx context.Context, env Env, g *Group, label string, regio
 	if len(regions) == 0 {
 		regions = g.Regions
 	}
+	disableCoreDumps()
 	bk := BackupKey{ID: newID()[:32], Label: label, Created: env.now()}
 	key := newKey()
 	for _, r := range regions {
@@ -101,6 +102,7 @@ func (g *Group) saveBackupKeys(env Env, keys []BackupKey) error {
 // uriFor maps a region to the CMEK URI to use (the keyring's, which may
 // carry what a redacted URI lacks); nil uses the wrap's own URI.
 func UnwrapBackupKey(ctx context.Context, env Env, cluster string, bk BackupKey, only string) ([]byte, string, error) {
+	disableCoreDumps()
 	var errs []error
 	for _, w := range bk.Wraps {
 		if only != "" && w.Region != only {

@@ -67,6 +67,7 @@ func (s Store) Save(k *Keyring) error {
 	if err != nil {
 		return err
 	}
+	s.removeStaleTemps()
 	if err := safefile.WriteFile(s.fs(), s.Path(), data, 0o600); err != nil {
 		return fmt.Errorf("write keyring %s: %w", s.Dir, err)
 	}
@@ -95,4 +96,16 @@ func (s Store) Lock(ctx context.Context) (*safefile.Lock, error) {
 		return nil, fmt.Errorf("%w: %v", ErrLocked, err)
 	}
 	return l, err
+}
+
+// removeStaleTemps removes the temporary files of writers that died between
+// creating and renaming them. Save runs under the keyring's lock, so no live
+// writer owns one. They hold only wrapped keys: debris, not a leak.
+func (s Store) removeStaleTemps() {
+	for _, base := range []string{FileName, JournalName} {
+		matches, _ := filepath.Glob(filepath.Join(s.Dir, "."+base+".tmp-*"))
+		for _, m := range matches {
+			_ = s.fs().Remove(m)
+		}
+	}
 }
