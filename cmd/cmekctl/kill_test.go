@@ -315,6 +315,9 @@ func TestKillRotate(t *testing.T) {
 		if len(failures) > 20 {
 			break
 		}
+		if (i+1)%100 == 0 {
+			t.Logf("%d/%d: %d mid-rotation kills so far, %d failures, %v", i+1, n, mid, len(failures), time.Since(start).Round(time.Second))
+		}
 	}
 	stray := strayFiles(t, w.dirs)
 	t.Logf("kill loop: %d iterations in %v (seed %d): killed before any keyring changed %d, mid-rotation (journal left) %d, with keyrings changed and no journal %d, exited before the kill %d; reruns that resumed a journal %d, reruns failed %d; kms rotations %d; files other than keyring/lock left: %v; failures %d",
