@@ -558,13 +558,20 @@ func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
 		if h.ClusterID != g.Cluster {
 			return nil, fmt.Errorf("%w: the backup is of cluster %q, the keyrings of cluster %q", keyring.ErrForeign, h.ClusterID, g.Cluster)
 		}
+		// The keyrings' record of the backup key first (re-wrapped under the
+		// regions' current keys), then the wraps in the file's header, each
+		// under the CMEK key that made it.
 		bk := keyring.BackupKey{ID: h.BackupKeyID}
-		for _, w := range h.Wraps {
-			uri, ok := g.RegionCMEK(w.Region)
-			if !ok {
-				continue // no keyring of that region given: its key is unknown here
+		for _, k := range g.BackupKeys() {
+			if k.ID == h.BackupKeyID {
+				bk.Wraps = append(bk.Wraps, k.Wraps...)
 			}
-			bk.Wraps = append(bk.Wraps, keyring.RegionWrap{Region: w.Region, CMEKURI: uri, CMEKVersion: w.KeyVersion, Wrapped: w.Wrapped})
+		}
+		for _, w := range h.Wraps {
+			if _, ok := g.RegionCMEK(w.Region); !ok {
+				continue // no keyring of that region given: not ours to try
+			}
+			bk.Wraps = append(bk.Wraps, keyring.RegionWrap{Region: w.Region, CMEKURI: w.CMEKURI, CMEKVersion: w.KeyVersion, Wrapped: w.Wrapped})
 		}
 		if len(bk.Wraps) == 0 {
 			return nil, fmt.Errorf("%w: none of the backup's regions has a keyring here", keyring.ErrForeign)

@@ -383,13 +383,6 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 	return nil
 }
 
-func describeErr(err error) string {
-	if err == nil {
-		return "succeeded"
-	}
-	return "failed, " + string(provider.Classify(err))
-}
-
 // drillTmpfs returns a private directory on /dev/shm when it is tmpfs (so
 // the drill's unlock writes no key to disk), or in the temp directory.
 func drillTmpfs() (string, func(), error) {

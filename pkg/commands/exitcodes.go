@@ -178,6 +178,9 @@ func hintFor(err error) string {
 	case ExitKMSUnavailable:
 		return "the KMS did not answer; nothing was written; retry later"
 	case ExitPartial:
+		if errors.Is(err, keyring.ErrPending) {
+			return "finish the interrupted operation the message names first; cmekctl status shows which nodes are mid-rotation"
+		}
 		return "run the same command again: it finishes the nodes that are left, and does not redo the others"
 	case ExitLocked:
 		return "another cmekctl is working on this keyring; wait for it to finish"

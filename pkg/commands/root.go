@@ -84,6 +84,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 			Long:  "cmekctl exits with one of these codes; scripts may rely on them.\n\n" + ExitCodesHelp(),
 		},
 	)
+	registerCompletions(root)
 	return root
 }
 

@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -261,5 +260,3 @@ func stores(dirs []string) []keyring.Store {
 }
 
 func redact(uri string) string { return provider.RedactURI(uri) }
-
-func days(d time.Duration) string { return fmt.Sprintf("%.0fd", d.Hours()/24) }

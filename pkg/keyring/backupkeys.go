@@ -142,23 +142,31 @@ func RewrapBackupKeys(ctx context.Context, env Env, g *Group) (int, error) {
 			if err != nil {
 				return 0, err
 			}
+			// The region's current CMEK key: after rotate cmek --cmek NEW,
+			// backup keys follow the region to its new key.
+			to := k
+			if cur, ok := g.RegionCMEK(w.Region); ok && cur != w.CMEKURI {
+				if to, err = env.Open(cur); err != nil {
+					return 0, err
+				}
+			}
 			aad := BackupBinding(g.Cluster, w.Region, bk.ID)
 			old := provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion}
 			var nw provider.Wrapped
-			if r, ok := provider.AsRewrapper(k); ok {
+			if r, ok := provider.AsRewrapper(k); ok && to == k {
 				nw, err = r.Rewrap(ctx, old, aad)
 			} else {
 				var pt []byte
 				pt, err = k.Unwrap(ctx, old, aad)
 				if err == nil {
-					nw, err = k.Wrap(ctx, pt, aad)
+					nw, err = to.Wrap(ctx, pt, aad)
 					Wipe(pt)
 				}
 			}
 			if err != nil {
 				return 0, &KMSError{URI: w.CMEKURI, Op: "rewrap backup key " + short(bk.ID) + " in region " + w.Region, Err: err}
 			}
-			w.Wrapped, w.CMEKVersion = nw.Ciphertext, nw.KeyVersion
+			w.CMEKURI, w.Wrapped, w.CMEKVersion = to.URI(), nw.Ciphertext, nw.KeyVersion
 		}
 	}
 	if len(keys) == 0 {

@@ -70,7 +70,7 @@ func Unlock(ctx context.Context, env Env, s Store, opt UnlockOptions) (*UnlockRe
 		return nil, fmt.Errorf("create --out directory: %w", err)
 	}
 	if err := safefile.CheckPrivate(safefile.OS{}, out, true); err != nil {
-		return nil, fmt.Errorf("--out: %w", err)
+		return nil, fmt.Errorf("%w: --out: %v", ErrPermissions, err)
 	}
 	if !opt.AllowDisk {
 		ok, fstype, err := onMemoryFS(out)
