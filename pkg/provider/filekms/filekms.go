@@ -88,7 +88,10 @@ func OpenWith(u *url.URL, opt Options) (*Key, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Key{uri: Scheme + "://" + p, dir: filepath.Dir(p), name: base, opt: opt}, nil
+	// The URI is rebuilt escaped, so that it names the same key when parsed
+	// again (a keyring records it).
+	uri := (&url.URL{Scheme: Scheme, Path: p}).String()
+	return &Key{uri: uri, dir: filepath.Dir(p), name: base, opt: opt}, nil
 }
 
 // URI returns the key's URI.

@@ -176,7 +176,8 @@ func FuzzParseURI(f *testing.F) {
 		// A secret that also appears in the URI's other parts could show
 		// up legitimately; only check distinctive ones.
 		distinct := len(secret) >= 8 && !strings.Contains(u.Path, secret) && secret != provider.Redacted &&
-			!strings.Contains(strings.ToLower(s[:strings.Index(s, "?")+1]), strings.ToLower(secret))
+			!strings.Contains(strings.ToLower(s[:strings.Index(s, "?")+1]), strings.ToLower(secret)) &&
+			!strings.Contains(u.Fragment, secret) && !strings.Contains(u.RawFragment, secret)
 		cfg, err := gcpkms.ParseURI(u)
 		if err != nil {
 			if distinct && strings.Contains(err.Error(), secret) {

@@ -60,7 +60,11 @@ func parseTarget(u *url.URL, scheme string) (target, error) {
 }
 
 func (t target) canonical(scheme string) string {
-	s := scheme + "://" + t.host + "/" + strings.Join(t.path, "/")
+	segs := make([]string, len(t.path))
+	for i, p := range t.path {
+		segs[i] = url.PathEscape(p) // the URI names the same key when reparsed
+	}
+	s := scheme + "://" + t.host + "/" + strings.Join(segs, "/")
 	if !t.tls {
 		s += "?tls=false"
 	}
