@@ -28,14 +28,15 @@ func FuzzParseURI(f *testing.F) {
 		"vault-transit:opaque",
 		"vault-keymgmt://h/keymgmt/kms/p/key/k",
 		"vAult-trAnsit:/0%00000000/keys/0", // found by the fuzzer: a NUL in the mount
+		"vAult-trAnsit:/SentinelPass42",    // found by the fuzzer: the oracle's own false alarm
 	} {
 		f.Add(s)
 	}
 	const secret = "SentinelPass42"
 	f.Fuzz(func(t *testing.T, raw string) {
 		u, err := url.Parse(raw)
-		if err != nil {
-			return
+		if err != nil || strings.Contains(strings.ToLower(raw), strings.ToLower(secret)) {
+			return // the input's own copy of the sentinel may rightly be repeated
 		}
 		if u.User != nil || len(raw)%3 == 0 {
 			u.User = url.UserPassword("user", secret)
