@@ -325,13 +325,10 @@ func TestKillRotate(t *testing.T) {
 	for _, f := range failures {
 		t.Error(f)
 	}
-	for _, f := range stray {
-		// Temporary files of killed writers are debris, not damage (the
-		// keyring is intact, they hold only wrapped keys); nothing removes
-		// them: see stale_tmp_test.go.bug. Anything else is a failure.
-		if b := filepath.Base(f); !strings.HasPrefix(b, "."+keyring.FileName+".tmp-") && !strings.HasPrefix(b, "."+keyring.JournalName+".tmp-") {
-			t.Errorf("unexpected file left in a keyring directory: %s", f)
-		}
+	if len(stray) > 0 {
+		// Temporary files of killed writers: Store.Save removes them under
+		// the lock (stale_tmp_test.go), so after a finished rerun none is left.
+		t.Errorf("files left in the keyring directories after the loop: %v", stray)
 	}
 	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
 	if len(delays) > 0 {
