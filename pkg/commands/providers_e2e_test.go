@@ -1094,4 +1094,3 @@ func TestProvidersE2ERealCloud(t *testing.T) {
 	})
 }
 
-func jsonInto(s string, v any) error { return json.Unmarshal([]byte(s), v) }
