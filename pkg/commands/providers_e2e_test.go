@@ -1093,4 +1093,3 @@ func TestProvidersE2ERealCloud(t *testing.T) {
 		}
 	})
 }
-

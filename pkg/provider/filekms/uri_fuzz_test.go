@@ -27,7 +27,7 @@ func FuzzParseURI(f *testing.F) {
 		"file-kms:///tmp/%2e%2e/k",
 		"file-kms:///",
 		"aws-kms:///k",
-		"file-kms:/0", // a key in /, written without the empty host
+		"file-kms:/0",              // a key in /, written without the empty host
 		"file-kms:/00000/%0000000", // found by the fuzzer: a NUL in the name
 	} {
 		f.Add(s)
