@@ -181,18 +181,26 @@ func ImportBackupKeys(env Env, g *Group, cluster string, keys []BackupKey) (int,
 	if cluster != g.Cluster {
 		return 0, fmt.Errorf("%w: the escrow file is of cluster %q, the keyrings of cluster %q: import into a keyring of the same cluster", ErrForeign, cluster, g.Cluster)
 	}
-	have := map[string]bool{}
-	for _, b := range g.BackupKeys() {
-		have[b.ID] = true
+	// A key counts as present only if every keyring holds it: an import
+	// interrupted part way is finished by running it again.
+	everywhere := map[string]int{}
+	for _, n := range g.Nodes {
+		for _, b := range n.KR.BackupKeys {
+			everywhere[b.ID]++
+		}
 	}
 	var add []BackupKey
+	added := 0
 	for _, k := range keys {
-		if !have[k.ID] {
+		if everywhere[k.ID] < len(g.Nodes) {
 			add = append(add, k)
+			if everywhere[k.ID] == 0 {
+				added++
+			}
 		}
 	}
 	if len(add) == 0 {
 		return 0, nil
 	}
-	return len(add), g.saveBackupKeys(env, add)
+	return added, g.saveBackupKeys(env, add)
 }

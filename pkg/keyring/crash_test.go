@@ -32,10 +32,21 @@ import (
 type sig struct {
 	Gen, NStore, NData, NUnlocks int
 	CMEKVersion                  string
+	Backups                      string // backup key IDs and their wraps' CMEK versions
+	Revoked                      bool
 }
 
 func sigOf(kr *keyring.Keyring) sig {
-	return sig{Gen: kr.StoreWrap.Generation, NStore: len(kr.StoreKeys), NData: len(kr.DataKeys), NUnlocks: len(kr.Unlocks), CMEKVersion: kr.StoreWrap.CMEKVersion}
+	b := ""
+	for _, k := range kr.BackupKeys {
+		b += k.ID + ":"
+		for _, w := range k.Wraps {
+			b += w.Region + "=" + w.CMEKVersion + ","
+		}
+		b += ";"
+	}
+	return sig{Gen: kr.StoreWrap.Generation, NStore: len(kr.StoreKeys), NData: len(kr.DataKeys), NUnlocks: len(kr.Unlocks),
+		CMEKVersion: kr.StoreWrap.CMEKVersion, Backups: b, Revoked: kr.Revoked != nil}
 }
 
 func keyIDs(kr *keyring.Keyring) []string {
@@ -59,6 +70,12 @@ type crashCase struct {
 	prep func(t *testing.T, c *cluster)
 	// run runs the operation on the keyrings in dirs through fsys.
 	run func(ctx context.Context, c *cluster, dirs []string, fsys safefile.FS) error
+	// skipDirs are node directories the template has no keyring for yet
+	// (node add): they count as old while absent.
+	skipDirs func(c *cluster) []string
+	// revoked: the new state is revoked (data no longer opens through
+	// OpenSealer, so the data check uses the keyring's keys directly).
+	revoked bool
 }
 
 // crashStats counts what the crash loop saw, for the report.
@@ -127,6 +144,10 @@ func crashCases() []crashCase {
 		}
 	}
 	return []crashCase{
+		nodeAddCase(),
+		revokeCase(regions, n),
+		backupRewrapCase(regions, n),
+		backupImportCase(regions, n),
 		enableCase("enable 1 node", 1),
 		enableCase(fmt.Sprintf("enable %d nodes", n), n),
 		rotateCase("rotate data-key", keyring.OpRotateDataKey, regions, n),
@@ -162,13 +183,39 @@ func runCrashCase(t *testing.T, cc crashCase) crashStats {
 		cc.prep(t, c)
 	}
 	env := k.env()
+	fresh := map[string]bool{} // node dirs (relative) with no keyring in the template
+	if cc.skipDirs != nil {
+		for _, d := range cc.skipDirs(c) {
+			rel, _ := filepath.Rel(c.base, d)
+			fresh[rel] = true
+		}
+	}
+	// openData opens data sealed before; for a revoked keyring it goes
+	// around the revocation mark (the keys must still be there).
+	openData := func(d string, ct []byte) ([]byte, error) {
+		if !cc.revoked {
+			return open(env, d, ct, stream.Options{ChunkSize: 64})
+		}
+		kr, err := keyring.Store{Dir: d}.Load()
+		if err != nil {
+			return nil, err
+		}
+		sl, err := keyring.NewSealer(ctx, env, kr)
+		if err != nil {
+			return nil, err
+		}
+		defer sl.Close()
+		var out bytes.Buffer
+		_, err = sl.Open(&out, bytes.NewReader(ct), stream.Options{ChunkSize: 64})
+		return out.Bytes(), err
+	}
 	plain := map[string][]byte{}
 	sealed := map[string][]byte{}
 	before := map[string][]byte{} // raw keyring bytes
 	beforeKR := map[string]*keyring.Keyring{}
 	for _, d := range c.dirs() {
 		rel, _ := filepath.Rel(c.base, d)
-		if cc.enable {
+		if cc.enable || fresh[rel] {
 			continue
 		}
 		plain[rel] = []byte("data of " + rel + " sealed before the operation")
@@ -220,7 +267,7 @@ func runCrashCase(t *testing.T, cc crashCase) crashStats {
 			for _, d := range dirs {
 				rel, _ := filepath.Rel(base, d)
 				s := keyring.Store{Dir: d}
-				if cc.enable {
+				if cc.enable || fresh[rel] {
 					if !s.Exists() {
 						olds++
 						continue
@@ -233,7 +280,7 @@ func runCrashCase(t *testing.T, cc crashCase) crashStats {
 					continue
 				}
 				switch {
-				case cc.enable:
+				case cc.enable || fresh[rel]:
 					news++
 				case bytes.Equal(mustRead(t, s.Path()), before[rel]):
 					olds++
@@ -244,8 +291,8 @@ func runCrashCase(t *testing.T, cc crashCase) crashStats {
 					t.Errorf("%s: keyring %s is neither old nor new: %+v (old %+v, new %+v)", what, rel, sigOf(kr), sigOf(beforeKR[rel]), clean[rel])
 					continue
 				}
-				if !cc.enable {
-					got, err := open(env, d, sealed[rel], stream.Options{ChunkSize: 64})
+				if !cc.enable && !fresh[rel] {
+					got, err := openData(d, sealed[rel])
 					if err != nil || !bytes.Equal(got, plain[rel]) {
 						st.lost++
 						t.Errorf("%s: data sealed before on %s does not open: %v", what, rel, err)
@@ -285,18 +332,23 @@ func runCrashCase(t *testing.T, cc crashCase) crashStats {
 					if got := sigOf(kr); got != clean[rel] {
 						t.Errorf("%s: after the rerun, %s is %+v, want %+v (done twice or not at all)", what, rel, got, clean[rel])
 					}
+					if fresh[rel] {
+						continue
+					}
 					if !superset(keyIDs(kr), keyIDs(beforeKR[rel])) {
 						st.lost++
 						t.Errorf("%s: after the rerun, %s lost a key", what, rel)
 					}
-					got, err := open(env, d, sealed[rel], stream.Options{ChunkSize: 64})
+					got, err := openData(d, sealed[rel])
 					if err != nil || !bytes.Equal(got, plain[rel]) {
 						st.lost++
 						t.Errorf("%s: after the rerun, data sealed before on %s does not open: %v", what, rel, err)
 					}
 				}
 			}
-			checkRegionsConsistent(t, what, dirs)
+			if !cc.revoked {
+				checkRegionsConsistent(t, what, dirs)
+			}
 			if t.Failed() {
 				return st
 			}
@@ -364,4 +416,120 @@ func superset(have, want []string) bool {
 		}
 	}
 	return true
+}
+
+// nodeAddCase: a fourth node joins a region of three. The new node's
+// keyring is the only write; a rerun after a crash that left it finishes it.
+func nodeAddCase() crashCase {
+	return crashCase{name: "node add", regions: 1, perRegion: 4,
+		prep: func(t *testing.T, c *cluster) {
+			// The template has nodes 1-3 enabled and node 4 not yet.
+			if err := os.RemoveAll(c.regions[0].dirs[3]); err != nil {
+				t.Fatal(err)
+			}
+		},
+		skipDirs: func(c *cluster) []string { return c.regions[0].dirs[3:] },
+		run: func(ctx context.Context, c *cluster, dirs []string, fsys safefile.FS) error {
+			rg := c.regions[0]
+			newDir := dirs[3]
+			if (keyring.Store{Dir: newDir}).Exists() {
+				if _, err := (keyring.Store{Dir: newDir}).Load(); err == nil {
+					return nil // joined already
+				}
+			}
+			src, err := keyring.Store{Dir: dirs[0]}.Load()
+			if err != nil {
+				return err
+			}
+			res, err := keyring.AddNodes(ctx, c.kms.env(), src, []keyring.EnableNode{{Store: keyring.Store{Dir: newDir, FS: fsys}, Name: rg.nodes[3]}})
+			return withNodeErrors(res, err)
+		}}
+}
+
+// revokeCase: every keyring of the group marked revoked, as revoke's
+// third step does (its KMS action writes no keyring).
+func revokeCase(regions, n int) crashCase {
+	return crashCase{name: "revoke (mark)", regions: regions, perRegion: n,
+		run: func(ctx context.Context, c *cluster, dirs []string, fsys safefile.FS) error {
+			g, err := keyring.LoadGroup(ctx, stores(dirs, fsys), true)
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			for _, node := range g.Nodes {
+				if node.KR.Revoked != nil {
+					continue // done by the interrupted run
+				}
+				if err := keyring.MarkRevoked(node.KR, "crash test", c.kms.now()); err != nil {
+					return err
+				}
+				if err := node.Store.Save(node.KR); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, revoked: true}
+}
+
+// backupRewrapCase: backup keys re-wrapped under a new CMEK version.
+func backupRewrapCase(regions, n int) crashCase {
+	return crashCase{name: "backup-keys rewrap", regions: regions, perRegion: n,
+		prep: func(t *testing.T, c *cluster) {
+			ctx := context.Background()
+			g, err := keyring.LoadGroup(ctx, stores(c.dirs(), nil), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, key, err := keyring.CreateBackupKey(ctx, c.kms.env(), g, "crash", nil)
+			g.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			keyring.Wipe(key)
+			for _, r := range c.regions {
+				if _, err := c.kms.admin(t, r.cmek).Rotate(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		run: func(ctx context.Context, c *cluster, dirs []string, fsys safefile.FS) error {
+			g, err := keyring.LoadGroup(ctx, stores(dirs, fsys), true)
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			_, err = keyring.RewrapBackupKeys(ctx, c.kms.env(), g)
+			return err
+		}}
+}
+
+// backupImportCase: an escrowed backup key imported into every keyring.
+func backupImportCase(regions, n int) crashCase {
+	var escrowed []keyring.BackupKey
+	return crashCase{name: "backup-keys import", regions: regions, perRegion: n,
+		prep: func(t *testing.T, c *cluster) {
+			// Make a backup key in a throwaway copy; import it here.
+			ctx := context.Background()
+			tmp := copyBase(t, c)
+			g, err := keyring.LoadGroup(ctx, stores(c.rebase(tmp), nil), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bk, key, err := keyring.CreateBackupKey(ctx, c.kms.env(), g, "escrow", nil)
+			g.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			keyring.Wipe(key)
+			escrowed = []keyring.BackupKey{bk}
+		},
+		run: func(ctx context.Context, c *cluster, dirs []string, fsys safefile.FS) error {
+			g, err := keyring.LoadGroup(ctx, stores(dirs, fsys), true)
+			if err != nil {
+				return err
+			}
+			defer g.Close()
+			_, err = keyring.ImportBackupKeys(c.kms.env(), g, c.id, escrowed)
+			return err
+		}}
 }
