@@ -179,7 +179,9 @@ func FuzzParseURI(f *testing.F) {
 		// a secret found there is not a leak.
 		rest := *u
 		rest.RawQuery, rest.ForceQuery = "", false
-		others := strings.ToLower(rest.String() + " " + s[:strings.Index(s, "?")+1] + " " + u.Path + " " + u.Fragment)
+		// The parameter's name and the redaction mark are printed too.
+		others := strings.ToLower(rest.String() + " " + s[:strings.Index(s, "?")+1] + " " + u.Path + " " + u.Fragment +
+			" ?" + gcpkms.ParamCredentials + "=" + provider.Redacted + " " + url.QueryEscape(provider.Redacted))
 		distinct := len(secret) >= 8 && secret != provider.Redacted && !strings.Contains(others, strings.ToLower(secret))
 		cfg, err := gcpkms.ParseURI(u)
 		if err != nil {
