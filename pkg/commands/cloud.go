@@ -277,6 +277,22 @@ func cloudClock(f *Factory) (func() time.Time, func(context.Context, time.Durati
 func (s *cloudSession) wantWait() bool { return s.o.Wait && !s.o.NoWait }
 
 // wait polls until every region settles, with progress on a terminal.
+// settle takes a mutating call's answer and, unless --no-wait, waits for
+// every region to settle, returning the last state seen.
+func (s *cloudSession) settle(ctx context.Context, rep *cloudOpReport) func(*cloud.ClusterInfo, error) (*cloud.ClusterInfo, error) {
+	return func(info *cloud.ClusterInfo, err error) (*cloud.ClusterInfo, error) {
+		if err != nil || !s.wantWait() {
+			return info, err
+		}
+		rep.Waited = true
+		w, err := s.wait(ctx)
+		if w != nil {
+			info = w
+		}
+		return info, err
+	}
+}
+
 func (s *cloudSession) wait(ctx context.Context) (*cloud.ClusterInfo, error) {
 	var progress func(*cloud.ClusterInfo)
 	if s.f.IO.IsStderrTTY() {
@@ -633,15 +649,7 @@ func cloudEnableRun(ctx context.Context, f *Factory, p printer, o *CloudOptions)
 				"enable --cloud on cluster %s: %s; nothing was sent", s.id, strings.Join(why, "; ")))
 		}
 	}
-	info, err := s.c.EnableCMEK(ctx, s.id, specs)
-	if err == nil && s.wantWait() {
-		rep.Waited = true
-		var w *cloud.ClusterInfo
-		w, err = s.wait(ctx)
-		if w != nil {
-			info = w
-		}
-	}
+	info, err := s.settle(ctx, &rep)(s.c.EnableCMEK(ctx, s.id, specs))
 	return s.finish(p, rep, info, err)
 }
 
@@ -720,15 +728,7 @@ func cloudRotateRun(ctx context.Context, f *Factory, p printer, op string, o *Cl
 	if rep.KeyChecks, err = s.checkKeys(ctx, check, order); err != nil {
 		return s.finish(p, rep, cur, err)
 	}
-	info, err := s.c.UpdateCMEK(ctx, s.id, specs)
-	if err == nil && s.wantWait() {
-		rep.Waited = true
-		var w *cloud.ClusterInfo
-		w, err = s.wait(ctx)
-		if w != nil {
-			info = w
-		}
-	}
+	info, err := s.settle(ctx, &rep)(s.c.UpdateCMEK(ctx, s.id, specs))
 	if info == nil {
 		info = cur
 	}
@@ -752,15 +752,7 @@ func cloudRevokeRun(ctx context.Context, f *Factory, p printer, o *CloudOptions,
 	if err := confirm(f, fmt.Sprintf("revoke the CMEK access of Cloud cluster %q: its nodes stop being able to read their data, and undoing it needs Cockroach Labs support", s.id), s.id, yes); err != nil {
 		return err
 	}
-	info, err := s.c.RevokeCMEK(ctx, s.id)
-	if err == nil && s.wantWait() {
-		rep.Waited = true
-		var w *cloud.ClusterInfo
-		w, err = s.wait(ctx)
-		if w != nil {
-			info = w
-		}
-	}
+	info, err := s.settle(ctx, &rep)(s.c.RevokeCMEK(ctx, s.id))
 	return s.finish(p, rep, info, err)
 }
 
