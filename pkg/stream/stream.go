@@ -79,11 +79,16 @@ var (
 type Options struct {
 	// ChunkSize is the plaintext bytes per chunk; 0 means DefaultChunkSize.
 	ChunkSize int
-	// Parallel: 0 or 1 seals/opens chunks on the calling goroutine; N > 1
-	// seals/opens up to N chunks at once, on N-1 worker goroutines and the
-	// caller's (which works on queued chunks while it waits for the oldest),
-	// at most 2N chunks in flight, output order kept.
+	// Parallel: 0 or 1 seals/opens chunks on the calling goroutine, one at a
+	// time; N > 1 seals/opens chunks on N-1 worker goroutines and the
+	// caller's (which works on queued jobs while it waits for the oldest),
+	// in jobs of up to 512 KiB of plaintext, at most 2N jobs in flight,
+	// output order kept.
 	Parallel int
+
+	// chunksPerJob overrides the chunks per job (tests: batching in serial
+	// mode, where the order of work is deterministic).
+	chunksPerJob int
 }
 
 func (o Options) chunkSize() (int, error) {
@@ -112,6 +117,24 @@ func (o Options) window() int {
 	return 2 * o.parallel()
 }
 
+// batchBytes is the plaintext a job carries in parallel mode: enough chunks
+// that handing a job to another goroutine costs little next to sealing it.
+// Serial mode works a chunk at a time, so its buffers stay in the L1/L2 cache.
+const (
+	batchBytes = 512 << 10
+	maxBatch   = 16
+)
+
+func (o Options) batch(chunk int) int {
+	if o.chunksPerJob > 0 {
+		return o.chunksPerJob
+	}
+	if o.parallel() == 1 {
+		return 1
+	}
+	return max(1, min(maxBatch, batchBytes/chunk))
+}
+
 func newAEAD(key, salt []byte) (cipher.AEAD, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("stream: key is %d bytes, want %d", len(key), KeySize)
@@ -131,25 +154,35 @@ func newAEAD(key, salt []byte) (cipher.AEAD, error) {
 	return aead, nil
 }
 
-// job is one chunk on its way through the pipeline. It carries all it needs
-// to be sealed or opened, so that workers hold no reference to the stream.
+// job is a run of consecutive chunks on their way through the pipeline: one
+// chunk in serial mode, a batch of them in parallel mode. It carries all it
+// needs to be sealed or opened, so that workers hold no reference to the
+// stream.
+//
+// A writer's job holds plaintext chunk i at buf[i*(C+16):], so that sealing
+// each chunk in place leaves the batch's ciphertext contiguous in buf. A
+// reader's job holds the ciphertext as read, and opens chunk i into
+// out[i*C:].
 type job struct {
-	aead    cipher.AEAD
-	aad     []byte // the header, for chunk 0 only
-	counter uint64
-	last    bool
-	open    bool // open (reader) rather than seal (writer)
-	full    int  // wire size of a full chunk (reader)
-	nonce   [nonceSize]byte
-	in      []byte // writer: plaintext, sealed in place; reader: ciphertext
-	out     []byte // reader: plaintext
-	err     error
-	done    chan struct{} // parallel mode: one token when the job is done
+	aead   cipher.AEAD
+	header []byte // the additional data of chunk 0
+	chunk  int    // C, the plaintext size of a full chunk
+	first  uint64 // the number of the job's first chunk
+	n      int    // chunks in the job
+	last   bool   // the job's last chunk is the stream's final chunk
+	open   bool   // open (reader) rather than seal (writer)
+	buf    []byte // writer: chunks at stride C+16, sealed in place; reader: ciphertext
+	fill   int    // writer: plaintext bytes in chunk n-1
+	out    []byte // reader: the plaintext of the chunks opened, contiguous
+	tail   error  // reader: a framing error after the job's chunks
+	err    error  // the first chunk that failed, or tail
+	done   chan struct{}
+	nonce  [nonceSize]byte
 }
 
-func (j *job) setNonce(last bool) []byte {
+func (j *job) setNonce(counter uint64, last bool) []byte {
 	clear(j.nonce[:3]) // the high bytes of the 11-byte counter: always zero here
-	binary.BigEndian.PutUint64(j.nonce[3:11], j.counter)
+	binary.BigEndian.PutUint64(j.nonce[3:11], counter)
 	j.nonce[11] = 0
 	if last {
 		j.nonce[11] = 1
@@ -157,43 +190,78 @@ func (j *job) setNonce(last bool) []byte {
 	return j.nonce[:]
 }
 
+func (j *job) aad(counter uint64) []byte {
+	if counter == 0 {
+		return j.header
+	}
+	return nil
+}
+
+// sealed is the wire bytes of a sealed writer job.
+func (j *job) sealed() []byte {
+	return j.buf[:(j.n-1)*(j.chunk+Overhead)+j.fill+Overhead]
+}
+
 func (j *job) run() {
 	if j.open {
 		j.doOpen()
 		return
 	}
-	j.in = j.aead.Seal(j.in[:0], j.setNonce(j.last), j.in, j.aad)
+	stride := j.chunk + Overhead
+	for i := range j.n {
+		size, last := j.chunk, false
+		if i == j.n-1 {
+			size, last = j.fill, j.last
+		}
+		c := j.first + uint64(i)
+		p := j.buf[i*stride : i*stride+size]
+		j.aead.Seal(p[:0], j.setNonce(c, last), p, j.aad(c))
+	}
 }
 
-// doOpen authenticates and decrypts one chunk. j.last is what the framing
-// says (a short chunk, or a full one followed by EOF). When that fails on a
-// full chunk the other flag is tried, only to tell truncation and trailing
-// data from tampering: nothing of such a chunk is ever returned.
+// doOpen authenticates and decrypts the job's chunks in order, and stops at
+// the first that fails: j.out then holds the plaintext of the chunks before
+// it, and j.err says why.
 func (j *job) doOpen() {
-	out, err := j.aead.Open(j.out[:0], j.setNonce(j.last), j.in, j.aad)
-	if err == nil {
-		if j.last && len(out) == 0 && j.counter != 0 {
-			// NewWriter never writes an empty final chunk after data.
-			j.err = fmt.Errorf("stream: chunk %d: empty final chunk: %w", j.counter, ErrAuth)
-			return
-		}
-		j.out = out
-		return
-	}
+	stride := j.chunk + Overhead
 	j.out = j.out[:0]
-	if len(j.in) == j.full {
-		if _, err := j.aead.Open(j.out[:0], j.setNonce(!j.last), j.in, j.aad); err == nil {
-			j.out = j.out[:0]
-			if j.last {
-				j.err = fmt.Errorf("stream: chunk %d: final chunk missing: %w", j.counter, ErrTruncated)
-			} else {
-				j.err = fmt.Errorf("stream: chunk %d is the final chunk: %w", j.counter, ErrTrailingData)
-			}
+	for i := range j.n {
+		ct := j.buf[i*stride : min(len(j.buf), (i+1)*stride)]
+		last := j.last && i == j.n-1
+		if err := j.openChunk(j.first+uint64(i), last, ct); err != nil {
+			j.err = err
 			return
 		}
-		j.out = j.out[:0]
 	}
-	j.err = fmt.Errorf("stream: chunk %d: %w", j.counter, ErrAuth)
+	j.err = j.tail
+}
+
+// openChunk opens one chunk onto j.out. last is what the framing says (a
+// short chunk, or a full one followed by EOF). When that fails on a full
+// chunk the other flag is tried, only to tell truncation and trailing data
+// from tampering: nothing of such a chunk is ever kept.
+func (j *job) openChunk(c uint64, last bool, ct []byte) error {
+	l := len(j.out)
+	dst := j.out[l:l]
+	pt, err := j.aead.Open(dst, j.setNonce(c, last), ct, j.aad(c))
+	if err == nil {
+		if last && len(pt) == 0 && c != 0 {
+			// NewWriter never writes an empty final chunk after data.
+			return fmt.Errorf("stream: chunk %d: empty final chunk: %w", c, ErrAuth)
+		}
+		j.out = j.out[:l+len(pt)]
+		return nil
+	}
+	if len(ct) == j.chunk+Overhead {
+		if _, err := j.aead.Open(dst, j.setNonce(c, !last), ct, j.aad(c)); err == nil {
+			clear(j.out[l : l+j.chunk])
+			if last {
+				return fmt.Errorf("stream: chunk %d: final chunk missing: %w", c, ErrTruncated)
+			}
+			return fmt.Errorf("stream: chunk %d is the final chunk: %w", c, ErrTrailingData)
+		}
+	}
+	return fmt.Errorf("stream: chunk %d: %w", c, ErrAuth)
 }
 
 // pool is a fixed set of worker goroutines fed through a channel. It is
@@ -219,6 +287,12 @@ func newPool(n, window int) *pool {
 
 func (p *pool) stop() { p.once.Do(func() { close(p.jobs) }) }
 
+func (p *pool) stopNil() {
+	if p != nil {
+		p.stop()
+	}
+}
+
 // run starts j: on the pool, or right here in serial mode.
 func (p *pool) run(j *job) {
 	if p == nil {
@@ -232,7 +306,7 @@ func (p *pool) run(j *job) {
 }
 
 // wait waits for a job started by run. While it waits, the caller seals or
-// opens queued chunks itself rather than sleep, so the caller's goroutine is
+// opens queued jobs itself rather than sleep, so the caller's goroutine is
 // never idle while there is work (at most GOMAXPROCS goroutines run anyway).
 func (p *pool) wait(j *job) {
 	if p == nil || j.done == nil {
@@ -270,12 +344,13 @@ type writer struct {
 	aead   cipher.AEAD
 	header []byte
 	chunk  int
+	batch  int // chunks per job
 
-	cur     *job   // the chunk being filled
-	queue   []*job // chunks started, in stream order
+	cur     *job   // the job being filled; its chunk cur.n-1 takes the next bytes
+	queue   []*job // jobs started, in stream order
 	free    []*job
-	counter uint64
-	pool    *pool // nil in serial mode
+	counter uint64 // the number of cur's first chunk
+	pool    *pool  // nil in serial mode
 	window  int
 	err     error
 	closed  bool
@@ -315,6 +390,7 @@ func newWriter(dst io.Writer, key, header, salt []byte, cs int, opt Options) (io
 		aead:   aead,
 		header: append([]byte(nil), header...),
 		chunk:  cs,
+		batch:  opt.batch(cs),
 		window: opt.window(),
 	}
 	if n := opt.parallel(); n > 1 {
@@ -325,15 +401,41 @@ func newWriter(dst io.Writer, key, header, salt []byte, cs int, opt Options) (io
 	return w, nil
 }
 
+// newJob returns an empty job with one chunk open for data.
 func (w *writer) newJob() *job {
+	var j *job
 	if n := len(w.free); n > 0 {
-		j := w.free[n-1]
+		j = w.free[n-1]
 		w.free = w.free[:n-1]
-		j.in = j.in[:0]
-		j.err = nil
-		return j
+	} else {
+		j = &job{
+			aead:   w.aead,
+			header: w.header,
+			chunk:  w.chunk,
+			buf:    make([]byte, w.batch*(w.chunk+Overhead)),
+		}
 	}
-	return &job{aead: w.aead, in: make([]byte, 0, w.chunk+Overhead)}
+	j.n, j.fill, j.last, j.err = 1, 0, false, nil
+	return j
+}
+
+// room is where the next bytes go: the free part of cur's open chunk. When
+// that chunk is full, the bytes are known to be more than the stream's final
+// chunk, so room opens the next chunk, flushing cur first if it has no chunk
+// left.
+func (w *writer) room() ([]byte, error) {
+	if w.cur.fill == w.chunk {
+		if w.cur.n == w.batch {
+			if err := w.flush(false); err != nil {
+				return nil, err
+			}
+		} else {
+			w.cur.n++
+			w.cur.fill = 0
+		}
+	}
+	off := (w.cur.n-1)*(w.chunk+Overhead) + w.cur.fill
+	return w.cur.buf[off : off+w.chunk-w.cur.fill], nil
 }
 
 func (w *writer) Write(p []byte) (int, error) {
@@ -342,14 +444,12 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for len(p) > 0 {
-		if len(w.cur.in) == w.chunk {
-			// The buffered chunk is full and more data follows: it is not the last.
-			if err := w.flush(false, w.newJob()); err != nil {
-				return written, err
-			}
+		dst, err := w.room()
+		if err != nil {
+			return written, err
 		}
-		k := min(w.chunk-len(w.cur.in), len(p))
-		w.cur.in = append(w.cur.in, p[:k]...)
+		k := copy(dst, p)
+		w.cur.fill += k
 		p = p[k:]
 		written += k
 	}
@@ -365,22 +465,15 @@ func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 	for {
 		var n int
 		var err error
-		if len(w.cur.in) < w.chunk {
-			l := len(w.cur.in)
-			n, err = src.Read(w.cur.in[l:w.chunk])
-			w.cur.in = w.cur.in[:l+n]
+		if w.cur.fill < w.chunk {
+			off := (w.cur.n-1)*(w.chunk+Overhead) + w.cur.fill
+			n, err = src.Read(w.cur.buf[off : off+w.chunk-w.cur.fill])
+			w.cur.fill += n
 		} else {
-			// The current chunk is full: it is the last one unless src has more.
-			next := w.newJob()
-			n, err = src.Read(next.in[:w.chunk])
-			next.in = next.in[:n]
-			if n > 0 {
-				if ferr := w.flush(false, next); ferr != nil {
-					return total, ferr
-				}
-			} else {
-				w.free = append(w.free, next)
-			}
+			// The open chunk is full: it is the final one unless src has
+			// more, so read into a spare chunk and move on only if it gets
+			// data.
+			n, err = w.readAhead(src)
 		}
 		total += int64(n)
 		if err == io.EOF {
@@ -390,6 +483,32 @@ func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// readAhead reads into the chunk after cur's full open chunk, and opens that
+// chunk (flushing cur first if it was cur's last) only if the read got data.
+func (w *writer) readAhead(src io.Reader) (int, error) {
+	stride := w.chunk + Overhead
+	if w.cur.n < w.batch {
+		off := w.cur.n * stride
+		n, err := src.Read(w.cur.buf[off : off+w.chunk])
+		if n > 0 {
+			w.cur.n++
+			w.cur.fill = n
+		}
+		return n, err
+	}
+	next := w.newJob()
+	n, err := src.Read(next.buf[:w.chunk])
+	if n == 0 {
+		w.free = append(w.free, next)
+		return 0, err
+	}
+	if ferr := w.flushTo(false, next); ferr != nil {
+		return n, ferr
+	}
+	w.cur.fill = n
+	return n, err
 }
 
 func (w *writer) check() error {
@@ -402,20 +521,34 @@ func (w *writer) check() error {
 	return nil
 }
 
-// flush starts sealing the current chunk, makes next the current one, and
-// writes out finished chunks while the window is full.
-func (w *writer) flush(last bool, next *job) error {
-	if !last && w.counter == maxCounter {
-		w.err = fmt.Errorf("stream: chunk %d: %w", w.counter, ErrCounterOverflow)
+// flush starts sealing cur, with a new empty job as the next cur.
+func (w *writer) flush(last bool) error {
+	var next *job
+	if !last {
+		next = w.newJob()
+	}
+	return w.flushTo(last, next)
+}
+
+// flushTo starts sealing cur, makes next the current job, and writes out
+// sealed jobs while the window is full.
+func (w *writer) flushTo(last bool, next *job) error {
+	j := w.cur
+	// The job's chunks are numbered counter..counter+n-1; all of them but a
+	// final one need a successor number.
+	span := uint64(j.n)
+	if last {
+		span--
+	}
+	if maxCounter-w.counter < span {
+		w.err = fmt.Errorf("stream: chunk %d: %w", maxCounter, ErrCounterOverflow)
+		if next != nil {
+			w.free = append(w.free, next)
+		}
 		return w.err
 	}
-	j := w.cur
-	j.counter, j.last = w.counter, last
-	j.aad = nil
-	if j.counter == 0 {
-		j.aad = w.header
-	}
-	w.counter++
+	j.first, j.last = w.counter, last
+	w.counter += span
 	w.cur = next
 	w.queue = append(w.queue, j)
 	w.pool.run(j)
@@ -430,8 +563,8 @@ func (w *writer) flush(last bool, next *job) error {
 func (w *writer) drainOne() error {
 	j := popFront(&w.queue)
 	w.pool.wait(j)
-	if _, err := w.dst.Write(j.in); err != nil {
-		w.err = fmt.Errorf("stream: write chunk %d: %w", j.counter, err)
+	if _, err := w.dst.Write(j.sealed()); err != nil {
+		w.err = fmt.Errorf("stream: write chunks %d-%d: %w", j.first, j.first+uint64(j.n-1), err)
 		return w.err
 	}
 	w.free = append(w.free, j)
@@ -450,7 +583,7 @@ func (w *writer) Close() error {
 		w.drainAll()
 		return w.err
 	}
-	if err := w.flush(true, nil); err != nil {
+	if err := w.flush(true); err != nil {
 		w.drainAll()
 		return err
 	}
@@ -463,13 +596,7 @@ func (w *writer) Close() error {
 	return nil
 }
 
-func (p *pool) stopNil() {
-	if p != nil {
-		p.stop()
-	}
-}
-
-// drainAll waits for chunks in flight without writing them.
+// drainAll waits for jobs in flight without writing them.
 func (w *writer) drainAll() {
 	for _, j := range w.queue {
 		w.pool.wait(j)
@@ -484,15 +611,17 @@ type reader struct {
 	aead   cipher.AEAD
 	header []byte
 	chunk  int
+	batch  int // chunks per job
 
-	queue   []*job // chunks read and started, in stream order
+	queue   []*job // jobs read and started, in stream order
 	free    []*job
-	cur     *job   // the chunk whose plaintext is being returned
+	cur     *job   // the job whose plaintext is being returned
 	unread  []byte // rest of cur.out
 	counter uint64 // next chunk number to read from src
 	sawLast bool   // nothing more to read from src
-	// A chunk is read together with the first byte after it, to tell the
-	// final chunk from the others; that byte is carried into the next chunk.
+	// A job's chunks are read together with the first byte after them, to
+	// tell the final chunk from the others; that byte is carried into the
+	// next job.
 	carry    byte
 	hasCarry bool
 	pool     *pool
@@ -533,6 +662,7 @@ func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader
 		aead:   aead,
 		header: append([]byte(nil), header...),
 		chunk:  cs,
+		batch:  opt.batch(cs),
 		window: opt.window(),
 	}
 	if n := opt.parallel(); n > 1 {
@@ -543,72 +673,82 @@ func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader
 }
 
 func (r *reader) newJob() *job {
+	var j *job
 	if n := len(r.free); n > 0 {
-		j := r.free[n-1]
+		j = r.free[n-1]
 		r.free = r.free[:n-1]
-		j.err = nil
-		return j
+	} else {
+		j = &job{
+			aead:   r.aead,
+			header: r.header,
+			chunk:  r.chunk,
+			open:   true,
+			buf:    make([]byte, r.batch*(r.chunk+Overhead)+1),
+			out:    make([]byte, 0, r.batch*r.chunk),
+		}
 	}
-	return &job{
-		aead: r.aead,
-		open: true,
-		full: r.chunk + Overhead,
-		in:   make([]byte, r.chunk+Overhead+1),
-		out:  make([]byte, 0, r.chunk),
-	}
+	j.n, j.last, j.tail, j.err = 0, false, nil, nil
+	return j
 }
 
-// readChunk reads the next chunk's ciphertext from src into a job and decides
-// from the framing whether it is the final one.
-func (r *reader) readChunk() (*job, error) {
-	full := r.chunk + Overhead
+// readJob reads the next run of chunks from src into a job and decides from
+// the framing which of them, if any, is the final one. A framing error after
+// some whole chunks goes into the job's tail, behind those chunks.
+func (r *reader) readJob() (*job, error) {
+	stride := r.chunk + Overhead
 	j := r.newJob()
-	j.in = j.in[:full+1]
+	want := r.batch*stride + 1
+	buf := j.buf[:want]
 	start := 0
 	if r.hasCarry {
-		j.in[0] = r.carry
+		buf[0] = r.carry
 		start, r.hasCarry = 1, false
 	}
-	n, err := io.ReadFull(r.src, j.in[start:])
+	n, err := io.ReadFull(r.src, buf[start:])
 	n += start
-	j.in = j.in[:min(n, full)]
+	full, rest := n/stride, n%stride
 	switch {
-	case n == full+1:
-		// A byte follows this chunk: it is not the final one.
-		r.carry, r.hasCarry = j.in[:full+1][full], true
-		j.last = false
+	case n == want:
+		// A byte follows these chunks: none of them is the final one.
+		r.carry, r.hasCarry = buf[want-1], true
+		j.n = r.batch
 	case err != nil && err != io.EOF && err != io.ErrUnexpectedEOF:
 		r.free = append(r.free, j)
 		return nil, fmt.Errorf("stream: read chunk %d: %w", r.counter, err)
 	case n == 0:
 		r.free = append(r.free, j)
 		return nil, fmt.Errorf("stream: chunk %d: no final chunk: %w", r.counter, ErrTruncated)
-	case n < Overhead:
-		r.free = append(r.free, j)
-		return nil, fmt.Errorf("stream: chunk %d: %d bytes, shorter than a tag: %w", r.counter, n, ErrTruncated)
+	case rest == 0:
+		// Full chunks up to the end: the last of them is the final one.
+		j.n, j.last = full, true
+	case rest < Overhead:
+		j.n = full
+		j.tail = fmt.Errorf("stream: chunk %d: %d bytes, shorter than a tag: %w", r.counter+uint64(full), rest, ErrTruncated)
 	default:
-		// A full chunk followed by the end, or a short chunk: the final one.
-		j.last = true
+		// A short chunk at the end: the final one.
+		j.n, j.last = full+1, true
 	}
-	if !j.last && r.counter == maxCounter {
+	j.buf = buf[:min(n, j.n*stride)]
+	// The job's chunks but a final one need a successor number.
+	span := uint64(j.n)
+	if j.last {
+		span--
+	}
+	if maxCounter-r.counter < span {
 		r.free = append(r.free, j)
-		return nil, fmt.Errorf("stream: chunk %d: %w", r.counter, ErrCounterOverflow)
+		return nil, fmt.Errorf("stream: chunk %d: %w", maxCounter, ErrCounterOverflow)
 	}
-	j.counter = r.counter
-	j.aad = nil
-	if j.counter == 0 {
-		j.aad = r.header
-	}
-	r.counter++
-	r.sawLast = j.last
+	j.first = r.counter
+	r.counter += span
+	r.sawLast = j.last || j.tail != nil
 	return j, nil
 }
 
-// fill reads and starts chunks until the window is full or the final chunk
-// has been read. A read error is queued behind the chunks before it.
+// fill reads and starts jobs until the window is full or the final chunk has
+// been read. A read error is queued behind the jobs before it.
 func (r *reader) fill() {
 	for !r.sawLast && len(r.queue) < r.window {
-		j, err := r.readChunk()
+		j, err := r.readJob()
 		if err != nil {
 			r.queue = append(r.queue, &job{err: err})
 			r.sawLast = true
@@ -619,14 +759,20 @@ func (r *reader) fill() {
 	}
 }
 
-// next makes the next chunk current. It returns io.EOF after the final chunk.
+// next makes the next job current. It returns the current job's error once
+// its good plaintext has been returned, and io.EOF after the final chunk.
 func (r *reader) next() error {
 	if r.err != nil {
 		return r.err
 	}
-	if r.cur != nil {
-		r.free = append(r.free, r.cur)
+	if j := r.cur; j != nil {
 		r.cur = nil
+		if j.err != nil {
+			r.err = j.err
+			r.abandon()
+			return r.err
+		}
+		r.free = append(r.free, j)
 	}
 	r.fill()
 	if len(r.queue) == 0 {
@@ -636,11 +782,6 @@ func (r *reader) next() error {
 	}
 	j := popFront(&r.queue)
 	r.pool.wait(j)
-	if j.err != nil {
-		r.err = j.err
-		r.abandon()
-		return r.err
-	}
 	r.cur, r.unread = j, j.out
 	return nil
 }
@@ -656,7 +797,7 @@ func (r *reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// WriteTo writes the rest of the plaintext to dst, chunk by chunk.
+// WriteTo writes the rest of the plaintext to dst, job by job.
 func (r *reader) WriteTo(dst io.Writer) (int64, error) {
 	var total int64
 	for {
@@ -680,7 +821,7 @@ func (r *reader) WriteTo(dst io.Writer) (int64, error) {
 	}
 }
 
-// abandon drops the chunks behind a failed one, waiting for their workers so
+// abandon drops the jobs behind a failed one, waiting for their workers so
 // that no goroutine still writes into a buffer, and stops the pool.
 func (r *reader) abandon() {
 	for _, j := range r.queue {
