@@ -426,7 +426,7 @@ region that wraps it. Input and output default to stdin and stdout:
 	addSelectors(encCmd)
 	encCmd.Flags().StringVar(&enc.IncrementalOf, "incremental-of", "", "the full backup this incremental builds on (reuses its key)")
 	encCmd.Flags().StringVar(&enc.Label, "label", "", "label for a full backup's new key")
-	encCmd.Flags().IntVar(&enc.Parallel, "parallel", 1, "chunks sealed at once on that many cores")
+	parallelFlag(encCmd, &enc.Parallel, "seal chunks")
 	_ = encCmd.MarkFlagRequired("keyring")
 	dec := &BackupOptions{}
 	decCmd := &cobra.Command{
@@ -440,7 +440,7 @@ region that wraps it. Input and output default to stdin and stdout:
 	}
 	decCmd.Flags().StringArrayVar(&dec.Keyrings, "keyring", nil, "keyring directory (repeat)")
 	addSelectors(decCmd)
-	decCmd.Flags().IntVar(&dec.Parallel, "parallel", 1, "chunks opened at once on that many cores")
+	parallelFlag(decCmd, &dec.Parallel, "open chunks")
 	_ = decCmd.MarkFlagRequired("keyring")
 	cmd.AddCommand(encCmd, decCmd)
 	return cmd
@@ -454,6 +454,9 @@ func argAt(args []string, i int) string {
 }
 
 func backupEncryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
+	if err := checkParallel(o.Parallel); err != nil {
+		return err
+	}
 	in, closeIn, err := openInput(f, o.In)
 	if err != nil {
 		return err
@@ -535,6 +538,9 @@ func backupErr(path string, err error) error {
 }
 
 func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
+	if err := checkParallel(o.Parallel); err != nil {
+		return err
+	}
 	in, closeIn, err := openInput(f, o.In)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -47,7 +48,7 @@ stdin and stdout. One KMS unwrap per run.`,
 		}
 		c.Flags().StringVar(&opts.Keyring, "keyring", "", "the node's keyring directory")
 		addSelectors(c)
-		c.Flags().IntVar(&opts.Parallel, "parallel", 1, "chunks sealed or opened at once on that many cores")
+		parallelFlag(c, &opts.Parallel, "seal or open chunks")
 		_ = c.MarkFlagRequired("keyring")
 		return c
 	}
@@ -59,6 +60,9 @@ stdin and stdout. One KMS unwrap per run.`,
 }
 
 func dataRun(ctx context.Context, f *Factory, o *DataOptions) error {
+	if err := checkParallel(o.Parallel); err != nil {
+		return err
+	}
 	s := f.newSession()
 	in, closeIn, err := openInput(f, o.In)
 	if err != nil {
@@ -122,5 +126,19 @@ func writeOutput(f *Factory, path string, fn func(io.Writer) error) error {
 		return fmt.Errorf("write output: %w", err)
 	}
 	ok = true
+	return nil
+}
+
+// parallelFlag adds --parallel to a command that streams data.
+func parallelFlag(c *cobra.Command, p *int, what string) {
+	c.Flags().IntVar(p, "parallel", 1, fmt.Sprintf("%s on that many cores, 1 to %d (1: serial)", what, stream.MaxParallel))
+}
+
+// checkParallel refuses a --parallel value out of range before any work.
+func checkParallel(n int) error {
+	if n < 1 || n > stream.MaxParallel {
+		return usageError(fmt.Sprintf("give a number of cores from 1 to %d; this machine has %d", stream.MaxParallel, runtime.NumCPU()),
+			"--parallel %d is out of range", n)
+	}
 	return nil
 }

@@ -294,12 +294,12 @@ func TestWrongChunkSize(t *testing.T) {
 }
 
 func TestBadOptions(t *testing.T) {
-	for _, o := range []Options{{ChunkSize: -1}, {ChunkSize: MaxChunkSize + 1}} {
+	for _, o := range []Options{{ChunkSize: -1}, {ChunkSize: MaxChunkSize + 1}, {Parallel: MaxParallel + 1}} {
 		if _, err := NewWriter(io.Discard, testKey, nil, o); err == nil {
-			t.Errorf("NewWriter accepted chunk size %d", o.ChunkSize)
+			t.Errorf("NewWriter accepted %+v", o)
 		}
 		if _, err := NewReader(bytes.NewReader(make([]byte, 100)), testKey, nil, o); err == nil {
-			t.Errorf("NewReader accepted chunk size %d", o.ChunkSize)
+			t.Errorf("NewReader accepted %+v", o)
 		}
 	}
 	for _, k := range [][]byte{nil, make([]byte, 16), make([]byte, 33)} {
