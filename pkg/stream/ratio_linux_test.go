@@ -4,8 +4,6 @@ package stream
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"io"
 	"runtime"
 	"sync"
@@ -21,14 +19,7 @@ import (
 // benchmarks, run a minute apart, do not.
 
 func rawSealStream(b *testing.B, size int64) func() {
-	block, err := aes.NewCipher(testKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		b.Fatal(err)
-	}
+	aead := rawGCM(b)
 	buf := make([]byte, DefaultChunkSize, DefaultChunkSize+Overhead)
 	var n [nonceSize]byte
 	return func() {
@@ -167,14 +158,7 @@ func BenchmarkVsBaseline(b *testing.B) {
 }
 
 func rawOpenStream(b *testing.B, size int64) func() {
-	block, err := aes.NewCipher(testKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		b.Fatal(err)
-	}
+	aead := rawGCM(b)
 	var n [nonceSize]byte
 	ct := aead.Seal(nil, n[:], make([]byte, DefaultChunkSize), nil)
 	out := make([]byte, 0, DefaultChunkSize)
@@ -222,14 +206,7 @@ func encryptColdOnce(b *testing.B, size int64) func() {
 // buffer of that size, with no stream framing at all: copying each chunk out
 // first as a reader must (copy=true), or straight from the buffer.
 func rawOpenFromMemory(b *testing.B, size int64, copyFirst bool) func() {
-	block, err := aes.NewCipher(testKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		b.Fatal(err)
-	}
+	aead := rawGCM(b)
 	var n [nonceSize]byte
 	one := aead.Seal(nil, n[:], make([]byte, DefaultChunkSize), nil)
 	src := bytes.Repeat(one, int(size/DefaultChunkSize))
