@@ -410,7 +410,12 @@ full backup's key for an incremental), and decrypt it with the CMEK key of any
 region that wraps it. Input and output default to stdin and stdout:
 
   some-dump | cmekctl backup encrypt --keyring DIR > backup.cmek
-  cmekctl backup decrypt --keyring DIR backup.cmek > restored`,
+  cmekctl backup decrypt --keyring DIR backup.cmek > restored
+
+An OUT file is written beside itself and renamed into place only when the run
+succeeds, so a failed run leaves no partial output (a symbolic link is
+followed and kept); a device or named pipe (/dev/null, a FIFO) is written in
+place.`,
 	}
 	enc := &BackupOptions{}
 	encCmd := &cobra.Command{

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/safefile"
 	"github.com/cmekctl/cmekctl/pkg/stream"
 )
 
@@ -28,7 +29,8 @@ func newCmdData(f *Factory, p func() printer) *cobra.Command {
 		Short: "Encrypt and decrypt data with a node's data keys (the data plane)",
 		Long: `Seal data with the node's active data key, and open data with whichever data
 key sealed it, as a node's storage would. The input and output default to
-stdin and stdout. One KMS unwrap per run.`,
+stdin and stdout. An OUT file is renamed into place only when the run
+succeeds; a device or named pipe is written in place. One KMS unwrap per run.`,
 	}
 	sub := func(decrypt bool, use, short string) *cobra.Command {
 		opts := &DataOptions{Decrypt: decrypt}
@@ -96,11 +98,28 @@ func openInput(f *Factory, path string) (io.Reader, func(), error) {
 	return fh, func() { fh.Close() }, nil
 }
 
-// writeOutput writes to stdout, or to a temporary file renamed over path only
-// when fn succeeds, so a failed run leaves no partial output.
+// writeOutput writes fn's output to stdout (path "" or "-"), or to path:
+//   - a regular file (or a new one) through a temporary file beside it,
+//     renamed over it only when fn succeeds, so a failed run leaves no
+//     partial output; a symbolic link is followed, and stays a link;
+//   - a device, FIFO or socket (/dev/null, a named pipe) directly, like
+//     stdout: replacing it with a file would be wrong.
+//
+// A directory is refused before fn runs.
 func writeOutput(f *Factory, path string, fn func(io.Writer) error) error {
 	if path == "" || path == "-" {
 		return fn(f.IO.Out)
+	}
+	if fi, err := os.Stat(path); err == nil {
+		switch {
+		case fi.IsDir():
+			return usageError("give the name of a file to write, inside the directory or elsewhere", "output %s is a directory", path)
+		case !fi.Mode().IsRegular():
+			return writeSpecial(path, fn)
+		}
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			path = real
+		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -126,6 +145,9 @@ func writeOutput(f *Factory, path string, fn func(io.Writer) error) error {
 		return fmt.Errorf("write output: %w", err)
 	}
 	ok = true
+	if err := (safefile.OS{}).SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
 	return nil
 }
 
@@ -139,6 +161,22 @@ func checkParallel(n int) error {
 	if n < 1 || n > stream.MaxParallel {
 		return usageError(fmt.Sprintf("give a number of cores from 1 to %d; this machine has %d", stream.MaxParallel, runtime.NumCPU()),
 			"--parallel %d is out of range", n)
+	}
+	return nil
+}
+
+// writeSpecial writes to a device, FIFO or socket in place.
+func writeSpecial(path string, fn func(io.Writer) error) error {
+	fh, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open output: %w", err)
+	}
+	if err := fn(fh); err != nil {
+		fh.Close()
+		return err
+	}
+	if err := fh.Close(); err != nil {
+		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
 }

@@ -190,7 +190,13 @@ func regionAddRun(f *Factory, p printer, o *RegionAddOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := safefile.WriteFile(safefile.OS{}, path, out, fi.Mode().Perm()); err != nil {
+	// A config that is a symbolic link (dotfiles) stays one: the file it
+	// names is replaced.
+	target := path
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		target = real
+	}
+	if err := safefile.WriteFile(safefile.OS{}, target, out, fi.Mode().Perm()); err != nil {
 		return err
 	}
 	rep := struct {
