@@ -417,36 +417,33 @@ succeeds, so a failed run leaves no partial output (a symbolic link is
 followed and kept); a device or named pipe (/dev/null, a FIFO) is written in
 place.`,
 	}
-	enc := &BackupOptions{}
-	encCmd := &cobra.Command{
-		Use:   "encrypt --keyring DIR... [--incremental-of FILE] [IN [OUT]]",
-		Short: "Encrypt a backup (a full backup gets a fresh backup key)",
-		Args:  cobra.MaximumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			enc.In, enc.Out = argAt(args, 0), argAt(args, 1)
-			return backupEncryptRun(cmd.Context(), f, enc)
-		},
+	// sub is backup encrypt or decrypt: IN and OUT, --keyring, the node
+	// selectors and --parallel.
+	sub := func(use, short, keyringHelp, parallelWhat string, run func(context.Context, *Factory, *BackupOptions) error) (*cobra.Command, *BackupOptions) {
+		o := &BackupOptions{}
+		c := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.MaximumNArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				o.In, o.Out = argAt(args, 0), argAt(args, 1)
+				return run(cmd.Context(), f, o)
+			},
+		}
+		c.Flags().StringArrayVar(&o.Keyrings, "keyring", nil, keyringHelp)
+		addSelectors(c)
+		parallelFlag(c, &o.Parallel, parallelWhat)
+		_ = c.MarkFlagRequired("keyring")
+		return c, o
 	}
-	encCmd.Flags().StringArrayVar(&enc.Keyrings, "keyring", nil, "keyring directory (repeat; one per region that may restore)")
-	addSelectors(encCmd)
+	encCmd, enc := sub("encrypt --keyring DIR... [--incremental-of FILE] [IN [OUT]]",
+		"Encrypt a backup (a full backup gets a fresh backup key)",
+		"keyring directory (repeat; one per region that may restore)", "seal chunks", backupEncryptRun)
 	encCmd.Flags().StringVar(&enc.IncrementalOf, "incremental-of", "", "the full backup this incremental builds on (reuses its key)")
 	encCmd.Flags().StringVar(&enc.Label, "label", "", "label for a full backup's new key")
-	parallelFlag(encCmd, &enc.Parallel, "seal chunks")
-	_ = encCmd.MarkFlagRequired("keyring")
-	dec := &BackupOptions{}
-	decCmd := &cobra.Command{
-		Use:   "decrypt --keyring DIR... [IN [OUT]]",
-		Short: "Decrypt a backup with the CMEK key of any region that wraps it",
-		Args:  cobra.MaximumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dec.In, dec.Out = argAt(args, 0), argAt(args, 1)
-			return backupDecryptRun(cmd.Context(), f, dec)
-		},
-	}
-	decCmd.Flags().StringArrayVar(&dec.Keyrings, "keyring", nil, "keyring directory (repeat)")
-	addSelectors(decCmd)
-	parallelFlag(decCmd, &dec.Parallel, "open chunks")
-	_ = decCmd.MarkFlagRequired("keyring")
+	decCmd, _ := sub("decrypt --keyring DIR... [IN [OUT]]",
+		"Decrypt a backup with the CMEK key of any region that wraps it",
+		"keyring directory (repeat)", "open chunks", backupDecryptRun)
 	cmd.AddCommand(encCmd, decCmd)
 	return cmd
 }

@@ -337,20 +337,50 @@ func popFront(q *[]*job) *job {
 
 // ---------------------------------------------------------------- writer
 
-type writer struct {
-	dst    io.Writer
+// pipeline is what a writer and a reader share: the stream's cipher and
+// framing, the jobs in flight and the spare ones, and the workers.
+type pipeline struct {
 	aead   cipher.AEAD
 	header []byte
 	chunk  int
-	batch  int // chunks per job
+	batch  int    // chunks per job
+	queue  []*job // jobs started, in stream order
+	free   []*job
+	pool   *pool // nil in serial mode
+	window int
+	err    error // sticky
+}
 
+func newPipeline(aead cipher.AEAD, header []byte, cs int, opt Options) pipeline {
+	p := pipeline{
+		aead:   aead,
+		header: append([]byte(nil), header...),
+		chunk:  cs,
+		batch:  opt.batch(cs),
+		window: opt.window(),
+	}
+	if n := opt.parallel(); n > 1 {
+		p.pool = newPool(n, p.window)
+	}
+	return p
+}
+
+// spare returns a job to reuse, or a new one from fresh. The caller resets
+// its state.
+func (p *pipeline) spare(fresh func() *job) *job {
+	if n := len(p.free); n > 0 {
+		j := p.free[n-1]
+		p.free = p.free[:n-1]
+		return j
+	}
+	return fresh()
+}
+
+type writer struct {
+	pipeline
+	dst     io.Writer
 	cur     *job   // the job being filled; its chunk cur.n-1 takes the next bytes
-	queue   []*job // jobs started, in stream order
-	free    []*job
 	counter uint64 // the number of cur's first chunk
-	pool    *pool  // nil in serial mode
-	window  int
-	err     error
 	closed  bool
 }
 
@@ -383,16 +413,8 @@ func newWriter(dst io.Writer, key, header, salt []byte, cs int, opt Options) (io
 	if _, err := dst.Write(salt); err != nil {
 		return nil, fmt.Errorf("stream: write salt: %w", err)
 	}
-	w := &writer{
-		dst:    dst,
-		aead:   aead,
-		header: append([]byte(nil), header...),
-		chunk:  cs,
-		batch:  opt.batch(cs),
-		window: opt.window(),
-	}
-	if n := opt.parallel(); n > 1 {
-		w.pool = newPool(n, w.window)
+	w := &writer{pipeline: newPipeline(aead, header, cs, opt), dst: dst}
+	if w.pool != nil {
 		runtime.AddCleanup(w, func(p *pool) { p.stop() }, w.pool)
 	}
 	w.cur = w.newJob()
@@ -401,18 +423,14 @@ func newWriter(dst io.Writer, key, header, salt []byte, cs int, opt Options) (io
 
 // newJob returns an empty job with one chunk open for data.
 func (w *writer) newJob() *job {
-	var j *job
-	if n := len(w.free); n > 0 {
-		j = w.free[n-1]
-		w.free = w.free[:n-1]
-	} else {
-		j = &job{
+	j := w.spare(func() *job {
+		return &job{
 			aead:   w.aead,
 			header: w.header,
 			chunk:  w.chunk,
 			buf:    make([]byte, w.batch*(w.chunk+Overhead)),
 		}
-	}
+	})
 	j.n, j.fill, j.last, j.err = 1, 0, false, nil
 	return j
 }
@@ -578,41 +596,28 @@ func (w *writer) Close() error {
 	w.closed = true
 	defer w.pool.stopNil()
 	if w.err != nil {
-		w.drainAll()
+		w.drop()
 		return w.err
 	}
 	if err := w.flush(true); err != nil {
-		w.drainAll()
+		w.drop()
 		return err
 	}
 	for len(w.queue) > 0 {
 		if err := w.drainOne(); err != nil {
-			w.drainAll()
+			w.drop()
 			return err
 		}
 	}
 	return nil
 }
 
-// drainAll waits for jobs in flight without writing them.
-func (w *writer) drainAll() {
-	for _, j := range w.queue {
-		w.pool.wait(j)
-	}
-	w.queue = nil
-}
 
 // ---------------------------------------------------------------- reader
 
 type reader struct {
-	src    io.Reader
-	aead   cipher.AEAD
-	header []byte
-	chunk  int
-	batch  int // chunks per job
-
-	queue   []*job // jobs read and started, in stream order
-	free    []*job
+	pipeline
+	src     io.Reader
 	cur     *job   // the job whose plaintext is being returned
 	unread  []byte // rest of cur.out
 	counter uint64 // next chunk number to read from src
@@ -622,9 +627,6 @@ type reader struct {
 	// next job.
 	carry    byte
 	hasCarry bool
-	pool     *pool
-	window   int
-	err      error // sticky
 }
 
 // NewReader opens a stream written by NewWriter with the same key, header and
@@ -655,28 +657,16 @@ func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{
-		src:    src,
-		aead:   aead,
-		header: append([]byte(nil), header...),
-		chunk:  cs,
-		batch:  opt.batch(cs),
-		window: opt.window(),
-	}
-	if n := opt.parallel(); n > 1 {
-		r.pool = newPool(n, r.window)
+	r := &reader{pipeline: newPipeline(aead, header, cs, opt), src: src}
+	if r.pool != nil {
 		runtime.AddCleanup(r, func(p *pool) { p.stop() }, r.pool)
 	}
 	return r, nil
 }
 
 func (r *reader) newJob() *job {
-	var j *job
-	if n := len(r.free); n > 0 {
-		j = r.free[n-1]
-		r.free = r.free[:n-1]
-	} else {
-		j = &job{
+	j := r.spare(func() *job {
+		return &job{
 			aead:   r.aead,
 			header: r.header,
 			chunk:  r.chunk,
@@ -684,7 +674,7 @@ func (r *reader) newJob() *job {
 			buf:    make([]byte, r.batch*(r.chunk+Overhead)+1),
 			out:    make([]byte, 0, r.batch*r.chunk),
 		}
-	}
+	})
 	j.n, j.last, j.tail, j.err = 0, false, nil, nil
 	return j
 }
@@ -767,7 +757,7 @@ func (r *reader) next() error {
 		r.cur = nil
 		if j.err != nil {
 			r.err = j.err
-			r.abandon()
+			r.drop()
 			return r.err
 		}
 		r.free = append(r.free, j)
@@ -819,12 +809,12 @@ func (r *reader) WriteTo(dst io.Writer) (int64, error) {
 	}
 }
 
-// abandon drops the jobs behind a failed one, waiting for their workers so
-// that no goroutine still writes into a buffer, and stops the pool.
-func (r *reader) abandon() {
-	for _, j := range r.queue {
-		r.pool.wait(j)
+// drop drops the jobs in flight, waiting for their workers so that no
+// goroutine still writes into a buffer, and stops the pool.
+func (p *pipeline) drop() {
+	for _, j := range p.queue {
+		p.pool.wait(j)
 	}
-	r.queue = nil
-	r.pool.stopNil()
+	p.queue = nil
+	p.pool.stopNil()
 }
