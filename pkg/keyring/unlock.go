@@ -170,16 +170,34 @@ func encodeStoreKey(format, id string, key []byte) ([]byte, error) {
 	}
 }
 
-// purgeFile overwrites a file with zeros, fsyncs it and removes it.
+// purgeFile overwrites a file with zeros, fsyncs it and removes it. Only a
+// regular file is touched: a symbolic link, FIFO or device at p is not what
+// unlock wrote there, and following it could zero another file (revoke runs
+// as root), so it is refused and left in place.
 func purgeFile(p string) error {
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	li, err := os.Lstat(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("purge %s: %w", p, err)
 	}
+	if !li.Mode().IsRegular() {
+		what := "not a regular file (" + li.Mode().Type().String() + ")"
+		if li.Mode()&os.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			what = "a symbolic link to " + target
+		}
+		return fmt.Errorf("purge %s: it is %s, not the file unlock wrote; it was not followed or changed: check it, remove it by hand and run again", p, what)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("purge %s: %w", p, err)
+	}
 	fi, err := f.Stat()
+	if err == nil && !os.SameFile(li, fi) {
+		err = errors.New("it was replaced while being purged; it was not changed: run again")
+	}
 	if err == nil {
 		_, err = f.WriteAt(make([]byte, fi.Size()), 0)
 	}
