@@ -612,7 +612,6 @@ func (w *writer) Close() error {
 	return nil
 }
 
-
 // ---------------------------------------------------------------- reader
 
 type reader struct {
