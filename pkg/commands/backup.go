@@ -456,10 +456,7 @@ func argAt(args []string, i int) string {
 }
 
 func backupEncryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
-	if err := checkParallel(o.Parallel); err != nil {
-		return err
-	}
-	in, closeIn, err := openInput(f, o.In)
+	in, closeIn, err := openStreamInput(f, o.In, o.Parallel)
 	if err != nil {
 		return err
 	}
@@ -540,10 +537,7 @@ func backupErr(path string, err error) error {
 }
 
 func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
-	if err := checkParallel(o.Parallel); err != nil {
-		return err
-	}
-	in, closeIn, err := openInput(f, o.In)
+	in, closeIn, err := openStreamInput(f, o.In, o.Parallel)
 	if err != nil {
 		return err
 	}

@@ -62,15 +62,12 @@ succeeds; a device or named pipe is written in place. One KMS unwrap per run.`,
 }
 
 func dataRun(ctx context.Context, f *Factory, o *DataOptions) error {
-	if err := checkParallel(o.Parallel); err != nil {
-		return err
-	}
-	s := f.newSession()
-	in, closeIn, err := openInput(f, o.In)
+	in, closeIn, err := openStreamInput(f, o.In, o.Parallel)
 	if err != nil {
 		return err
 	}
 	defer closeIn()
+	s := f.newSession()
 	sl, err := keyring.OpenSealer(ctx, f.env(s), keyring.Store{Dir: o.Keyring})
 	if err != nil {
 		return err
@@ -156,7 +153,16 @@ func parallelFlag(c *cobra.Command, p *int, what string) {
 	c.Flags().IntVar(p, "parallel", 1, fmt.Sprintf("%s on that many cores, 1 to %d (1: serial)", what, stream.MaxParallel))
 }
 
-// checkParallel refuses a --parallel value out of range before any work.
+// openStreamInput checks --parallel, then opens the input of a command that
+// streams data (stdin for "" or "-"): a bad value is refused before any work.
+func openStreamInput(f *Factory, path string, parallel int) (io.Reader, func(), error) {
+	if err := checkParallel(parallel); err != nil {
+		return nil, nil, err
+	}
+	return openInput(f, path)
+}
+
+// checkParallel refuses a --parallel value out of range.
 func checkParallel(n int) error {
 	if n < 1 || n > stream.MaxParallel {
 		return usageError(fmt.Sprintf("give a number of cores from 1 to %d; this machine has %d", stream.MaxParallel, runtime.NumCPU()),
