@@ -258,5 +258,3 @@ func stores(dirs []string) []keyring.Store {
 	}
 	return out
 }
-
-func redact(uri string) string { return provider.RedactURI(uri) }
