@@ -25,6 +25,7 @@ var coreRoots = []string{
 	module + "/pkg/backup/...",
 	module + "/pkg/safefile/...",
 	module + "/pkg/verify/...",
+	module + "/pkg/keywrap/...",
 }
 
 // forbidden are the command-line modules, matched as path prefixes.

@@ -1,14 +1,12 @@
 package keyring
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 
+	"github.com/cmekctl/cmekctl/pkg/keywrap"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 )
 
@@ -74,37 +72,20 @@ func joinIDs(ids []string) string {
 	return s
 }
 
-// ErrAuthFailed is returned when a locally wrapped key does not authenticate.
-var errLocalAuth = errors.New("does not authenticate")
-
-// sealLocal wraps a data key under a store key (AES-256-GCM, random nonce).
+// sealLocal wraps a data key under a store key: AES-256-GCM with a nonce
+// Go's FIPS 140-3 module draws (pkg/keywrap), nonce || ciphertext || tag.
 func sealLocal(kek, plaintext, aad []byte) []byte {
-	block, err := aes.NewCipher(kek)
+	out, err := keywrap.Seal(nil, kek, plaintext, aad)
 	if err != nil {
-		panic(err)
+		panic(err) // a store key is always 32 bytes
 	}
-	aead, _ := cipher.NewGCM(block)
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		panic(err)
-	}
-	return aead.Seal(nonce, nonce, plaintext, aad)
+	return out
 }
 
+// openLocal opens what sealLocal wrote, by this or an earlier cmekctl (the
+// layout has not changed).
 func openLocal(kek, wrapped, aad []byte) ([]byte, error) {
-	block, err := aes.NewCipher(kek)
-	if err != nil {
-		return nil, err
-	}
-	aead, _ := cipher.NewGCM(block)
-	if len(wrapped) < aead.NonceSize()+aead.Overhead() {
-		return nil, errLocalAuth
-	}
-	pt, err := aead.Open(nil, wrapped[:aead.NonceSize()], wrapped[aead.NonceSize():], aad)
-	if err != nil {
-		return nil, errLocalAuth
-	}
-	return pt, nil
+	return keywrap.Open(kek, wrapped, aad)
 }
 
 // Bundle is an unwrapped store-key bundle. Keys[0] is active.

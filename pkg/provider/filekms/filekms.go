@@ -13,8 +13,6 @@ package filekms
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -28,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cmekctl/cmekctl/pkg/keywrap"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/safefile"
 )
@@ -222,14 +221,6 @@ func newMaterial() ([]byte, error) {
 	return b, err
 }
 
-func (k *Key) gcm(v *versionFile) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(v.Material)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
-
 // additional data: the key's identity and version, then the caller's AAD, so
 // a ciphertext moved to another key or version fails to open.
 func (k *Key) ad(ver int, aad []byte) []byte {
@@ -263,16 +254,15 @@ func (k *Key) Wrap(ctx context.Context, plaintext, aad []byte) (provider.Wrapped
 	if v == nil || v.State != string(provider.StateEnabled) {
 		return provider.Wrapped{}, provider.Errorf(name, "wrap", provider.Revoked, "DisabledException", "primary version %d of key %s is not enabled", st.Primary, k.name)
 	}
-	aead, err := k.gcm(v)
-	if err != nil {
-		return provider.Wrapped{}, err
-	}
-	out := make([]byte, 4+aead.NonceSize(), 4+aead.NonceSize()+len(plaintext)+aead.Overhead())
+	// version (4 bytes) || nonce || ciphertext || tag; the nonce is drawn by
+	// Go's FIPS 140-3 module (pkg/keywrap), in the place earlier versions
+	// put theirs.
+	out := make([]byte, 4, 4+len(plaintext)+keywrap.Overhead)
 	binary.BigEndian.PutUint32(out, uint32(v.ID))
-	if _, err := rand.Read(out[4:]); err != nil {
-		return provider.Wrapped{}, err
+	out, err = keywrap.Seal(out, v.Material, plaintext, k.ad(v.ID, aad))
+	if err != nil {
+		return provider.Wrapped{}, provider.Errorf(name, "wrap", provider.Misuse, "Corrupt", "version %d of key %s: %v", v.ID, k.name, err)
 	}
-	out = aead.Seal(out, out[4:], plaintext, k.ad(v.ID, aad))
 	return provider.Wrapped{Ciphertext: out, KeyVersion: strconv.Itoa(v.ID)}, nil
 }
 
@@ -285,7 +275,7 @@ func (k *Key) Unwrap(ctx context.Context, w provider.Wrapped, aad []byte) ([]byt
 	if err := k.usable(st, "unwrap"); err != nil {
 		return nil, err
 	}
-	if len(w.Ciphertext) < 4+12+16 {
+	if len(w.Ciphertext) < 4+keywrap.Overhead {
 		return nil, provider.Errorf(name, "unwrap", provider.Misuse, "InvalidCiphertextException", "ciphertext is too short")
 	}
 	id := int(binary.BigEndian.Uint32(w.Ciphertext))
@@ -299,13 +289,12 @@ func (k *Key) Unwrap(ctx context.Context, w provider.Wrapped, aad []byte) ([]byt
 	case provider.StateDisabled:
 		return nil, provider.Errorf(name, "unwrap", provider.Revoked, "DisabledException", "version %d of key %s is disabled", id, k.name)
 	}
-	aead, err := k.gcm(v)
-	if err != nil {
-		return nil, err
-	}
-	pt, err := aead.Open(nil, w.Ciphertext[4:16], w.Ciphertext[16:], k.ad(id, aad))
-	if err != nil {
+	pt, err := keywrap.Open(v.Material, w.Ciphertext[4:], k.ad(id, aad))
+	if errors.Is(err, keywrap.ErrAuth) {
 		return nil, provider.Errorf(name, "unwrap", provider.Misuse, "InvalidCiphertextException", "ciphertext does not authenticate under key %s version %d (wrong key, wrong binding, or corrupt)", k.name, id)
+	}
+	if err != nil {
+		return nil, provider.Errorf(name, "unwrap", provider.Misuse, "Corrupt", "version %d of key %s: %v", id, k.name, err)
 	}
 	return pt, nil
 }
