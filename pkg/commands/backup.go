@@ -398,6 +398,7 @@ type BackupOptions struct {
 	IncrementalOf string
 	Label         string
 	Parallel      int
+	ExpectBytes   int64
 	In, Out       string
 }
 
@@ -441,6 +442,8 @@ place.`,
 		"keyring directory (repeat; one per region that may restore)", "seal chunks", backupEncryptRun)
 	encCmd.Flags().StringVar(&enc.IncrementalOf, "incremental-of", "", "the full backup this incremental builds on (reuses its key)")
 	encCmd.Flags().StringVar(&enc.Label, "label", "", "label for a full backup's new key")
+	expectBytesFlag(encCmd, &enc.ExpectBytes)
+	encCmd.Long = backupEncryptLong
 	decCmd, _ := sub("decrypt --keyring DIR... [IN [OUT]]",
 		"Decrypt a backup with the CMEK key of any region that wraps it",
 		"keyring directory (repeat)", "open chunks", backupDecryptRun)
@@ -504,7 +507,7 @@ func backupEncryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
 	}
 	defer keyring.Wipe(key)
 	hdr.BackupKeyID, hdr.Wraps = bk.ID, toBackupWraps(bk.Wraps)
-	return writeOutput(f, o.Out, func(w io.Writer) error {
+	return writeStream(ctx, f, o.Out, in, o.ExpectBytes, func(w io.Writer, in io.Reader) error {
 		bw, err := backup.NewWriter(w, hdr, key, stream.Options{Parallel: o.Parallel})
 		if err != nil {
 			return err
@@ -582,7 +585,7 @@ func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
 		usedRegion = region
 		return key, err
 	}
-	return writeOutput(f, o.Out, func(w io.Writer) error {
+	return writeStream(ctx, f, o.Out, in, -1, func(w io.Writer, in io.Reader) error {
 		h, r, err := backup.Open(in, unwrap, stream.Options{Parallel: o.Parallel})
 		if err != nil {
 			if h == nil {

@@ -19,8 +19,9 @@ import (
 type DataOptions struct {
 	Keyring  string
 	In, Out  string
-	Parallel int
-	Decrypt  bool
+	Parallel    int
+	Decrypt     bool
+	ExpectBytes int64
 }
 
 func newCmdData(f *Factory, p func() printer) *cobra.Command {
@@ -51,6 +52,9 @@ succeeds; a device or named pipe is written in place. One KMS unwrap per run.`,
 		c.Flags().StringVar(&opts.Keyring, "keyring", "", "the node's keyring directory")
 		addSelectors(c)
 		parallelFlag(c, &opts.Parallel, "seal or open chunks")
+		if !decrypt {
+			expectBytesFlag(c, &opts.ExpectBytes)
+		}
 		_ = c.MarkFlagRequired("keyring")
 		return c
 	}
@@ -73,7 +77,11 @@ func dataRun(ctx context.Context, f *Factory, o *DataOptions) error {
 		return err
 	}
 	defer sl.Close()
-	return writeOutput(f, o.Out, func(w io.Writer) error {
+	expect := int64(-1)
+	if !o.Decrypt {
+		expect = o.ExpectBytes
+	}
+	return writeStream(ctx, f, o.Out, in, expect, func(w io.Writer, in io.Reader) error {
 		var err error
 		if o.Decrypt {
 			_, err = sl.Open(w, in, stream.Options{Parallel: o.Parallel})

@@ -69,6 +69,9 @@ var exitTable = []exitRow{
 	{ExitCloudAuth, "cloud-auth", "the Cloud API refused the API key"},
 	{ExitNotRestorable, "not-restorable", "a backup cannot be restored (its CMEK keys do not unwrap it)"},
 	{ExitDrillFailed, "drill-failed", "a step of cmekctl drill did not behave as it should"},
+	{128 + 1, "sighup", "interrupted by SIGHUP (128 + 1); the hint says whether anything was changed"},
+	{128 + 2, "sigint", "interrupted by SIGINT, Ctrl-C (128 + 2); a partial output is removed, never sealed"},
+	{128 + 15, "sigterm", "interrupted by SIGTERM (128 + 15); as for SIGINT"},
 }
 
 // ExitCodesHelp is the exit-code table as text.
@@ -112,6 +115,10 @@ func ExitCode(err error) int {
 	var se *silentError
 	if errors.As(err, &se) {
 		return se.code
+	}
+	var ie *InterruptError
+	if errors.As(err, &ie) {
+		return ie.Code()
 	}
 	switch {
 	case errors.Is(err, keyring.ErrNotTmpfs), errors.Is(err, keyring.ErrSecretURI):

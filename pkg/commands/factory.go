@@ -32,6 +32,10 @@ type Factory struct {
 	// Config is the cluster config file, if one was found.
 	Config      *config.Config
 	flagSources map[string]string
+	// stamps are the --keyring files as they were before the verb ran, and
+	// cloud whether it works on the Cloud (interrupt.go).
+	stamps map[string]string
+	cloud  bool
 }
 
 // NewFactory returns the factory of a real process.

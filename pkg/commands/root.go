@@ -1,12 +1,9 @@
 package commands
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -40,6 +37,8 @@ Start with a drill on the embedded KMS (no cloud account needed):
 			if err := loadConfig(f, cmd.Root(), cmd, g.Config, cmd.Flags().Changed("config")); err != nil {
 				return err
 			}
+			f.stamps = keyringStamps(flagValues(cmd, "keyring"))
+			f.cloud = cmd.Flags().Changed("cloud")
 			if g.NoColor {
 				f.IO.NoColor = true
 			}
@@ -90,7 +89,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 
 // Main runs cmekctl with args and returns the exit code.
 func Main(f *Factory, args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	root := NewRootCmd(f)
 	root.SetArgs(args)
@@ -105,6 +104,10 @@ func Main(f *Factory, args []string) int {
 	code := ExitCode(err)
 	if code == ExitFailure && isCobraUsage(err) {
 		code = ExitUsage
+	}
+	if ie := interrupted(ctx); ie != nil {
+		err = interruptReport(f, ie, err)
+		code = ie.Code()
 	}
 	var silent *silentError
 	if !errors.As(err, &silent) {
