@@ -17,8 +17,8 @@ import (
 
 // DataOptions are the data verbs' options.
 type DataOptions struct {
-	Keyring  string
-	In, Out  string
+	Keyring     string
+	In, Out     string
 	Parallel    int
 	Decrypt     bool
 	ExpectBytes int64
