@@ -100,7 +100,7 @@ func (g *guardedReader) Read(p []byte) (int, error) {
 		if err == io.EOF && g.n != g.expect {
 			return 0, &ExitError{Code: ExitCorrupt,
 				Err:  fmt.Errorf("the input ended after %d bytes, --expect-bytes says %d", g.n, g.expect),
-				Hint: "the producer failed or was interrupted; nothing was sealed: run the backup again"}
+				Hint: "the producer failed or was interrupted; no final chunk was sealed (an OUT file is not written): run it again"}
 		}
 	}
 	return n, err
