@@ -84,6 +84,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 		},
 	)
 	registerCompletions(root)
+	requireKnownSubcommands(root)
 	return root
 }
 
