@@ -40,8 +40,12 @@ import (
 const (
 	// Magic starts every cmekctl backup file.
 	Magic = "CMEKBAK\x00"
-	// Version is the format version this package writes and reads.
-	Version = 1
+	// Version is the format version this package writes: its stream is a
+	// pkg/stream version 2 stream (module-generated nonces).
+	Version = 2
+	// VersionV1 is the first format, still read: its stream is a pkg/stream
+	// version 1 stream (counter nonces), which FIPS 140-only mode refuses.
+	VersionV1 = 1
 	// MaxHeaderSize bounds the header length field, so that a hostile length
 	// cannot make a reader allocate without limit.
 	MaxHeaderSize = 1 << 20
@@ -85,8 +89,8 @@ type RegionWrap struct {
 
 // Header is a backup file's header.
 type Header struct {
-	// Version is the format version, from the version byte. NewWriter
-	// ignores it and writes Version.
+	// Version is the format version, from the version byte (Version or
+	// VersionV1). NewWriter ignores it and writes Version.
 	Version int
 	// ID names this backup; NewWriter makes a random one when it is empty.
 	ID          string
@@ -273,8 +277,9 @@ func ReadHeader(src io.Reader) (*Header, error) {
 	case n < prefixSize:
 		return nil, fmt.Errorf("backup: %d bytes, ends inside the format prefix: %w", n, ErrTruncatedHeader)
 	}
-	if v := prefix[len(Magic)]; v != Version {
-		return nil, fmt.Errorf("backup: version %d, this cmekctl reads version %d (upgrade cmekctl?): %w", v, Version, ErrUnknownVersion)
+	v := prefix[len(Magic)]
+	if v != Version && v != VersionV1 {
+		return nil, fmt.Errorf("backup: version %d, this cmekctl reads versions %d and %d (upgrade cmekctl?): %w", v, VersionV1, Version, ErrUnknownVersion)
 	}
 	size := binary.BigEndian.Uint32(prefix[len(Magic)+1:])
 	if size == 0 || size > MaxHeaderSize {
@@ -292,7 +297,7 @@ func ReadHeader(src io.Reader) (*Header, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup: header: %v: %w", err, ErrBadHeader)
 	}
-	h.Version = Version
+	h.Version = int(v)
 	h.raw = raw
 	return h, nil
 }
@@ -323,8 +328,10 @@ func parseHeader(body []byte) (*Header, error) {
 // from ReadHeader. A key that does not match the header's key check fails
 // here with ErrWrongKey; tampering and truncation fail while reading, with
 // the stream package's errors (stream.ErrAuth, stream.ErrTruncated,
-// stream.ErrTrailingData), never io.EOF. opt.ChunkSize is ignored: the
-// header's is used.
+// stream.ErrTrailingData), never io.EOF. opt.ChunkSize and opt.Version are
+// ignored: the header's chunk size is used, and the stream version that the
+// file's version implies. A version 1 file in FIPS 140-only mode fails here
+// with stream.ErrFIPSV1.
 func NewReader(src io.Reader, hdr *Header, key []byte, opt stream.Options) (io.Reader, error) {
 	if hdr == nil || hdr.raw == nil {
 		return nil, errors.New("backup: header not read by ReadHeader")
@@ -337,11 +344,21 @@ func NewReader(src io.Reader, hdr *Header, key []byte, opt stream.Options) (io.R
 		return nil, fmt.Errorf("backup: backup key %s: %w", hdr.BackupKeyID, ErrWrongKey)
 	}
 	opt.ChunkSize = hdr.ChunkSize
+	opt.Version = StreamVersion(hdr.Version)
 	r, err := stream.NewReader(src, key, hdr.raw, opt)
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
 	return errPrefix{r}, nil
+}
+
+// StreamVersion is the pkg/stream format version of a backup file of format
+// version v.
+func StreamVersion(v int) int {
+	if v == VersionV1 {
+		return stream.V1
+	}
+	return stream.V2
 }
 
 // errPrefix names the backup package in the stream's errors, io.EOF aside.

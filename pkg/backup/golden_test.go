@@ -2,6 +2,7 @@ package backup
 
 import (
 	"bytes"
+	"crypto/fips140"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -142,8 +143,8 @@ var goldens = []golden{
 		return b
 	})},
 	{name: "empty.cmek", want: ErrNotBackup, make: func(testing.TB, []byte, []byte) []byte { return []byte{} }},
-	{name: "unknown-version.cmek", pt: 200, want: ErrUnknownVersion, where: "version 2", make: mutated(200, func(_ testing.TB, b []byte) []byte {
-		b[len(Magic)] = 2
+	{name: "unknown-version.cmek", pt: 200, want: ErrUnknownVersion, where: "version 3", make: mutated(200, func(_ testing.TB, b []byte) []byte {
+		b[len(Magic)] = 3
 		return b
 	})},
 	{name: "truncated-prefix.cmek", pt: 200, want: ErrTruncatedHeader, make: mutated(200, func(_ testing.TB, b []byte) []byte {
@@ -225,6 +226,29 @@ var goldens = []golden{
 	}},
 }
 
+// goldenDirs: testdata holds the golden files of the format written today
+// (version 2), made by -update; testdata/v1 those of version 1, frozen (no
+// writer makes them any more): they show that version 1 backups still read,
+// with the same outcome for each class, and, in FIPS 140-only mode, that
+// they are refused in one line.
+var goldenDirs = []struct {
+	dir     string
+	version int
+}{{"testdata", Version}, {filepath.Join("testdata", "v1"), VersionV1}}
+
+// goldenWant is what opening g in format version v should give: g.want,
+// except in FIPS 140-only mode, where a version 1 file that gets as far as
+// its stream is refused.
+func goldenWant(g golden, v int) (want error, released int) {
+	if v == VersionV1 && fips140.Enforced() {
+		switch {
+		case g.want == nil, errors.Is(g.want, stream.ErrAuth), errors.Is(g.want, stream.ErrTruncated), errors.Is(g.want, stream.ErrTrailingData):
+			return stream.ErrFIPSV1, 0
+		}
+	}
+	return g.want, g.released
+}
+
 func TestGolden(t *testing.T) {
 	bk, ok := loadKeys(t)
 	if *update {
@@ -234,54 +258,64 @@ func TestGolden(t *testing.T) {
 			}
 		}
 	}
-	for _, g := range goldens {
-		for _, p := range []int{0, 2} {
-			t.Run(fmt.Sprintf("%s/P=%d", g.name, p), func(t *testing.T) {
-				file, err := os.ReadFile(filepath.Join("testdata", g.name))
-				if err != nil {
-					t.Fatalf("%v (run go test ./pkg/backup -run TestGolden -update)", err)
-				}
-				unwraps := 0
-				h, r, err := Open(bytes.NewReader(file), func(h *Header) ([]byte, error) {
-					unwraps++
-					if h.BackupKeyID != "bk-0001" {
-						return nil, fmt.Errorf("unknown backup key %q", h.BackupKeyID)
-					}
-					return bk, nil
-				}, stream.Options{Parallel: p})
-				var out bytes.Buffer
-				if err == nil {
-					if unwraps != 1 {
-						t.Errorf("%d unwraps, want 1", unwraps)
-					}
-					_, err = io.Copy(&out, r)
-				}
-				if g.want == nil {
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !bytes.Equal(out.Bytes(), pattern(g.pt)) {
-						t.Fatalf("read back %d bytes, want the %d bytes sealed", out.Len(), g.pt)
-					}
-					if h.ClusterID != "cluster-a" || h.BackupKeyID != "bk-0001" || h.ChunkSize != goldenChunk || len(h.Wraps) != 2 || h.Version != Version {
-						t.Fatalf("header read back as %+v", h)
-					}
-					return
-				}
-				if !errors.Is(err, g.want) {
-					t.Fatalf("error %v, want %v", err, g.want)
-				}
-				if !strings.Contains(err.Error(), g.where) || !strings.HasPrefix(err.Error(), "backup: ") {
-					t.Errorf("error %q should start with \"backup: \" and name %q", err, g.where)
-				}
-				if strings.Contains(err.Error(), "\n") {
-					t.Errorf("error %q is more than one line", err)
-				}
-				if got := out.Bytes(); !bytes.Equal(got, pattern(g.pt)[:g.released]) {
-					t.Fatalf("released %d bytes before the error, want the %d bytes of the chunks before the bad one", len(got), g.released)
-				}
-			})
+	for _, d := range goldenDirs {
+		for _, g := range goldens {
+			if d.version == VersionV1 && g.name == "unknown-version.cmek" {
+				continue
+			}
+			testGolden(t, bk, d.dir, d.version, g)
 		}
+	}
+}
+
+func testGolden(t *testing.T, bk []byte, dir string, version int, g golden) {
+	want, released := goldenWant(g, version)
+	for _, p := range []int{0, 2} {
+		t.Run(fmt.Sprintf("%s/%s/P=%d", dir, g.name, p), func(t *testing.T) {
+			file, err := os.ReadFile(filepath.Join(dir, g.name))
+			if err != nil {
+				t.Fatalf("%v (run go test ./pkg/backup -run TestGolden -update)", err)
+			}
+			unwraps := 0
+			h, r, err := Open(bytes.NewReader(file), func(h *Header) ([]byte, error) {
+				unwraps++
+				if h.BackupKeyID != "bk-0001" {
+					return nil, fmt.Errorf("unknown backup key %q", h.BackupKeyID)
+				}
+				return bk, nil
+			}, stream.Options{Parallel: p})
+			var out bytes.Buffer
+			if err == nil {
+				if unwraps != 1 {
+					t.Errorf("%d unwraps, want 1", unwraps)
+				}
+				_, err = io.Copy(&out, r)
+			}
+			if want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(out.Bytes(), pattern(g.pt)) {
+					t.Fatalf("read back %d bytes, want the %d bytes sealed", out.Len(), g.pt)
+				}
+				if h.ClusterID != "cluster-a" || h.BackupKeyID != "bk-0001" || h.ChunkSize != goldenChunk || len(h.Wraps) != 2 || h.Version != version {
+					t.Fatalf("header read back as %+v", h)
+				}
+				return
+			}
+			if !errors.Is(err, want) {
+				t.Fatalf("error %v, want %v", err, want)
+			}
+			if want == g.want && !strings.Contains(err.Error(), g.where) || !strings.HasPrefix(err.Error(), "backup: ") {
+				t.Errorf("error %q should start with \"backup: \" and name %q", err, g.where)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q is more than one line", err)
+			}
+			if got := out.Bytes(); !bytes.Equal(got, pattern(g.pt)[:released]) {
+				t.Fatalf("released %d bytes before the error, want the %d bytes of the chunks before the bad one", len(got), released)
+			}
+		})
 	}
 }
 
@@ -295,19 +329,24 @@ func TestPreCMEKMessage(t *testing.T) {
 
 func goldenFiles(f *testing.F) [][]byte {
 	var out [][]byte
-	for _, g := range goldens {
-		b, err := os.ReadFile(filepath.Join("testdata", g.name))
-		if err != nil {
-			f.Fatal(err)
+	for _, d := range goldenDirs {
+		for _, g := range goldens {
+			b, err := os.ReadFile(filepath.Join(d.dir, g.name))
+			if errors.Is(err, os.ErrNotExist) && d.version == VersionV1 {
+				continue
+			}
+			if err != nil {
+				f.Fatal(err)
+			}
+			out = append(out, b)
 		}
-		out = append(out, b)
 	}
 	return out
 }
 
 func classified(err error) bool {
 	for _, e := range []error{ErrNotBackup, ErrUnknownVersion, ErrTruncatedHeader, ErrBadHeader, ErrWrongKey,
-		stream.ErrAuth, stream.ErrTruncated, stream.ErrTrailingData} {
+		stream.ErrAuth, stream.ErrTruncated, stream.ErrTrailingData, stream.ErrFIPSV1} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -15,14 +15,17 @@ import (
 // The data plane: what a node's storage calls to seal data with the active
 // data key and to open data with whichever data key sealed it.
 //
-// A data file is: the magic "CMEKDATA", a version byte (1), a big-endian
-// uint32 length, a JSON header naming the cluster, region, node and data key,
-// then a pkg/stream stream whose chunk 0 authenticates all the bytes before it.
+// A data file is: the magic "CMEKDATA", a version byte, a big-endian uint32
+// length, a JSON header naming the cluster, region, node and data key, then a
+// pkg/stream stream whose chunk 0 authenticates all the bytes before it.
+// Version 2 (written) carries a stream of format v2; version 1 (still read,
+// except in FIPS 140-only mode) a stream of format v1.
 
 var dataMagic = []byte("CMEKDATA")
 
 const (
-	dataVersion   = 1
+	dataVersion   = 2
+	dataVersionV1 = 1
 	maxDataHeader = 64 << 10
 )
 
@@ -111,7 +114,8 @@ func (s *Sealer) Seal(dst io.Writer, src io.Reader, opt stream.Options) (DataHea
 }
 
 // ReadDataHeader reads a data file's header and returns it with its raw
-// bytes (the stream's additional data).
+// bytes (the stream's additional data), whose version byte says the stream's
+// format (dataStreamVersion).
 func ReadDataHeader(r io.Reader) (DataHeader, []byte, error) {
 	var h DataHeader
 	fixed := make([]byte, len(dataMagic)+5)
@@ -121,7 +125,7 @@ func ReadDataHeader(r io.Reader) (DataHeader, []byte, error) {
 	if !bytes.Equal(fixed[:len(dataMagic)], dataMagic) {
 		return h, nil, fmt.Errorf("%w: bad magic", ErrNotData)
 	}
-	if v := fixed[len(dataMagic)]; v != dataVersion {
+	if v := fixed[len(dataMagic)]; v != dataVersion && v != dataVersionV1 {
 		return h, nil, fmt.Errorf("%w: data format version %d is unknown to this cmekctl", ErrNotData, v)
 	}
 	n := binary.BigEndian.Uint32(fixed[len(dataMagic)+1:])
@@ -156,10 +160,20 @@ func (s *Sealer) Open(dst io.Writer, src io.Reader, opt stream.Options) (DataHea
 	if !ok {
 		return h, fmt.Errorf("%w: data key %s that sealed the data is not in this keyring", ErrForeign, short(h.DataKeyID))
 	}
+	opt.Version = dataStreamVersion(head)
 	r, err := stream.NewReader(src, key, head, opt)
 	if err != nil {
 		return h, err
 	}
 	_, err = io.Copy(dst, r)
 	return h, err
+}
+
+// dataStreamVersion is the stream format of the data file whose header bytes
+// (from ReadDataHeader) are head.
+func dataStreamVersion(head []byte) int {
+	if head[len(dataMagic)] == dataVersionV1 {
+		return stream.V1
+	}
+	return stream.V2
 }

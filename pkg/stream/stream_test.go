@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"crypto/fips140"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -29,10 +30,37 @@ func randBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-// seal encrypts pt, writing it in pieces of writeSize bytes (0: one write).
+// versions are the formats every behaviour test runs against: the one
+// written today and the one still read. FIPS 140-only mode cannot write (or
+// read) V1, so there only V2 runs (TestFIPSRefusesV1 covers V1).
+func versions() []int {
+	if fips140.Enforced() {
+		return []int{V2}
+	}
+	return []int{V1, V2}
+}
+
+// vopt returns o set to write (in tests) and read format v.
+func vopt(v int, o Options) Options {
+	o.Version = v
+	o.writeV1 = v == V1
+	return o
+}
+
+// over is format v's wire expansion of a chunk.
+func over(v int) int {
+	if v == V1 {
+		return OverheadV1
+	}
+	return Overhead
+}
+
+// seal encrypts pt, writing it in pieces of writeSize bytes (0: one write),
+// in format V1 when opt says so (writeV1), else V2.
 func seal(t testing.TB, pt []byte, opt Options, writeSize int) []byte {
 	t.Helper()
 	var buf bytes.Buffer
+	opt.Version = 0
 	w, err := NewWriter(&buf, testKey, testHeader, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -79,12 +107,12 @@ func open(ct []byte, key, header []byte, opt Options) ([]byte, error) {
 	}
 }
 
-func wireSize(n, cs int) int {
+func wireSize(n, cs, over int) int {
 	chunks := (n + cs - 1) / cs
 	if chunks == 0 {
 		chunks = 1
 	}
-	return SaltSize + n + chunks*Overhead
+	return SaltSize + n + chunks*over
 }
 
 var parallels = []int{0, 1, 2, 3, 8}
@@ -98,21 +126,23 @@ func TestRoundTrip(t *testing.T) {
 			}
 			pt := randBytes(t, size)
 			for _, wp := range parallels {
-				for _, rp := range []int{0, 2} {
-					name := fmt.Sprintf("chunk=%d/size=%d/writeP=%d/readP=%d", cs, size, wp, rp)
-					t.Run(name, func(t *testing.T) {
-						ct := seal(t, pt, Options{ChunkSize: cs, Parallel: wp}, 0)
-						if got, want := len(ct), wireSize(size, cs); got != want {
-							t.Fatalf("wire size %d, want %d", got, want)
-						}
-						got, err := open(ct, testKey, testHeader, Options{ChunkSize: cs, Parallel: rp})
-						if err != nil {
-							t.Fatal(err)
-						}
-						if !bytes.Equal(got, pt) {
-							t.Fatalf("round trip: got %d bytes, want %d", len(got), len(pt))
-						}
-					})
+				for _, v := range versions() {
+					for _, rp := range []int{0, 2} {
+						name := fmt.Sprintf("v%d/chunk=%d/size=%d/writeP=%d/readP=%d", v, cs, size, wp, rp)
+						t.Run(name, func(t *testing.T) {
+							ct := seal(t, pt, vopt(v, Options{ChunkSize: cs, Parallel: wp}), 0)
+							if got, want := len(ct), wireSize(size, cs, over(v)); got != want {
+								t.Fatalf("wire size %d, want %d", got, want)
+							}
+							got, err := open(ct, testKey, testHeader, vopt(v, Options{ChunkSize: cs, Parallel: rp}))
+							if err != nil {
+								t.Fatal(err)
+							}
+							if !bytes.Equal(got, pt) {
+								t.Fatalf("round trip: got %d bytes, want %d", len(got), len(pt))
+							}
+						})
+					}
 				}
 			}
 		}
@@ -147,8 +177,13 @@ func TestRoundTripPieces(t *testing.T) {
 	}
 }
 
-// The wire format does not depend on Parallel.
+// The wire format does not depend on Parallel. Version 2's nonces are random,
+// so the bytes are compared in version 1 (same framing and jobs), and
+// version 2 streams from every Parallel read back (TestRoundTrip).
 func TestParallelSameBytes(t *testing.T) {
+	if fips140.Enforced() {
+		t.Skip("FIPS 140-only mode writes no V1 stream")
+	}
 	const cs = 128
 	salt := randBytes(t, SaltSize)
 	for _, size := range []int{0, 1, cs, 5*cs + 1, 64 * cs} {
@@ -158,7 +193,7 @@ func TestParallelSameBytes(t *testing.T) {
 			// Each Parallel with its own jobs, and with jobs of 3 chunks.
 			p, per := parallels[i/2], 3*(i%2)
 			var buf bytes.Buffer
-			w, err := newWriter(&buf, testKey, testHeader, salt, cs, Options{ChunkSize: cs, Parallel: p, chunksPerJob: per})
+			w, err := newWriter(&buf, testKey, testHeader, salt, cs, Options{ChunkSize: cs, Parallel: p, chunksPerJob: per, writeV1: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,8 +215,14 @@ func TestParallelSameBytes(t *testing.T) {
 }
 
 func TestFailures(t *testing.T) {
+	for _, v := range versions() {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { testFailures(t, v) })
+	}
+}
+
+func testFailures(t *testing.T, v int) {
 	const cs = 64
-	chunkAt := func(i int) int { return SaltSize + i*(cs+Overhead) }
+	chunkAt := func(i int) int { return SaltSize + i*(cs+over(v)) }
 	mutate := func(ct []byte, f func([]byte) []byte) []byte {
 		return f(append([]byte(nil), ct...))
 	}
@@ -232,7 +273,7 @@ func TestFailures(t *testing.T) {
 	for _, c := range cases {
 		for _, o := range []Options{{}, {Parallel: 2}, {Parallel: 3}, {chunksPerJob: 2}, {Parallel: 2, chunksPerJob: 3}} {
 			t.Run(fmt.Sprintf("%s/P=%d/perjob=%d", c.name, o.Parallel, o.chunksPerJob), func(t *testing.T) {
-				opt := o
+				opt := vopt(v, o)
 				opt.ChunkSize = cs
 				ct := seal(t, c.pt, opt, 0)
 				if c.mut != nil {
@@ -359,19 +400,31 @@ func TestWriterDstError(t *testing.T) {
 }
 
 func TestCounterOverflow(t *testing.T) {
+	for _, v := range versions() {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { testCounterOverflow(t, v) })
+	}
+}
+
+func testCounterOverflow(t *testing.T, v int) {
 	const cs = 16
-	w, err := NewWriter(io.Discard, testKey, nil, Options{ChunkSize: cs})
+	opt := vopt(v, Options{ChunkSize: cs})
+	opt.Version = 0
+	w, err := NewWriter(io.Discard, testKey, nil, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.(*writer).counter = maxCounter - 1
+	last := w.(*writer).s.maxCounter
+	if v == V2 && last != 1<<32-1 {
+		t.Fatalf("v2 allows chunk numbers up to %d, want 2^32-1 (2^32 GCM invocations with random nonces)", last)
+	}
+	w.(*writer).counter = last - 1
 	_, err = w.Write(make([]byte, 3*cs))
 	if !errors.Is(err, ErrCounterOverflow) {
 		t.Fatalf("writer: %v, want ErrCounterOverflow", err)
 	}
 	// The last chunk number can still carry a final chunk.
-	w, _ = NewWriter(io.Discard, testKey, nil, Options{ChunkSize: cs})
-	w.(*writer).counter = maxCounter - 1
+	w, _ = NewWriter(io.Discard, testKey, nil, opt)
+	w.(*writer).counter = last - 1
 	if _, err := w.Write(make([]byte, 2*cs)); err != nil {
 		t.Fatal(err)
 	}
@@ -379,12 +432,12 @@ func TestCounterOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ct := seal(t, make([]byte, 3*cs), Options{ChunkSize: cs}, 0)
-	r, err := NewReader(bytes.NewReader(ct), testKey, nil, Options{ChunkSize: cs})
+	ct := seal(t, make([]byte, 3*cs), opt, 0)
+	r, err := NewReader(bytes.NewReader(ct), testKey, nil, vopt(v, Options{ChunkSize: cs}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.(*reader).counter = maxCounter
+	r.(*reader).counter = last
 	if _, err := io.ReadAll(r); !errors.Is(err, ErrCounterOverflow) {
 		t.Fatalf("reader: %v, want ErrCounterOverflow", err)
 	}
@@ -409,16 +462,25 @@ func TestReaderSrcError(t *testing.T) {
 	}
 }
 
-func FuzzReader(f *testing.F) {
+// FuzzReader fuzzes the version 2 reader (the format written today);
+// FuzzReaderV1 the version 1 reader. Seeds: streams of every shape, cut,
+// extended, and the test vectors (testdata/vectors.json).
+func FuzzReader(f *testing.F)   { fuzzReader(f, V2) }
+func FuzzReaderV1(f *testing.F) { fuzzReader(f, V1) }
+
+func fuzzReader(f *testing.F, v int) {
+	if v == V1 && fips140.Enforced() {
+		f.Skip("FIPS 140-only mode reads no V1 stream")
+	}
 	const cs = 32
 	for _, n := range []int{0, 1, cs - 1, cs, cs + 1, 3 * cs, 4*cs + 5} {
 		pt := bytes.Repeat([]byte{byte(n)}, n)
-		ct := seal(f, pt, Options{ChunkSize: cs}, 0)
+		ct := seal(f, pt, vopt(v, Options{ChunkSize: cs}), 0)
 		f.Add(ct)
 		f.Add(ct[:len(ct)-1])
 		f.Add(append(append([]byte(nil), ct...), 0))
-		if len(ct) > SaltSize+cs+Overhead {
-			f.Add(ct[:SaltSize+cs+Overhead])
+		if len(ct) > SaltSize+cs+over(v) {
+			f.Add(ct[:SaltSize+cs+over(v)])
 		}
 	}
 	// The fuzzed reads are serial, so that coverage does not depend on
@@ -427,8 +489,8 @@ func FuzzReader(f *testing.F) {
 	// batching paths of parallel mode in a deterministic order.
 	// TestParallelMatchesSerial checks parallel mode against serial mode.
 	f.Fuzz(func(t *testing.T, ct []byte) {
-		serial, serr := open(ct, testKey, testHeader, Options{ChunkSize: cs})
-		batched, berr := open(ct, testKey, testHeader, Options{ChunkSize: cs, chunksPerJob: 3})
+		serial, serr := open(ct, testKey, testHeader, vopt(v, Options{ChunkSize: cs}))
+		batched, berr := open(ct, testKey, testHeader, vopt(v, Options{ChunkSize: cs, chunksPerJob: 3}))
 		if !sameResult(serial, serr, batched, berr) {
 			t.Fatalf("one chunk per job: %d bytes, %v; 3 per job: %d bytes, %v", len(serial), serr, len(batched), berr)
 		}
@@ -441,7 +503,7 @@ func FuzzReader(f *testing.F) {
 			}
 			return
 		}
-		if got, want := len(ct), wireSize(len(serial), cs); got != want {
+		if got, want := len(ct), wireSize(len(serial), cs, over(v)); got != want {
 			t.Fatalf("accepted %d bytes of stream for %d bytes of plaintext, want %d", got, len(serial), want)
 		}
 	})
@@ -470,19 +532,21 @@ func TestParallelMatchesSerial(t *testing.T) {
 		n = 300
 	}
 	for i := range n {
+		vs := versions()
+		v := vs[i%len(vs)]
 		size := rng.IntN(40 * cs)
-		ct := seal(t, randBytes(t, size), Options{ChunkSize: cs}, 0)
-		ct = ct[:len(ct)-rng.IntN(min(len(ct), 2*cs+Overhead)+1)*rng.IntN(2)]
+		ct := seal(t, randBytes(t, size), vopt(v, Options{ChunkSize: cs}), 0)
+		ct = ct[:len(ct)-rng.IntN(min(len(ct), 2*cs+over(v))+1)*rng.IntN(2)]
 		for k := rng.IntN(3); k > 0 && len(ct) > 0; k-- {
 			ct[rng.IntN(len(ct))] ^= byte(1 + rng.IntN(255))
 		}
 		if rng.IntN(4) == 0 {
 			ct = append(ct, randBytes(t, rng.IntN(3*cs))...)
 		}
-		serial, serr := open(ct, testKey, testHeader, Options{ChunkSize: cs})
+		serial, serr := open(ct, testKey, testHeader, vopt(v, Options{ChunkSize: cs}))
 		for _, p := range []int{2, 3, 8} {
 			for _, per := range []int{0, 1, 2, 5} {
-				opt := Options{ChunkSize: cs, Parallel: p, chunksPerJob: per}
+				opt := vopt(v, Options{ChunkSize: cs, Parallel: p, chunksPerJob: per})
 				got, err := open(ct, testKey, testHeader, opt)
 				if !sameResult(serial, serr, got, err) {
 					t.Fatalf("seed %d, case %d, P=%d, %d chunks per job: serial %d bytes, %v; parallel %d bytes, %v",

@@ -1,0 +1,213 @@
+package stream
+
+import (
+	"crypto/fips140"
+	"fmt"
+	"io"
+	"runtime"
+)
+
+type reader struct {
+	pipeline
+	src     io.Reader
+	cur     *job   // the job whose plaintext is being returned
+	unread  []byte // rest of cur.out
+	counter uint64 // next chunk number to read from src
+	sawLast bool   // nothing more to read from src
+	// A job's chunks are read together with the first byte after them, to
+	// tell the final chunk from the others; that byte is carried into the
+	// next job.
+	carry    byte
+	hasCarry bool
+}
+
+// NewReader opens a stream written by NewWriter with the same key, header and
+// chunk size; Options.Version says which format it is in (V2 unless the
+// caller's container says V1). It reads the salt before it returns. Each
+// chunk is authenticated before any of its plaintext is returned; a chunk
+// that fails returns an error wrapping ErrAuth, ErrTruncated,
+// ErrTrailingData or ErrCounterOverflow and the chunk number, never io.EOF,
+// and no byte of that chunk. Plaintext of earlier chunks has been returned by
+// then: a consumer that must not act on a partial stream should write to a
+// temporary file and keep it only on io.EOF. The reader also implements
+// io.WriterTo, so io.Copy writes straight from its chunk buffers.
+//
+// In FIPS 140-only mode a V1 stream is refused before anything is read, with
+// an error wrapping ErrFIPSV1.
+func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader, error) {
+	cs, err := opt.check()
+	if err != nil {
+		return nil, err
+	}
+	v, err := opt.version()
+	if err != nil {
+		return nil, err
+	}
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("stream: key is %d bytes, want %d", len(key), KeySize)
+	}
+	if v == V1 && fips140.Enforced() {
+		// Refused before reading: a FIPS-only run consumes no input it
+		// cannot open.
+		return nil, fipsV1Error()
+	}
+	salt := make([]byte, SaltSize)
+	if _, err := io.ReadFull(src, salt); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("stream: salt: %w", ErrTruncated)
+		}
+		return nil, fmt.Errorf("stream: read salt: %w", err)
+	}
+	s, err := newSuite(v, key, salt, header, cs)
+	if err != nil {
+		return nil, err
+	}
+	r := &reader{pipeline: newPipeline(s, opt), src: src}
+	if r.pool != nil {
+		runtime.AddCleanup(r, func(p *pool) { p.stop() }, r.pool)
+	}
+	return r, nil
+}
+
+func (r *reader) newJob() *job {
+	j := r.spare(func() *job {
+		return &job{
+			s:    r.s,
+			open: true,
+			buf:  make([]byte, r.batch*r.s.stride()+1),
+			out:  make([]byte, 0, r.batch*r.s.chunk),
+		}
+	})
+	j.n, j.last, j.tail, j.err = 0, false, nil, nil
+	return j
+}
+
+// readJob reads the next run of chunks from src into a job and decides from
+// the framing which of them, if any, is the final one. A framing error after
+// some whole chunks goes into the job's tail, behind those chunks.
+func (r *reader) readJob() (*job, error) {
+	stride := r.s.stride()
+	j := r.newJob()
+	want := r.batch*stride + 1
+	buf := j.buf[:want]
+	start := 0
+	if r.hasCarry {
+		buf[0] = r.carry
+		start, r.hasCarry = 1, false
+	}
+	n, err := io.ReadFull(r.src, buf[start:])
+	n += start
+	full, rest := n/stride, n%stride
+	switch {
+	case n == want:
+		// A byte follows these chunks: none of them is the final one.
+		r.carry, r.hasCarry = buf[want-1], true
+		j.n = r.batch
+	case err != nil && err != io.EOF && err != io.ErrUnexpectedEOF:
+		r.free = append(r.free, j)
+		return nil, fmt.Errorf("stream: read chunk %d: %w", r.counter, err)
+	case n == 0:
+		r.free = append(r.free, j)
+		return nil, fmt.Errorf("stream: chunk %d: no final chunk: %w", r.counter, ErrTruncated)
+	case rest == 0:
+		// Full chunks up to the end: the last of them is the final one.
+		j.n, j.last = full, true
+	case rest < r.s.over:
+		j.n = full
+		j.tail = fmt.Errorf("stream: chunk %d: %d bytes, shorter than a chunk's nonce and tag: %w", r.counter+uint64(full), rest, ErrTruncated)
+	default:
+		// A short chunk at the end: the final one.
+		j.n, j.last = full+1, true
+	}
+	j.buf = buf[:min(n, j.n*stride)]
+	// The job's chunks but a final one need a successor number.
+	span := uint64(j.n)
+	if j.last {
+		span--
+	}
+	if r.s.maxCounter-r.counter < span {
+		r.free = append(r.free, j)
+		return nil, overflowError(r.s)
+	}
+	j.first = r.counter
+	r.counter += span
+	r.sawLast = j.last || j.tail != nil
+	return j, nil
+}
+
+// fill reads and starts jobs until the window is full or the final chunk has
+// been read. A read error is queued behind the jobs before it.
+func (r *reader) fill() {
+	for !r.sawLast && len(r.queue) < r.window {
+		j, err := r.readJob()
+		if err != nil {
+			r.queue = append(r.queue, &job{err: err})
+			r.sawLast = true
+			return
+		}
+		r.queue = append(r.queue, j)
+		r.pool.run(j)
+	}
+}
+
+// next makes the next job current. It returns the current job's error once
+// its good plaintext has been returned, and io.EOF after the final chunk.
+func (r *reader) next() error {
+	if r.err != nil {
+		return r.err
+	}
+	if j := r.cur; j != nil {
+		r.cur = nil
+		if j.err != nil {
+			r.err = j.err
+			r.drop()
+			return r.err
+		}
+		r.free = append(r.free, j)
+	}
+	r.fill()
+	if len(r.queue) == 0 {
+		r.err = io.EOF
+		r.pool.stopNil()
+		return io.EOF
+	}
+	j := popFront(&r.queue)
+	r.pool.wait(j)
+	r.cur, r.unread = j, j.out
+	return nil
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	for len(r.unread) == 0 {
+		if err := r.next(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, r.unread)
+	r.unread = r.unread[n:]
+	return n, nil
+}
+
+// WriteTo writes the rest of the plaintext to dst, job by job.
+func (r *reader) WriteTo(dst io.Writer) (int64, error) {
+	var total int64
+	for {
+		if len(r.unread) > 0 {
+			n, err := dst.Write(r.unread)
+			total += int64(n)
+			r.unread = r.unread[n:]
+			if err != nil {
+				return total, err
+			}
+			if len(r.unread) > 0 {
+				return total, io.ErrShortWrite
+			}
+		}
+		if err := r.next(); err != nil {
+			if err == io.EOF {
+				return total, nil
+			}
+			return total, err
+		}
+	}
+}
