@@ -7,6 +7,7 @@ package fipstest
 
 import (
 	"crypto/fips140"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -42,4 +43,44 @@ func RunOnly(t *testing.T, run string) {
 		t.Fatalf("under GODEBUG=fips140=only, no test matched %s:\n%s", run, out)
 	}
 	t.Logf("under GODEBUG=fips140=only, %s passed", run)
+}
+
+// KMSSide runs f, the cryptography of a test server that stands in for a
+// KMS, outside fips140=only enforcement: the KMS's own cryptography is the
+// KMS's (and its own validation's) business, not cmekctl's, and emulators
+// use caller-chosen GCM nonces the mode refuses. Only f's goroutine (and what
+// it starts) is exempt; the client under test, on its own goroutine, stays
+// enforced. Without fips140=only it just runs f. Never call it outside test
+// support: internal/archtest checks that the cmekctl binary does not link it.
+func KMSSide(f func()) { fips140.WithoutEnforcement(f) }
+
+// Handler wraps a test server's handler with KMSSide.
+func Handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		KMSSide(func() { h.ServeHTTP(w, r) })
+	})
+}
+
+// ServerEnv is env (os.Environ() form) with any fips140 setting dropped from
+// GODEBUG, for a test KMS server started as a child process: it would
+// otherwise inherit the test's fips140=only and refuse its own emulated
+// cryptography. cmekctl's side of the connection stays in the mode.
+func ServerEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+			var keep []string
+			for _, s := range strings.Split(v, ",") {
+				if !strings.HasPrefix(strings.TrimSpace(s), "fips140=") && s != "" {
+					keep = append(keep, s)
+				}
+			}
+			if len(keep) == 0 {
+				continue
+			}
+			kv = "GODEBUG=" + strings.Join(keep, ",")
+		}
+		out = append(out, kv)
+	}
+	return out
 }

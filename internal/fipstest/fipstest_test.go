@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -25,4 +26,16 @@ func TestChild(t *testing.T) {
 func TestRunOnly(t *testing.T) {
 	t.Setenv("FIPSTEST_CHILD", "1")
 	RunOnly(t, "^TestChild$")
+}
+
+func TestServerEnv(t *testing.T) {
+	got := ServerEnv([]string{"A=1", "GODEBUG=http2debug=1,fips140=only", "B=2"})
+	want := []string{"A=1", "GODEBUG=http2debug=1", "B=2"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("ServerEnv = %q, want %q", got, want)
+	}
+	got = ServerEnv([]string{"GODEBUG=fips140=only", "C=3"})
+	if strings.Join(got, " ") != "C=3" {
+		t.Fatalf("ServerEnv dropped nothing: %q", got)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/cmekctl/cmekctl/internal/fipstest"
 	localkms "github.com/nsmithuk/local-kms/src"
 	lkconfig "github.com/nsmithuk/local-kms/src/config"
 	lkdata "github.com/nsmithuk/local-kms/src/data"
@@ -78,7 +79,7 @@ func newLoopbackServer(t *testing.T, h http.Handler) *httptest.Server {
 	if err != nil {
 		t.Fatalf("listen on 127.0.0.1: %v", err)
 	}
-	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: h}}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: fipstest.Handler(h)}}
 	srv.Start()
 	return srv
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/cmekctl/cmekctl/internal/fipstest"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/provider/vaulttransit"
 )
@@ -112,7 +113,8 @@ func startServer(t *testing.T, extra ...string) *vaultServer {
 	token := "hvs." + randHex(t, 12)
 	args := append([]string{"-addr", "127.0.0.1:0", "-print-addr", "-exit-on-eof", "-token-stdin"}, extra...)
 	cmd := exec.Command(bin, args...)
-	stdin, err := cmd.StdinPipe() // the token goes here, off argv and the environment
+	cmd.Env = fipstest.ServerEnv(os.Environ()) // Vault's own crypto: not in cmekctl's FIPS mode
+	stdin, err := cmd.StdinPipe()              // the token goes here, off argv and the environment
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,7 @@ import (
 	"github.com/nsmithuk/local-kms/src/handler"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cmekctl/cmekctl/internal/fipstest"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/provider/awskms"
 )
@@ -105,7 +106,7 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("awskmstest: listen on 127.0.0.1: %v", err)
 	}
 	s := &Server{DB: lkdata.NewDatabase(t.TempDir()), t: t, calls: map[string]int{}}
-	s.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(s.serve)}}
+	s.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: fipstest.Handler(http.HandlerFunc(s.serve))}}
 	s.srv.Start()
 	s.URL = s.srv.URL
 	t.Cleanup(func() { s.Stop(); s.DB.Close() })

@@ -69,6 +69,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/cmekctl/cmekctl/internal/fipstest"
 )
 
 // DefaultDestroyScheduledDuration is Cloud KMS's default window between
@@ -332,7 +334,10 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	if throttled {
 		return nil, status.Error(codes.ResourceExhausted, "Quota exceeded for quota metric 'Cryptographic requests' and limit 'Cryptographic requests per minute per region' of service 'cloudkms.googleapis.com'.")
 	}
-	return h(ctx, req)
+	var resp any
+	var err error
+	fipstest.KMSSide(func() { resp, err = h(ctx, req) })
+	return resp, err
 }
 
 func permission(method string) string {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/cmekctl/cmekctl/internal/fipstest"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/provider/vaulttransit"
 )
@@ -119,6 +120,7 @@ func Start(t testing.TB, extra ...string) *Server {
 	s := &Server{Token: "hvs." + RandHex(12), t: t, done: make(chan struct{})}
 	args := append([]string{"-addr", "127.0.0.1:0", "-print-addr", "-exit-on-eof", "-token-stdin"}, extra...)
 	s.cmd = exec.Command(bin, args...)
+	s.cmd.Env = fipstest.ServerEnv(os.Environ()) // Vault's own crypto: not in cmekctl's FIPS mode
 	stdin, err := s.cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
