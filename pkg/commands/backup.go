@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,6 +78,14 @@ is not restorable.`,
 	imp := &cobra.Command{
 		Use:   "import --keyring DIR... FILE",
 		Short: "Import wrapped backup keys from an escrow file of the same cluster",
+		Long: `Import wrapped backup keys from an escrow file of the same cluster.
+
+An escrow file may come from anyone who can write to where it is kept, so
+its CMEK URIs are never recorded or dialled: a wrap is imported only for a
+region of the keyrings given and under a CMEK key those keyrings already
+know (same scheme, host, path and parameters, credentials aside), and is
+recorded with the keyring's own URI. A wrap under any other key is refused
+(exit 6); wraps of regions with no keyring given are left out, with a note.`,
 		Args:  cobra.ExactArgs(1),
 	}
 	io := &BackupKeysOptions{}
@@ -368,17 +378,46 @@ func backupKeysImport(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 		return err
 	}
 	defer g.Close()
+	if err := g.CheckEscrowCluster(e.ClusterID); err != nil {
+		return err
+	}
+	// The escrow file's URIs name nothing: a wrap is kept only for a region
+	// of these keyrings and under a CMEK key they already know, recorded
+	// with the keyring's URI. Anything else is refused, never stored.
 	var keys []keyring.BackupKey
+	var unknown []string
+	skipped := map[string]bool{}
 	for _, k := range e.Keys {
 		bk := keyring.BackupKey{ID: k.ID, Label: k.Label, Created: k.Created}
 		for _, w := range k.Wraps {
-			uri, ok := g.RegionCMEK(w.Region)
+			if _, ok := g.RegionCMEK(w.Region); !ok {
+				skipped[w.Region] = true
+				continue
+			}
+			uri, ok := g.KnownCMEK(w.Region, w.CMEKURI)
 			if !ok {
-				uri = w.CMEKURI
+				if !slices.Contains(unknown, w.Region) {
+					unknown = append(unknown, w.Region)
+				}
+				continue
 			}
 			bk.Wraps = append(bk.Wraps, keyring.RegionWrap{Region: w.Region, CMEKURI: uri, CMEKVersion: w.KeyVersion, Wrapped: w.Wrapped})
 		}
+		if len(bk.Wraps) == 0 {
+			if len(unknown) > 0 {
+				return untrustedKMSError("the escrow file", unknown)
+			}
+			return &ExitError{Code: ExitForeign,
+				Err:  fmt.Errorf("%w: backup key %s of %s has no wrap for a region of these keyrings", keyring.ErrForeign, keyring.Short(k.ID), o.In),
+				Hint: "give a keyring of a region that wraps it (--keyring DIR, repeat)"}
+		}
 		keys = append(keys, bk)
+	}
+	if len(unknown) > 0 {
+		return untrustedKMSError("the escrow file", unknown)
+	}
+	for _, r := range slices.Sorted(maps.Keys(skipped)) {
+		fmt.Fprintf(f.IO.ErrOut, "cmekctl: note: region %s's wraps not imported: no keyring of region %s given (an escrow file's URIs are never recorded)\n", r, r)
 	}
 	s := f.newSession()
 	n, err := keyring.ImportBackupKeys(f.env(s), g, e.ClusterID, keys)
@@ -408,7 +447,9 @@ func newCmdBackup(f *Factory, p func() printer) *cobra.Command {
 		Short: "Encrypt and decrypt backup files with backup keys",
 		Long: `Encrypt a backup stream with a backup key (a fresh one for a full backup, its
 full backup's key for an incremental), and decrypt it with the CMEK key of any
-region that wraps it. Input and output default to stdin and stdout:
+region that wraps it. A backup's header is not trusted to name a KMS: decrypt
+dials only CMEK keys the keyrings given record (exit 6 otherwise). Input and
+output default to stdin and stdout:
 
   some-dump | cmekctl backup encrypt --keyring DIR > backup.cmek
   cmekctl backup decrypt --keyring DIR backup.cmek > restored
@@ -559,32 +600,45 @@ func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
 		name = "stdin"
 	}
 	var usedRegion string
+	var held []byte // the unwrapped backup key, wiped before returning
 	unwrap := func(h *backup.Header) ([]byte, error) {
 		if h.ClusterID != g.Cluster {
 			return nil, fmt.Errorf("%w: the backup is of cluster %q, the keyrings of cluster %q", keyring.ErrForeign, h.ClusterID, g.Cluster)
 		}
 		// The keyrings' record of the backup key first (re-wrapped under the
-		// regions' current keys), then the wraps in the file's header, each
-		// under the CMEK key that made it.
+		// regions' current keys), then the wraps in the file's header. The
+		// header is not authenticated until chunk 0 opens, so its URIs name
+		// nothing: a header wrap is used only under a CMEK key the keyrings
+		// already know, dialled by the keyring's URI (never the file's).
 		bk := keyring.BackupKey{ID: h.BackupKeyID}
 		for _, k := range g.BackupKeys() {
 			if k.ID == h.BackupKeyID {
 				bk.Wraps = append(bk.Wraps, k.Wraps...)
 			}
 		}
+		var unknown []string
 		for _, w := range h.Wraps {
 			if _, ok := g.RegionCMEK(w.Region); !ok {
 				continue // no keyring of that region given: not ours to try
 			}
-			bk.Wraps = append(bk.Wraps, keyring.RegionWrap{Region: w.Region, CMEKURI: w.CMEKURI, CMEKVersion: w.KeyVersion, Wrapped: w.Wrapped})
+			uri, ok := g.KnownCMEK(w.Region, w.CMEKURI)
+			if !ok {
+				unknown = append(unknown, w.Region)
+				continue
+			}
+			bk.Wraps = append(bk.Wraps, keyring.RegionWrap{Region: w.Region, CMEKURI: uri, CMEKVersion: w.KeyVersion, Wrapped: w.Wrapped})
+		}
+		if len(bk.Wraps) == 0 && len(unknown) > 0 {
+			return nil, untrustedKMSError("the backup's header", unknown)
 		}
 		if len(bk.Wraps) == 0 {
 			return nil, fmt.Errorf("%w: none of the backup's regions has a keyring here", keyring.ErrForeign)
 		}
 		key, region, err := keyring.UnwrapBackupKey(ctx, env, g.Cluster, bk, "")
-		usedRegion = region
+		usedRegion, held = region, key
 		return key, err
 	}
+	defer func() { keyring.Wipe(held) }() // the reader is done with it when this returns
 	return writeStream(ctx, f, o.Out, in, -1, func(w io.Writer, in io.Reader) error {
 		h, r, err := backup.Open(in, unwrap, stream.Options{Parallel: o.Parallel})
 		if err != nil {
@@ -599,4 +653,15 @@ func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
 		fmt.Fprintf(f.IO.ErrOut, "decrypted %s backup %s with region %s's CMEK key\n", h.Kind, keyring.Short(h.ID), usedRegion)
 		return nil
 	})
+}
+
+// untrustedKMSError refuses wraps whose CMEK URIs, read from a file anyone
+// with access to backup or escrow storage could have written, name no key
+// the keyrings know: dialling them would send the operator's credentials
+// wherever the file says.
+func untrustedKMSError(what string, regions []string) error {
+	return &ExitError{Code: ExitForeign,
+		Err: fmt.Errorf("%w: %s names a CMEK key for region %s that these keyrings do not know; refusing to dial a KMS named by a file",
+			keyring.ErrForeign, what, strings.Join(regions, ", ")),
+		Hint: "give the keyrings of the regions that wrap it (their recorded CMEK URIs are the only ones used), or rewrap the backup keys there first"}
 }

@@ -19,6 +19,37 @@ func (g *Group) RegionCMEK(region string) (string, bool) {
 	return "", false
 }
 
+// KnownCMEK returns the URI, as the keyrings record it, of the CMEK key of
+// region whose normalised identity (provider.Identity) is that of uri, and
+// whether there is one. The keys a region's keyrings know are its store-key
+// wrap's and those wrapping its backup keys.
+//
+// A URI read from a backup header or an escrow file is attacker-controlled:
+// callers pass it here and dial only what comes back, never the file's URI,
+// so a forged file cannot name a KMS host, a transport or credentials.
+func (g *Group) KnownCMEK(region, uri string) (string, bool) {
+	id := provider.Identity(uri)
+	if id == "" {
+		return "", false
+	}
+	for _, n := range g.Nodes {
+		if n.KR.Region != region {
+			continue
+		}
+		if provider.Identity(n.KR.StoreWrap.CMEKURI) == id {
+			return n.KR.StoreWrap.CMEKURI, true
+		}
+		for _, b := range n.KR.BackupKeys {
+			for _, w := range b.Wraps {
+				if w.Region == region && provider.Identity(w.CMEKURI) == id {
+					return w.CMEKURI, true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
 // BackupKeys returns every backup key of the group's keyrings, by ID, in
 // creation order.
 func (g *Group) BackupKeys() []BackupKey {
@@ -175,11 +206,19 @@ func RewrapBackupKeys(ctx context.Context, env Env, g *Group) (int, error) {
 	return len(keys), g.saveBackupKeys(env, keys)
 }
 
+// CheckEscrowCluster refuses an escrow file of another cluster.
+func (g *Group) CheckEscrowCluster(cluster string) error {
+	if cluster != g.Cluster {
+		return fmt.Errorf("%w: the escrow file is of cluster %q, the keyrings of cluster %q: import into a keyring of the same cluster", ErrForeign, cluster, g.Cluster)
+	}
+	return nil
+}
+
 // ImportBackupKeys adds backup keys (from an escrow file of the same
 // cluster) that the keyrings lack; it returns how many were added.
 func ImportBackupKeys(env Env, g *Group, cluster string, keys []BackupKey) (int, error) {
-	if cluster != g.Cluster {
-		return 0, fmt.Errorf("%w: the escrow file is of cluster %q, the keyrings of cluster %q: import into a keyring of the same cluster", ErrForeign, cluster, g.Cluster)
+	if err := g.CheckEscrowCluster(cluster); err != nil {
+		return 0, err
 	}
 	// A key counts as present only if every keyring holds it: an import
 	// interrupted part way is finished by running it again.

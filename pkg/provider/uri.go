@@ -3,6 +3,7 @@ package provider
 import (
 	"fmt"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 )
@@ -78,5 +79,45 @@ func (r Registry) Schemes() []string {
 		s = append(s, k)
 	}
 	slices.Sort(s)
+	return s
+}
+
+// identityDropped are the query parameters that say how to authenticate,
+// not which key or where: Identity leaves them out, so a URI and its
+// redacted copy (as backups and escrow files record it) compare equal.
+var identityDropped = []string{"AUTH", "AWS_ACCESS_KEY_ID"}
+
+// Identity returns raw's normalised key identity: the scheme and host in
+// lower case, the cleaned path, and every query parameter except credentials
+// and the authentication mode, sorted. Two URIs with the same identity name
+// the same key at the same endpoint over the same transport. It returns ""
+// for a URI it cannot parse, which equals nothing.
+//
+// Identity exists so that a URI read from an untrusted file (a backup
+// header, an escrow file) is never dialled: it is compared with the URIs the
+// operator's keyrings record, and the keyring's own URI is used.
+func Identity(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Opaque != "" || u.Fragment != "" {
+		return ""
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return ""
+	}
+	for k := range q {
+		up := strings.ToUpper(k)
+		if slices.Contains(secretParams, up) || slices.Contains(identityDropped, up) {
+			delete(q, k)
+		}
+	}
+	p := u.EscapedPath()
+	if p != "" {
+		p = path.Clean(p)
+	}
+	s := strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + p
+	if len(q) > 0 {
+		s += "?" + q.Encode() // Encode sorts by key
+	}
 	return s
 }
