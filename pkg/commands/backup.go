@@ -86,7 +86,7 @@ region of the keyrings given and under a CMEK key those keyrings already
 know (same scheme, host, path and parameters, credentials aside), and is
 recorded with the keyring's own URI. A wrap under any other key is refused
 (exit 6); wraps of regions with no keyring given are left out, with a note.`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 	}
 	io := &BackupKeysOptions{}
 	imp.Flags().StringArrayVar(&io.Keyrings, "keyring", nil, "keyring directory (repeat)")
