@@ -50,8 +50,8 @@ var (
 	cloudByScript   = map[*testscript.TestScript]*cloudFakes{}
 	localKMSConfig  sync.Once
 	cloudScriptHelp = `usage: cloudfake start CLUSTER REGION... | cluster CLUSTER REGION... | key NAME |
-  fail REGION MESSAGE... | busy N | iam-denied N | get-errors N | polls N | echo-auth on|off |
-  status REGION WANT | count METHOD|any N`
+  fail REGION MESSAGE... | busy N | lock N | rate-limit N SECONDS | iam-denied N | get-errors N |
+  polls N | echo-auth on|off | status REGION WANT | nodes REGION WANT | count METHOD|any N`
 )
 
 // cloudCmds returns the script commands; t is the test that owns the
@@ -146,6 +146,14 @@ func cloudDo(ts *testscript.TestScript, fk *cloudFakes, args []string) {
 		fk.api.FailRegion(args[1], strings.Join(args[2:], " "))
 	case "busy":
 		fk.api.Busy(n(1))
+	case "lock":
+		fk.api.Lock(n(1))
+	case "rate-limit":
+		fk.api.RateLimit(n(1), time.Duration(n(2))*time.Second)
+	case "nodes":
+		if got, want := fk.api.NodeCount(args[1]), n(2); got != want {
+			ts.Fatalf("cloudfake: region %s has %d nodes on the server, want %d", args[1], got, want)
+		}
 	case "iam-denied":
 		fk.api.IAMDenied(n(1))
 	case "get-errors":

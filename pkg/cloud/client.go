@@ -3,7 +3,6 @@ package cloud
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,18 +21,29 @@ const (
 	// answers as version 2022-03-31.
 	APIVersion = "2024-09-16"
 
-	// IAMPropagationWindow is how long EnableCMEK retries 400, 401 and 403:
-	// cloud IAM grants to the cluster's principal take time to propagate.
+	// IAMPropagationWindow is how long EnableCMEK retries 400, 401 and 403,
+	// counted from the first such answer: cloud IAM grants to the cluster's
+	// principal take time to propagate.
 	IAMPropagationWindow = 10 * time.Minute
-	// BusyWindow is how long a POST, PUT or PATCH is retried while the API
-	// answers 503 (the cluster is busy with another operation).
-	BusyWindow = 10 * time.Minute
-	// GETAttempts bounds the automatic retries of a GET on 5xx and network
-	// errors.
+	// ClusterReadyTimeout bounds how long EnableCMEK waits, on a 503, for
+	// the cluster to leave its busy state (WaitClusterReady), and how long
+	// EnableCMEK goes on retrying in all.
+	ClusterReadyTimeout = 2 * time.Hour
+	// GETAttempts bounds the automatic tries of a GET on 429, 5xx (but 501)
+	// and network errors.
 	GETAttempts = 5
+	// RetryWaitMin and RetryWaitMax bound a GET's backoff: 1 s doubling to
+	// 30 s, as the vendor's Terraform provider's HTTP client
+	// (go-retryablehttp's defaults).
+	RetryWaitMin = 1 * time.Second
+	RetryWaitMax = 30 * time.Second
+	// MaxRetryAfter caps the wait a Retry-After header may ask for.
+	MaxRetryAfter = 5 * time.Minute
 	// DefaultWaitTimeout is Wait's overall limit.
 	DefaultWaitTimeout = 2 * time.Hour
 
+	// Polling (Wait, WaitClusterReady, the IAM retries of enable): 0.5 s
+	// doubling to 10 s, as the Terraform provider's retry helper.
 	firstDelay = 500 * time.Millisecond
 	maxDelay   = 10 * time.Second
 	maxBody    = 8 << 20
@@ -199,106 +209,8 @@ type scrubbedError struct {
 func (e *scrubbedError) Error() string { return e.text }
 func (e *scrubbedError) Unwrap() error { return e.err }
 
-// policy is a retry rule, after the vendor's Terraform provider.
-type policy int
-
-const (
-	// retryRead: GET; 5xx and network errors, GETAttempts in all.
-	retryRead policy = iota
-	// retryWrite: PUT, PATCH; 503 (busy) for BusyWindow; nothing else.
-	retryWrite
-	// retryEnable: POST; as retryWrite, and 400/401/403 for
-	// IAMPropagationWindow.
-	retryEnable
-)
-
-type call struct {
-	op     string // for messages: "get cmek", "enable cmek", ...
-	method string
-	path   string // escaped
-	query  url.Values
-	body   any
-	out    any
-	policy policy
-}
-
-func backoff(attempt int) time.Duration {
-	d := firstDelay
-	for i := 1; i < attempt && d < maxDelay; i++ {
-		d *= 2
-	}
-	return min(d, maxDelay)
-}
-
-// do runs one API call with its retry policy and decodes a 2xx body into
-// cl.out.
-func (c *Client) do(ctx context.Context, cl call) error {
-	return c.guard(c.doRetry(ctx, cl))
-}
-
-func (c *Client) doRetry(ctx context.Context, cl call) error {
-	var payload []byte
-	if cl.body != nil {
-		var err error
-		if payload, err = json.Marshal(cl.body); err != nil {
-			return fmt.Errorf("cloud api: %s: encode request: %w", cl.op, err)
-		}
-	}
-	start := c.now()
-	for attempt := 1; ; attempt++ {
-		status, body, err := c.roundTrip(ctx, cl, payload)
-		if err == nil && status >= 200 && status < 300 {
-			if cl.out == nil {
-				return nil
-			}
-			if err := json.Unmarshal(body, cl.out); err != nil {
-				return &kindError{err: fmt.Errorf("cloud api: %s (%s %s): decode response: %w", cl.op, cl.method, cl.path, err), kind: ErrUnavailable}
-			}
-			return nil
-		}
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("cloud api: %s (%s %s): %w", cl.op, cl.method, cl.path, ctxErr)
-		}
-		var final error
-		var apiErr *APIError
-		if err != nil {
-			final = &kindError{err: fmt.Errorf("cloud api: %s (%s %s): %w", cl.op, cl.method, cl.path, err), kind: ErrUnavailable}
-		} else {
-			apiErr = parseAPIError(cl.op, cl.method, cl.path, status, body, c.scrub)
-			final = apiErr
-		}
-		elapsed := c.now().Sub(start)
-		delay := backoff(attempt)
-		var why string
-		switch {
-		case cl.policy == retryRead && (apiErr == nil || status >= 500):
-			if attempt >= GETAttempts {
-				return final
-			}
-			why = fmt.Sprintf("retrying in %s (attempt %d of %d)", delay, attempt+1, GETAttempts)
-		case cl.policy != retryRead && status == http.StatusServiceUnavailable:
-			if elapsed >= BusyWindow {
-				return &kindError{err: fmt.Errorf("%w (the cluster was still busy after %s)", final, BusyWindow), kind: ErrUnavailable}
-			}
-			why = fmt.Sprintf("the cluster is busy with another operation; retrying in %s (for up to %s)", delay, BusyWindow)
-		case cl.policy == retryEnable && (status == http.StatusBadRequest || status == http.StatusUnauthorized || status == http.StatusForbidden):
-			if elapsed >= IAMPropagationWindow {
-				return fmt.Errorf("%w (still refused after retrying for %s)", final, IAMPropagationWindow)
-			}
-			why = fmt.Sprintf("cloud IAM grants can take minutes to propagate; retrying in %s (%s of up to %s elapsed)",
-				delay, elapsed.Truncate(time.Second), IAMPropagationWindow)
-		default:
-			return final
-		}
-		c.log("%v; %s", final, why)
-		if err := c.sleep(ctx, delay); err != nil {
-			return fmt.Errorf("cloud api: %s (%s %s): %w", cl.op, cl.method, cl.path, err)
-		}
-	}
-}
-
 // roundTrip sends one request and reads the whole response.
-func (c *Client) roundTrip(ctx context.Context, cl call, payload []byte) (int, []byte, error) {
+func (c *Client) roundTrip(ctx context.Context, cl call, payload []byte) (int, http.Header, []byte, error) {
 	target := c.base + cl.path
 	if len(cl.query) > 0 {
 		target += "?" + cl.query.Encode()
@@ -309,7 +221,7 @@ func (c *Client) roundTrip(ctx context.Context, cl call, payload []byte) (int, [
 	}
 	req, err := http.NewRequestWithContext(ctx, cl.method, target, body)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key.Reveal())
 	req.Header.Set("Cc-Version", APIVersion)
@@ -320,12 +232,12 @@ func (c *Client) roundTrip(ctx context.Context, cl call, payload []byte) (int, [
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return 0, nil, fmt.Errorf("read response: %w", err)
+		return 0, nil, nil, fmt.Errorf("read response: %w", err)
 	}
-	return resp.StatusCode, data, nil
+	return resp.StatusCode, resp.Header, data, nil
 }

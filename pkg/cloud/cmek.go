@@ -21,8 +21,8 @@ func checkCluster(op, clusterID string) error {
 	return nil
 }
 
-// GetCMEK returns the cluster's CMEK status (GET .../cmek). 5xx and network
-// errors are retried (GETAttempts in all).
+// GetCMEK returns the cluster's CMEK status (GET .../cmek). 429, 5xx (but
+// 501) and network errors are retried (GETAttempts in all).
 func (c *Client) GetCMEK(ctx context.Context, clusterID string) (*ClusterInfo, error) {
 	const op = "get cmek"
 	if err := checkCluster(op, clusterID); err != nil {
@@ -37,20 +37,21 @@ func (c *Client) GetCMEK(ctx context.Context, clusterID string) (*ClusterInfo, e
 }
 
 // EnableCMEK enables CMEK with a spec for every region of the cluster
-// (POST .../cmek) and returns at once; call Wait to see it through. 503 is
-// retried for BusyWindow, and 400, 401 and 403 for IAMPropagationWindow
-// (IAM grants propagate slowly), each retry reported through Logf. Since a
-// 400 is retried too, check with GetCMEK first that CMEK is not enabled
-// already.
+// (POST .../cmek) and returns at once; call Wait to see it through. 400,
+// 401 and 403 are retried for IAMPropagationWindow from the first of them
+// (IAM grants propagate slowly); on 503 (the cluster is busy) it waits for
+// the cluster to be ready (WaitClusterReady) and tries again; each retry is
+// reported through Logf. Since a 400 is retried too, check with GetCMEK
+// first that CMEK is not enabled already.
 func (c *Client) EnableCMEK(ctx context.Context, clusterID string, specs []RegionSpec) (*ClusterInfo, error) {
 	return c.putSpecs(ctx, "enable cmek", "POST", retryEnable, clusterID, specs)
 }
 
 // UpdateCMEK rotates the listed regions only (PUT .../cmek): a new URI, or
-// the same URI to move to the key's current version. 503 is retried for
-// BusyWindow; any other error is final.
+// the same URI (see docs/cloud.md on what the API is known to do then).
+// Never retried.
 func (c *Client) UpdateCMEK(ctx context.Context, clusterID string, specs []RegionSpec) (*ClusterInfo, error) {
-	return c.putSpecs(ctx, "update cmek", "PUT", retryWrite, clusterID, specs)
+	return c.putSpecs(ctx, "update cmek", "PUT", retryNone, clusterID, specs)
 }
 
 func (c *Client) putSpecs(ctx context.Context, op, method string, p policy, clusterID string, specs []RegionSpec) (*ClusterInfo, error) {
@@ -64,7 +65,7 @@ func (c *Client) putSpecs(ctx context.Context, op, method string, p policy, clus
 		RegionSpecs []RegionSpec `json:"region_specs"`
 	}{specs}
 	var info ClusterInfo
-	err := c.do(ctx, call{op: op, method: method, path: cmekPath(clusterID), body: body, out: &info, policy: p})
+	err := c.do(ctx, call{op: op, method: method, path: cmekPath(clusterID), body: body, out: &info, policy: p, cluster: clusterID})
 	if err != nil {
 		return nil, err
 	}
@@ -91,8 +92,8 @@ func checkSpecs(specs []RegionSpec) error {
 }
 
 // RevokeCMEK revokes the cluster's access to its CMEK keys (PATCH .../cmek
-// {"action":"REVOKE"}). Undoing it needs the vendor's support. 503 is
-// retried for BusyWindow; any other error is final.
+// {"action":"REVOKE"}). Undoing it needs the vendor's support. Never
+// retried.
 func (c *Client) RevokeCMEK(ctx context.Context, clusterID string) (*ClusterInfo, error) {
 	const op = "revoke cmek"
 	if err := checkCluster(op, clusterID); err != nil {
@@ -102,7 +103,7 @@ func (c *Client) RevokeCMEK(ctx context.Context, clusterID string) (*ClusterInfo
 		Action string `json:"action"`
 	}{"REVOKE"}
 	var info ClusterInfo
-	err := c.do(ctx, call{op: op, method: "PATCH", path: cmekPath(clusterID), body: body, out: &info, policy: retryWrite})
+	err := c.do(ctx, call{op: op, method: "PATCH", path: cmekPath(clusterID), body: body, out: &info, policy: retryNone})
 	if err != nil {
 		return nil, err
 	}
@@ -120,9 +121,9 @@ type WaitOptions struct {
 // Wait polls GetCMEK, backing off from 0.5 s doubling to 10 s, until every
 // region is ENABLED, DISABLED or REVOKED, and returns the last status. A
 // *_FAILED status ends it with a *FailedError (ErrFailed) carrying the
-// region and its user_message; a GET that still fails with 5xx or a network
-// error after its own retries is logged and polled again; any other GET
-// error ends it. When the timeout passes first, the error is ErrTimeout and
+// region and its user_message; a GET that still fails with 429, 5xx or a
+// network error after its own retries is logged and polled again (after at
+// least what its Retry-After asked for); any other GET error ends it. When the timeout passes first, the error is ErrTimeout and
 // the last status read is returned with it.
 func (c *Client) Wait(ctx context.Context, clusterID string, opts WaitOptions) (*ClusterInfo, error) {
 	timeout := opts.Timeout
@@ -134,6 +135,7 @@ func (c *Client) Wait(ctx context.Context, clusterID string, opts WaitOptions) (
 	var last *ClusterInfo
 	for {
 		info, err := c.GetCMEK(ctx, clusterID)
+		next := delay
 		switch {
 		case err == nil:
 			last = info
@@ -148,6 +150,7 @@ func (c *Client) Wait(ctx context.Context, clusterID string, opts WaitOptions) (
 			}
 		case errors.Is(err, ErrUnavailable) && ctx.Err() == nil:
 			c.log("%v; polling again", err)
+			next = max(next, retryAfterOf(err))
 		default:
 			return last, err
 		}
@@ -158,7 +161,7 @@ func (c *Client) Wait(ctx context.Context, clusterID string, opts WaitOptions) (
 				kind: ErrTimeout,
 			}
 		}
-		if err := c.sleep(ctx, min(delay, remaining)); err != nil {
+		if err := c.sleep(ctx, min(next, remaining)); err != nil {
 			return last, fmt.Errorf("cloud api: wait for cmek on cluster %s: %w", clusterID, err)
 		}
 		delay = min(2*delay, maxDelay)

@@ -245,6 +245,22 @@ func TestContract(t *testing.T) {
 	if _, err := e.c.Wait(ctx, clusterID, cloud.WaitOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Region add: refused with a spec for an existing region, then the
+	// cluster PATCH, the cluster GETs until it is ready, a 429 mid-wait.
+	nodes := map[string]int32{"us-east-1": 3, "us-west-2": 3, "us-central-1": 3}
+	if _, err := e.c.AddRegions(ctx, clusterID, nodes, e.specs("us-west-2")); !errors.Is(err, cloud.ErrRejected) {
+		t.Fatalf("add regions with a spec for an existing region: %v, want ErrRejected", err)
+	}
+	if _, err := e.c.AddRegions(ctx, clusterID, nodes, e.specs("us-central-1")); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.RateLimit(1, time.Second)
+	if _, err := e.c.WaitClusterReady(ctx, clusterID, cloud.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Wait(ctx, clusterID, cloud.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	e.srv.FailRegion("us-west-2", "the key's IAM policy no longer grants the cluster access")
 	if _, err := e.c.RevokeCMEK(ctx, clusterID); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Error kinds. Every error the client returns matches at most one of them
@@ -16,14 +17,15 @@ var (
 	ErrAuth = errors.New("cloud api: not authorized")
 	// ErrNotFound: 404, e.g. no such cluster.
 	ErrNotFound = errors.New("cloud api: not found")
-	// ErrRejected: any other 4xx: the API refused the request and said why.
+	// ErrRejected: any other 4xx but 429: the API refused the request and
+	// said why.
 	ErrRejected = errors.New("cloud api: request rejected")
 	// ErrFailed: a region reached a *_FAILED status (see *FailedError).
 	ErrFailed = errors.New("cloud api: cmek operation failed")
 	// ErrTimeout: Wait gave up before every region settled.
 	ErrTimeout = errors.New("cloud api: timed out")
-	// ErrUnavailable: 5xx or a network error after the retries, or a
-	// cluster still busy (503) when the busy retries ran out.
+	// ErrUnavailable: 429 (rate limited), 5xx or a network error after the
+	// retries, or 503 (the cluster is busy) on a write that is not retried.
 	ErrUnavailable = errors.New("cloud api: unavailable")
 )
 
@@ -38,6 +40,9 @@ type APIError struct {
 	Code    int              // the API's (gRPC) code
 	Message string           // the API's message
 	Details []map[string]any // the API's details (google.protobuf.Any)
+	// RetryAfter is the wait a 429 or 503 answer's Retry-After header asked
+	// for (capped at MaxRetryAfter), or 0.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -57,9 +62,9 @@ func (e *APIError) Is(target error) bool {
 		return e.Status == http.StatusNotFound
 	case ErrRejected:
 		return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusUnauthorized &&
-			e.Status != http.StatusForbidden && e.Status != http.StatusNotFound
+			e.Status != http.StatusForbidden && e.Status != http.StatusNotFound && e.Status != http.StatusTooManyRequests
 	case ErrUnavailable:
-		return e.Status >= 500
+		return e.Status >= 500 || e.Status == http.StatusTooManyRequests
 	}
 	return false
 }

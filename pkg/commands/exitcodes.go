@@ -201,8 +201,16 @@ func hintFor(err error) string {
 	switch {
 	case errors.Is(err, cloud.ErrNotFound):
 		return "check --cluster-id and --server: the Cloud API knows no such cluster"
+	case cloudBusyWrite(err):
+		return "the cluster is busy with another operation, and a write is never retried: run the same command again once cmekctl status --cloud shows every region settled"
 	case errors.Is(err, cloud.ErrUnavailable):
-		return "the Cloud API did not answer, or the cluster stayed busy; nothing is known to have changed; retry later"
+		return "the Cloud API did not answer, was rate-limiting (429), or the cluster stayed busy; nothing is known to have changed; retry later"
 	}
 	return ""
+}
+
+// cloudBusyWrite: a POST, PUT or PATCH answered 503 (the cluster is busy).
+func cloudBusyWrite(err error) bool {
+	var ae *cloud.APIError
+	return errors.As(err, &ae) && ae.Status == 503 && ae.Method != "GET"
 }

@@ -20,9 +20,17 @@
 // without it as version 2022-03-31; this fake refuses it with 400 so that a
 // missing header shows.
 //
-// Faults: FailRegion, Busy (503 on the next n calls), IAMDenied (403 on the
-// next n POSTs), GETErrors (500 on the next n GETs; ServerErrors for any
-// method), EchoAuth (error
+// The cluster itself (GET and PATCH /api/v1/clusters/{cluster_id}, in
+// cluster.go): its state is LOCKED while a CMEK operation or a region add
+// runs (or while Lock lasts), and then every CMEK write and cluster PATCH
+// is answered 503, as the API does while the cluster is busy. PATCH with
+// dedicated.region_nodes and dedicated.cmek_region_specs adds regions, with
+// the rules of DedicatedClusterUpdateSpecification.
+//
+// Faults (faults.go): FailRegion, Busy (503 on the next n calls), Lock (the
+// cluster LOCKED for its next n GETs), RateLimit (429 with Retry-After on
+// the next n GETs), IAMDenied (403 on the next n POSTs), GETErrors (500 on
+// the next n GETs; StatusErrors for any method and status), EchoAuth (error
 // messages quote the Authorization header, as a careless server might).
 // Requests returns the request log.
 package cloudtest
@@ -53,6 +61,10 @@ const DefaultAPIKey = "CCDB1_cloudtest_0123456789abcdefABCDEF"
 type Cluster struct {
 	ID      string
 	Regions []string
+	// NodeCount is each region's node count; default 3.
+	NodeCount int
+	// CloudProvider is AWS (the default), GCP or AZURE.
+	CloudProvider string
 }
 
 // Request is one logged request and the status it got.
@@ -79,8 +91,11 @@ type Server struct {
 	polls     int
 	pageSize  int
 	busy      int
+	busyAfter time.Duration // Retry-After of the 503s Busy arms; 0: none
+	limited   int           // GETs left to answer 429
+	limitFor  time.Duration // their Retry-After
 	iamDenied int
-	errors5xx map[string]int // method → 500s left
+	errs      map[string]statusFault // method → injected errors left
 	echoAuth  bool
 	fail      map[string]string // region → user_message for its next operation
 	now       func() time.Time
@@ -88,11 +103,14 @@ type Server struct {
 }
 
 type cluster struct {
-	id      string
-	regions []string
-	state   map[string]*regionState
-	pending int // GETs left before transitional regions settle
-	backups []backup
+	id       string
+	regions  []string
+	nodes    map[string]int
+	provider string
+	state    map[string]*regionState
+	pending  int // GETs left before transitional regions settle
+	locked   int // cluster GETs left in the LOCKED state (Lock, a region add)
+	backups  []backup
 }
 
 type regionState struct {
@@ -149,6 +167,7 @@ const (
 	codeInvalidArgument    = 3
 	codeNotFound           = 5
 	codePermissionDenied   = 7
+	codeResourceExhausted  = 8
 	codeFailedPrecondition = 9
 	codeUnimplemented      = 12
 	codeInternal           = 13
@@ -160,13 +179,13 @@ const (
 func New(t testing.TB, c Cluster) *Server {
 	t.Helper()
 	s := &Server{
-		apiKey:    DefaultAPIKey,
-		clusters:  map[string]*cluster{},
-		polls:     2,
-		pageSize:  2,
-		fail:      map[string]string{},
-		errors5xx: map[string]int{},
-		now:       time.Now,
+		apiKey:   DefaultAPIKey,
+		clusters: map[string]*cluster{},
+		polls:    2,
+		pageSize: 2,
+		fail:     map[string]string{},
+		errs:     map[string]statusFault{},
+		now:      time.Now,
 	}
 	if err := s.AddCluster(c); err != nil {
 		t.Fatalf("cloudtest: %v", err)
@@ -193,9 +212,17 @@ func (s *Server) AddCluster(c Cluster) error {
 	if _, ok := s.clusters[c.ID]; ok {
 		return fmt.Errorf("cluster %s exists", c.ID)
 	}
-	cl := &cluster{id: c.ID, regions: slices.Clone(c.Regions), state: map[string]*regionState{}}
+	cl := &cluster{id: c.ID, regions: slices.Clone(c.Regions), state: map[string]*regionState{},
+		nodes: map[string]int{}, provider: c.CloudProvider}
+	if cl.provider == "" {
+		cl.provider = "AWS"
+	}
 	for _, r := range c.Regions {
 		cl.state[r] = &regionState{status: "DISABLED"}
+		cl.nodes[r] = max(c.NodeCount, 1)
+		if c.NodeCount == 0 {
+			cl.nodes[r] = 3
+		}
 	}
 	s.clusters[c.ID] = cl
 	return nil
@@ -215,35 +242,6 @@ func (s *Server) SetPageSize(n int) { s.mu.Lock(); s.pageSize = max(n, 1); s.mu.
 
 // SetClock sets the clock for created_at and updated_at.
 func (s *Server) SetClock(now func() time.Time) { s.mu.Lock(); s.now = now; s.mu.Unlock() }
-
-// FailRegion makes region's next operation end in its *_FAILED status
-// (ENABLE_FAILED, ROTATE_FAILED or REVOKE_FAILED) with userMessage.
-func (s *Server) FailRegion(region, userMessage string) {
-	s.mu.Lock()
-	s.fail[region] = userMessage
-	s.mu.Unlock()
-}
-
-// Busy makes the next n calls answer 503: the cluster is busy.
-func (s *Server) Busy(n int) { s.mu.Lock(); s.busy = n; s.mu.Unlock() }
-
-// IAMDenied makes the next n POSTs answer 403, as while the cluster's
-// access to the key has not propagated yet.
-func (s *Server) IAMDenied(n int) { s.mu.Lock(); s.iamDenied = n; s.mu.Unlock() }
-
-// GETErrors makes the next n GETs answer 500.
-func (s *Server) GETErrors(n int) { s.ServerErrors("GET", n) }
-
-// ServerErrors makes the next n requests with method answer 500.
-func (s *Server) ServerErrors(method string, n int) {
-	s.mu.Lock()
-	s.errors5xx[method] = n
-	s.mu.Unlock()
-}
-
-// EchoAuth makes every error message quote the request's Authorization
-// header, so that tests can prove the client scrubs what a server echoes.
-func (s *Server) EchoAuth(on bool) { s.mu.Lock(); s.echoAuth = on; s.mu.Unlock() }
 
 // AddBackup adds a managed backup of the primary cluster.
 func (s *Server) AddBackup(id string, asOf time.Time) {
@@ -348,12 +346,16 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, body []byte, aut
 		return
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	if len(parts) != 5 || parts[0] != "api" || parts[1] != "v1" || parts[2] != "clusters" || (parts[4] != "cmek" && parts[4] != "backups") {
+	if (len(parts) != 4 && len(parts) != 5) || parts[0] != "api" || parts[1] != "v1" || parts[2] != "clusters" ||
+		(len(parts) == 5 && parts[4] != "cmek" && parts[4] != "backups") {
 		fail(http.StatusNotFound, codeNotFound, "no such endpoint: %s", r.URL.Path)
 		return
 	}
-	resource := parts[4]
-	allowed := map[string][]string{"cmek": {"GET", "POST", "PUT", "PATCH"}, "backups": {"GET"}}[resource]
+	resource := "cluster"
+	if len(parts) == 5 {
+		resource = parts[4]
+	}
+	allowed := map[string][]string{"cmek": {"GET", "POST", "PUT", "PATCH"}, "backups": {"GET"}, "cluster": {"GET", "PATCH"}}[resource]
 	if !slices.Contains(allowed, r.Method) {
 		fail(http.StatusMethodNotAllowed, codeUnimplemented, "method %s not allowed on %s", r.Method, resource)
 		return
@@ -363,22 +365,19 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, body []byte, aut
 		fail(http.StatusNotFound, codeNotFound, "cluster %s not found", parts[3])
 		return
 	}
-	switch {
-	case s.busy > 0:
-		s.busy--
-		fail(http.StatusServiceUnavailable, codeUnavailable, "cluster %s is busy: another operation is in progress; try again later", cl.id)
-		return
-	case s.errors5xx[r.Method] > 0:
-		s.errors5xx[r.Method]--
-		fail(http.StatusInternalServerError, codeInternal, "internal error")
-		return
-	case r.Method == "POST" && s.iamDenied > 0:
-		s.iamDenied--
-		fail(http.StatusForbidden, codePermissionDenied, "cannot access the customer-managed key: permission denied by the key's IAM policy")
+	if resource == "cmek" && r.Method != "GET" && cl.locked > 0 {
+		fail(http.StatusServiceUnavailable, codeUnavailable, "cluster %s is locked: another operation is in progress; wait until its state is CREATED", cl.id)
 		return
 	}
-	if resource == "backups" {
+	if s.injected(w, r, cl.id, fail) {
+		return
+	}
+	switch resource {
+	case "backups":
 		s.listBackups(w, r, cl, fail)
+		return
+	case "cluster":
+		s.clusterCall(w, r, cl, body, fail)
 		return
 	}
 	switch r.Method {
