@@ -23,9 +23,8 @@ const (
 	// --help: a factor in (0, 1] that runs the Cloud client's clock faster
 	// (sleeps are multiplied by it, elapsed time divided by it), so that
 	// polling, the 10-minute IAM-propagation window, the 2-hour wait for a
-	// busy cluster and --timeout
-	// keep their meaning while a test script waits milliseconds instead of
-	// seconds. Any other value is ignored.
+	// busy cluster and --timeout keep their meaning while a test script
+	// waits milliseconds instead of seconds. Any other value is ignored.
 	envCloudPollScale = "CMEKCTL_CLOUD_POLL_SCALE"
 )
 
