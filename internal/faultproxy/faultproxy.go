@@ -26,6 +26,16 @@ type Fault struct {
 	Status  int           // answer with this status instead of forwarding (0: forward)
 	Body    string        // body of a Status answer
 	Header  http.Header   // headers of a Status answer
+	// DropAnswer forwards the request, lets the server act on it, then
+	// resets the connection instead of answering: a write that landed
+	// and whose answer was lost.
+	DropAnswer bool
+	// Method, when set, faults only requests with this method; others
+	// are forwarded.
+	Method string
+	// Times, when set, faults only that many matching requests; later
+	// ones are forwarded.
+	Times int
 }
 
 // Proxy is a fault-injecting reverse proxy.
@@ -40,6 +50,7 @@ type Proxy struct {
 	fault    Fault
 	requests int
 	faulted  int
+	matched  int
 }
 
 // Start proxies to target (an http:// URL on 127.0.0.1) until the test ends.
@@ -68,6 +79,7 @@ func (p *Proxy) Set(f Fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.fault = f
+	p.matched = 0
 }
 
 // Requests returns the requests seen since Start or Reset.
@@ -88,14 +100,34 @@ func (p *Proxy) Faulted() int {
 func (p *Proxy) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.requests, p.faulted = 0, 0
+	p.requests, p.faulted, p.matched = 0, 0, 0
+}
+
+// reset closes the client's connection without an answer.
+func reset(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic("faultproxy: connection cannot be hijacked")
+	}
+	conn, _, err := hj.Hijack()
+	if err == nil {
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // a reset, as a dropped connection looks
+		}
+		conn.Close()
+	}
 }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.requests++
 	f := p.fault
-	if f.Drop || f.Status != 0 {
+	if (f.Method != "" && r.Method != f.Method) || (f.Times > 0 && p.matched >= f.Times) {
+		f = Fault{Latency: f.Latency}
+	} else if f.Method != "" || f.Times > 0 {
+		p.matched++
+	}
+	if f.Drop || f.Status != 0 || f.DropAnswer {
 		p.faulted++
 	}
 	p.mu.Unlock()
@@ -107,18 +139,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch {
+	case f.DropAnswer:
+		p.rp.ServeHTTP(httptest.NewRecorder(), r)
+		reset(w)
 	case f.Drop:
-		hj, ok := w.(http.Hijacker)
-		if !ok {
-			panic("faultproxy: connection cannot be hijacked")
-		}
-		conn, _, err := hj.Hijack()
-		if err == nil {
-			if tc, ok := conn.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0) // a reset, as a dropped connection looks
-			}
-			conn.Close()
-		}
+		reset(w)
 	case f.Status != 0:
 		for k, v := range f.Header {
 			w.Header()[k] = v

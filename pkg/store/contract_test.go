@@ -1,0 +1,114 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"testing"
+
+	"github.com/cmekctl/cmekctl/internal/faultproxy"
+	"github.com/cmekctl/cmekctl/pkg/store"
+	"github.com/cmekctl/cmekctl/pkg/store/storetest"
+)
+
+// opener opens uri through store.Open, as the command line does.
+func opener(uri string) func(t *testing.T) store.Store {
+	return func(t *testing.T) store.Store {
+		t.Helper()
+		s, err := store.Open(context.Background(), uri)
+		if err != nil {
+			t.Fatalf("open %s: %v", uri, err)
+		}
+		return s
+	}
+}
+
+func TestContractDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	storetest.Run(t, opener("file://"+dir))
+}
+
+func TestContractS3Gofakes3(t *testing.T) {
+	srv := storetest.StartS3(t, "keyrings")
+	storetest.Run(t, opener(srv.URI(srv.URL, "clusters-prod")))
+}
+
+func TestContractGCSFake(t *testing.T) {
+	srv := storetest.StartGCS(t, "keyrings")
+	storetest.SetEmulator(t, srv.URL)
+	storetest.Run(t, opener(fmt.Sprintf("gs://%s/prod?AUTH=implicit", srv.Bucket)))
+}
+
+func TestContractEtcd(t *testing.T) {
+	ep := storetest.StartEtcd(t)
+	storetest.Run(t, opener(fmt.Sprintf("etcd://%s/cmekctl", ep)))
+}
+
+func TestLostAnswerS3(t *testing.T) {
+	srv := storetest.StartS3(t, "keyrings")
+	p := faultproxy.Start(t, srv.URL)
+	storetest.RunLostAnswer(t, opener(srv.URI(p.URL, "p")), p, http.MethodPut)
+}
+
+func TestLostAnswerGCS(t *testing.T) {
+	srv := storetest.StartGCS(t, "keyrings")
+	p := faultproxy.Start(t, srv.URL)
+	storetest.SetEmulator(t, p.URL)
+	storetest.RunLostAnswer(t, opener(fmt.Sprintf("gs://%s/p", srv.Bucket)), p, http.MethodPost)
+}
+
+// An "S3-compatible" server that accepts the conditional headers and
+// ignores them (here: a proxy that strips them before gofakes3 sees them)
+// is refused by store check, and nothing reports success.
+func TestCheckRefusesIgnoredConditions(t *testing.T) {
+	srv := storetest.StartS3(t, "keyrings")
+	target, _ := url.Parse(srv.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	strip := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del("If-Match")
+		r.Header.Del("If-None-Match")
+		rp.ServeHTTP(w, r)
+	}))
+	defer strip.Close()
+	s := opener(srv.URI(strip.URL, "p"))(t)
+	res, err := store.Check(context.Background(), s)
+	if !errors.Is(err, store.ErrNotEnforced) {
+		t.Fatalf("store check of a server that ignores conditions: %v (%+v), want ErrNotEnforced", err, res)
+	}
+	if last := res[len(res)-1]; last.OK || last.Step != "create-only" {
+		t.Fatalf("last step %+v, want a failed create-only", last)
+	}
+	// The same server, honest: passes.
+	if _, err := store.Check(context.Background(), opener(srv.URI(srv.URL, "p"))(t)); err != nil {
+		t.Fatalf("store check of gofakes3 itself: %v", err)
+	}
+}
+
+// A store that answers create-only honestly but lets stale replaces
+// through is refused at the replace step.
+func TestCheckRefusesIgnoredReplaceCondition(t *testing.T) {
+	dir, err := store.OpenDir(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := store.Check(context.Background(), blindReplace{dir})
+	if !errors.Is(err, store.ErrNotEnforced) || res[len(res)-1].Step != "replace-if-unchanged" {
+		t.Fatalf("check: %v %+v, want ErrNotEnforced at replace-if-unchanged", err, res)
+	}
+}
+
+// blindReplace replaces whatever the version given.
+type blindReplace struct{ *store.Dir }
+
+func (b blindReplace) ReplaceIfUnchanged(ctx context.Context, key string, body []byte, prev store.Version) (store.Version, error) {
+	_, cur, err := b.Dir.Get(ctx, key)
+	if err != nil {
+		return store.Version{}, err
+	}
+	return b.Dir.ReplaceIfUnchanged(ctx, key, body, cur)
+}
