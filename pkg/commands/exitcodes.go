@@ -8,6 +8,7 @@ import (
 	"github.com/cmekctl/cmekctl/pkg/cloud"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/store"
 	"github.com/cmekctl/cmekctl/pkg/stream"
 )
 
@@ -37,6 +38,9 @@ const (
 	ExitCloudAuth      = 42
 	ExitNotRestorable  = 50
 	ExitDrillFailed    = 60
+	// The shared keyring store (--store).
+	ExitStoreUnavailable = 70
+	ExitStoreUnsafe      = 71
 )
 
 type exitRow struct {
@@ -69,6 +73,8 @@ var exitTable = []exitRow{
 	{ExitCloudAuth, "cloud-auth", "the Cloud API refused the API key"},
 	{ExitNotRestorable, "not-restorable", "a backup cannot be restored (its CMEK keys do not unwrap it)"},
 	{ExitDrillFailed, "drill-failed", "a step of cmekctl drill did not behave as it should"},
+	{ExitStoreUnavailable, "store-unavailable", "the shared keyring store (--store) did not answer, and no usable local cache"},
+	{ExitStoreUnsafe, "store-unsafe", "store check: the store ignores conditional writes or does not read its own writes"},
 	{128 + 1, "sighup", "interrupted by SIGHUP (128 + 1); the hint says whether anything was changed"},
 	{128 + 2, "sigint", "interrupted by SIGINT, Ctrl-C (128 + 2); a partial output is removed, never sealed"},
 	{128 + 15, "sigterm", "interrupted by SIGTERM (128 + 15); as for SIGINT"},
@@ -143,6 +149,14 @@ func ExitCode(err error) int {
 		return ExitPartial
 	case errors.Is(err, stream.ErrAuth), errors.Is(err, stream.ErrTruncated), errors.Is(err, stream.ErrTrailingData):
 		return ExitMisuse
+	case errors.Is(err, store.ErrURI):
+		return ExitUsage
+	case errors.Is(err, store.ErrNotEnforced):
+		return ExitStoreUnsafe
+	case errors.Is(err, store.ErrUnavailable):
+		return ExitStoreUnavailable
+	case errors.Is(err, store.ErrCorrupt):
+		return ExitCorrupt
 	case errors.Is(err, cloud.ErrFailed):
 		return ExitCloudFailed
 	case errors.Is(err, cloud.ErrTimeout):
@@ -191,6 +205,10 @@ func hintFor(err error) string {
 		return "run the same command again: it finishes the nodes that are left, and does not redo the others"
 	case ExitLocked:
 		return "another cmekctl is working on this keyring; wait for it to finish"
+	case ExitStoreUnsafe:
+		return "this store cannot keep a cluster's keyrings safe: use AWS S3, GCS, etcd, or an S3 server that enforces If-Match and If-None-Match"
+	case ExitStoreUnavailable:
+		return "the store did not answer; nothing is known to have changed; retry, or check the URI's endpoint and credentials"
 	case ExitCloudFailed:
 		return "the region's user_message above says why (often the key's IAM grant); fix it and run the same command again"
 	case ExitCloudTimeout:

@@ -4,6 +4,7 @@
 package commands
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/provider/registry"
+	"github.com/cmekctl/cmekctl/pkg/store"
 )
 
 // Factory holds what commands depend on, as functions and values that tests
@@ -36,6 +38,8 @@ type Factory struct {
 	// cloud whether it works on the Cloud (interrupt.go).
 	stamps map[string]string
 	cloud  bool
+	// OpenStore opens a shared store URI (nil: store.Open).
+	OpenStore func(ctx context.Context, uri string) (store.Store, error)
 }
 
 // NewFactory returns the factory of a real process.

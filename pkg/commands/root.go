@@ -77,6 +77,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 		newCmdConfig(f, p),
 		newCmdNode(f, p),
 		newCmdRegion(f, p),
+		newCmdStore(f, p),
 		&cobra.Command{
 			Use:   "exit-codes",
 			Short: "The exit codes of every cmekctl command",

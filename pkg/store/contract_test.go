@@ -35,6 +35,7 @@ func TestContractDir(t *testing.T) {
 
 func TestContractS3Gofakes3(t *testing.T) {
 	srv := storetest.StartS3(t, "keyrings")
+	storetest.SetAWSTestEnv(t)
 	storetest.Run(t, opener(srv.URI(srv.URL, "clusters-prod")))
 }
 
@@ -51,6 +52,7 @@ func TestContractEtcd(t *testing.T) {
 
 func TestLostAnswerS3(t *testing.T) {
 	srv := storetest.StartS3(t, "keyrings")
+	storetest.SetAWSTestEnv(t)
 	p := faultproxy.Start(t, srv.URL)
 	storetest.RunLostAnswer(t, opener(srv.URI(p.URL, "p")), p, http.MethodPut)
 }
@@ -67,6 +69,7 @@ func TestLostAnswerGCS(t *testing.T) {
 // is refused by store check, and nothing reports success.
 func TestCheckRefusesIgnoredConditions(t *testing.T) {
 	srv := storetest.StartS3(t, "keyrings")
+	storetest.SetAWSTestEnv(t)
 	target, _ := url.Parse(srv.URL)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	strip := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -29,9 +29,8 @@ type S3Server struct {
 	Bucket string
 }
 
-// StartS3 starts gofakes3 in process, creates bucket, and sets the AWS
-// environment a client needs (static test credentials, a region) for the
-// test's duration.
+// StartS3 starts gofakes3 in process and creates bucket. A client needs
+// SetAWSTestEnv (or the same variables in a subprocess's environment).
 func StartS3(t testing.TB, bucket string) *S3Server {
 	t.Helper()
 	backend := s3mem.New()
@@ -41,7 +40,6 @@ func StartS3(t testing.TB, bucket string) *S3Server {
 	if err := backend.CreateBucket(bucket); err != nil {
 		t.Fatalf("gofakes3: create bucket: %v", err)
 	}
-	SetAWSTestEnv(t)
 	return &S3Server{URL: srv.URL, Bucket: bucket}
 }
 

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/cmekctl/cmekctl/pkg/store/storetest"
+)
+
+// TestStoreScripts runs the shared-store scripts (testdata/store): every
+// "host" is its own cmekctl process with its own home, cache and --out,
+// sharing only a store URI and the KMS. `storefake KIND` starts a store
+// server in this test process on 127.0.0.1 and exports its URI:
+//
+//	storefake s3        gofakes3                         -> $S3_URI
+//	storefake s3-blind  gofakes3 behind a proxy that
+//	                    drops If-Match/If-None-Match     -> $S3_BLIND_URI
+//	storefake gcs       fake-gcs-server                  -> $GCS_URI (and STORAGE_EMULATOR_HOST)
+//	storefake etcd      the etcd server                  -> $ETCD_URI
+func TestStoreScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:  "testdata/store",
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"storefake": storeFake(t)},
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("NO_COLOR", "1")
+			e.Setenv("XDG_STATE_HOME", e.WorkDir+"/state")
+			return nil
+		},
+	})
+}
+
+func storeFake(t *testing.T) func(ts *testscript.TestScript, neg bool, args []string) {
+	return func(ts *testscript.TestScript, neg bool, args []string) {
+		if neg || len(args) != 1 {
+			ts.Fatalf("usage: storefake s3|s3-blind|gcs|etcd")
+		}
+		switch args[0] {
+		case "s3", "s3-blind":
+			srv := storetest.StartS3(t, "keyrings")
+			ts.Setenv("AWS_ACCESS_KEY_ID", "AKIDTESTSTORE")
+			ts.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret-not-real")
+			ts.Setenv("AWS_REGION", "us-east-1")
+			ts.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+			ts.Setenv("AWS_CONFIG_FILE", ts.Getenv("WORK")+"/no-aws-config")
+			ts.Setenv("AWS_SHARED_CREDENTIALS_FILE", ts.Getenv("WORK")+"/no-aws-credentials")
+			if args[0] == "s3" {
+				ts.Setenv("S3_URI", srv.URI(srv.URL, "prod"))
+				return
+			}
+			target, _ := url.Parse(srv.URL)
+			rp := httputil.NewSingleHostReverseProxy(target)
+			blind := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				r.Header.Del("If-Match")
+				r.Header.Del("If-None-Match")
+				rp.ServeHTTP(w, r)
+			}))
+			t.Cleanup(blind.Close)
+			ts.Setenv("S3_BLIND_URI", srv.URI(blind.URL, "prod"))
+		case "gcs":
+			srv := storetest.StartGCS(t, "keyrings")
+			ts.Setenv("STORAGE_EMULATOR_HOST", srv.URL[len("http://"):])
+			ts.Setenv("GCS_URI", "gs://keyrings/prod?AUTH=implicit")
+		case "etcd":
+			ts.Setenv("ETCD_URI", "etcd://"+storetest.StartEtcd(t)+"/cmekctl")
+		default:
+			ts.Fatalf("storefake: unknown kind %q", args[0])
+		}
+	}
+}
