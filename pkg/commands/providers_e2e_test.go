@@ -59,6 +59,7 @@ const (
 	cellOneRegion   = "one of three regions still enabled"
 	cellLeftover    = "unwrapped key file left on disk"
 	cellSample      = "a --sample that still decrypts"
+	cellWrongPlace  = "asked in the wrong place (another endpoint, cluster or copy)"
 )
 
 // e2eWorld is one KMS with its server(s), fresh for one test: a registry
@@ -77,6 +78,10 @@ type e2eWorld struct {
 	imported func(t *testing.T, w *e2eWorld) (uri string, destroy func(t *testing.T))
 	cannot   map[string]string
 	analogue map[string]string // cells driven by the nearest analogue, and what it is
+	// verdict overrides a cell's verdict where the KMS cannot prove what
+	// the cell expects (Vault never proves destruction); why says why.
+	verdict map[string]string
+	why     map[string]string
 
 	// requests counts the requests the server(s) have seen (nil: no server).
 	requests func(t *testing.T) int
@@ -113,7 +118,8 @@ func e2eRand() string {
 
 func newWorld(t *testing.T, name string, reg provider.Registry) *e2eWorld {
 	return &e2eWorld{name: name, reg: reg, state: t.TempDir(),
-		hooks: map[string]func(*testing.T, *e2eWorld, string){}, cannot: map[string]string{}, analogue: map[string]string{}}
+		hooks: map[string]func(*testing.T, *e2eWorld, string){}, cannot: map[string]string{}, analogue: map[string]string{},
+		verdict: map[string]string{}, why: map[string]string{}}
 }
 
 // registry wraps every opener so that the calls of verbs that print no
@@ -269,6 +275,13 @@ func fileWorld(t *testing.T) *e2eWorld {
 			t.Fatal(err)
 		}
 	}
+	w.hooks[cellWrongPlace] = func(t *testing.T, w *e2eWorld, uri string) {
+		if err := os.Rename(keyFile(uri), keyFile(uri)+".moved"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.verdict[cellWrongPlace] = verify.Revoked
+	w.why[cellWrongPlace] = "the key file is not at its path (moved, or the run is on another host): not found is never proof"
 	w.analogue[cellDenied] = "file-kms has no identities; nearest analogue: the key file is readable by others (mode 0644), which file-kms refuses (REVOKED, Permissions)"
 	w.hooks[cellUnreachable] = func(t *testing.T, w *e2eWorld, uri string) {
 		f := keyFile(uri)
@@ -328,6 +341,21 @@ func awsWorld(t *testing.T) *e2eWorld {
 		}
 	}
 	w.hooks[cellDenied] = func(t *testing.T, w *e2eWorld, uri string) { s.DenyAccess(true) }
+	w.hooks[cellWrongPlace] = func(t *testing.T, w *e2eWorld, uri string) {
+		// The SDK's environment (AWS_ENDPOINT_URL_KMS, a profile) sends
+		// the calls to another KMS, which has never heard of the key.
+		other := awskmstest.Start(t)
+		open := awskmstest.Opener(awskms.DefaultMaxBackoff)
+		w.reg["aws-kms"] = func(u *url.URL) (provider.Key, error) {
+			v := *u
+			q := v.Query()
+			q.Set("AWS_ENDPOINT", other.URL)
+			v.RawQuery = q.Encode()
+			return open(&v)
+		}
+	}
+	w.verdict[cellWrongPlace] = verify.Inconclusive
+	w.why[cellWrongPlace] = "the endpoint asked is not the pinned one: nothing it says is about the key"
 	w.hooks[cellUnreachable] = func(t *testing.T, w *e2eWorld, uri string) { s.Stop(); fast(w) }
 	w.hooks[cellThrottled] = func(t *testing.T, w *e2eWorld, uri string) { s.Throttle(true); fast(w) }
 	w.imported = func(t *testing.T, w *e2eWorld) (string, func(*testing.T)) {
@@ -395,6 +423,12 @@ func gcpWorld(t *testing.T) *e2eWorld {
 		}
 	}
 	w.hooks[cellDenied] = func(t *testing.T, w *e2eWorld, uri string) { s.DenyAccess(true) }
+	w.hooks[cellWrongPlace] = func(t *testing.T, w *e2eWorld, uri string) {
+		// Another Cloud KMS endpoint (or emulator) that has no such key.
+		w.reg["gcp-kms"] = gcpkms.OpenerWithClient(gcpkmsfake.Start(t).Client(context.Background()))
+	}
+	w.verdict[cellWrongPlace] = verify.Revoked
+	w.why[cellWrongPlace] = "a missing GCP key is NOT_FOUND, never proof (Cloud KMS deletes no key, only versions' material)"
 	w.hooks[cellUnreachable] = func(t *testing.T, w *e2eWorld, uri string) { s.Stop(); fast(w) }
 	w.hooks[cellThrottled] = func(t *testing.T, w *e2eWorld, uri string) { s.Throttle(-1); fast(w) }
 	w.imported = func(t *testing.T, w *e2eWorld) (string, func(*testing.T)) {
@@ -454,6 +488,20 @@ func vaultWorld(t *testing.T) *e2eWorld {
 			t.Fatalf("vault: kms destroy: state %s, want destroyed", st.State)
 		}
 	}
+	w.hooks[cellWrongPlace] = func(t *testing.T, w *e2eWorld, uri string) {
+		// The key's address now reaches another Vault cluster (rebuilt,
+		// failed over to a cluster without the key, or VAULT_ADDR).
+		other := vaulttest.Start(t)
+		w.reg["vault-transit"] = func(u *url.URL) (provider.Key, error) {
+			v := *u
+			v.Host = other.Host()
+			return other.Opener()(&v)
+		}
+	}
+	w.verdict[cellWrongPlace] = verify.Inconclusive
+	w.why[cellWrongPlace] = "the Vault cluster asked is not the pinned one (sys/health cluster_id)"
+	w.verdict[cellDestroyed] = verify.Revoked
+	w.why[cellDestroyed] = "a deleted transit key reads 404 like one that never existed, and transit/restore brings it back: never proof"
 	w.hooks[cellDenied] = func(t *testing.T, w *e2eWorld, uri string) {
 		n := nameOf(uri)
 		for _, p := range []string{"keys/" + n, "encrypt/" + n, "decrypt/" + n, "rewrap/" + n} {
@@ -845,6 +893,9 @@ type e2eCell struct {
 
 var verdictCodes = map[string]int{verify.Destroyed: 0, verify.Revoked: ExitVerdictRevoked, verify.Accessible: ExitAccessible, verify.Inconclusive: ExitInconclusive}
 
+// checkProve is the name of verify-destroyed's check of a pinned key.
+const checkProve = "prove CMEK key destroyed"
+
 // hookCell: a 2-node cluster whose key is then put in a state by hook.
 func hookCell(name, verdict string) e2eCell {
 	return e2eCell{name: name, verdict: verdict, code: verdictCodes[verdict], setup: func(t *testing.T, w *e2eWorld) ([]string, func(*testing.T, e2eVerify)) {
@@ -865,16 +916,31 @@ var e2eCells = []e2eCell{
 	hookCell(cellDenied, verify.Revoked),
 	hookCell(cellUnreachable, verify.Inconclusive),
 	hookCell(cellThrottled, verify.Inconclusive),
+	{name: cellWrongPlace, verdict: verify.Inconclusive, code: ExitInconclusive, setup: func(t *testing.T, w *e2eWorld) ([]string, func(*testing.T, e2eVerify)) {
+		uri := w.newKey(t)
+		dirs, _ := w.enable(t, "c-"+e2eRand(), "r1", uri, 2)
+		w.hooks[cellWrongPlace](t, w, uri)
+		return keyringArgs(dirs...), func(t *testing.T, v e2eVerify) {
+			for _, c := range v.Checks {
+				if c.Outcome == verify.OutDestroyed {
+					t.Errorf("%s on %s: destroyed (%s), but the key was only asked about in the wrong place", c.Check, c.Target, c.Result)
+				}
+			}
+			if o := v.outcomes(checkProve); len(o) != 1 {
+				t.Errorf("prove checks %v, want one", o)
+			}
+		}
+	}},
 	{name: cellImported, verdict: verify.Revoked, code: ExitVerdictRevoked, setup: func(t *testing.T, w *e2eWorld) ([]string, func(*testing.T, e2eVerify)) {
 		uri, destroy := w.imported(t, w)
 		dirs, _ := w.enable(t, "c-"+e2eRand(), "r1", uri, 2)
 		destroy(t)
 		return keyringArgs(dirs...), func(t *testing.T, v e2eVerify) {
-			if o := v.outcomes("describe CMEK key"); !slices.Equal(o, []string{verify.OutRevoked}) {
+			if o := v.outcomes(checkProve); !slices.Equal(o, []string{verify.OutRevoked}) {
 				t.Errorf("describe: outcomes %v, want the KMS to say the material could come back", o)
 			}
 			for _, c := range v.Checks {
-				if c.Check == "describe CMEK key" && !strings.Contains(c.Result, "recoverable") {
+				if c.Check == checkProve && !strings.Contains(c.Result, "recoverable") {
 					t.Errorf("describe: %q does not say recoverable", c.Result)
 				}
 			}
@@ -924,8 +990,12 @@ var e2eCells = []e2eCell{
 			if o := v.outcomes("search for unwrapped key files"); slices.Index(o, verify.OutAccessible) < 0 {
 				t.Errorf("search for key files: %v, want a file found", o)
 			}
-			if o := v.outcomes("unwrap store key"); !slices.Equal(o, []string{verify.OutDestroyed}) {
-				t.Errorf("store-key unwrap: %v, want destroyed", o)
+			want := verify.OutDestroyed
+			if w.verdict[cellDestroyed] == verify.Revoked {
+				want = verify.OutRevoked
+			}
+			if o := v.outcomes("unwrap store key"); !slices.Equal(o, []string{want}) {
+				t.Errorf("store-key unwrap: %v, want %s", o, want)
 			}
 		}
 	}},
@@ -979,6 +1049,11 @@ func testMatrix(t *testing.T, start func(*testing.T) *e2eWorld) {
 				before = w.attempts(t)
 			}
 			r := w.run(t, append([]string{"verify-destroyed", "-o", "json"}, args...)...)
+			c := c
+			if o := w.verdict[c.name]; o != "" {
+				c.verdict, c.code = o, verdictCodes[o]
+				t.Logf("%s %s: %s, because %s", w.name, c.name, o, w.why[c.name])
+			}
 			var v e2eVerify
 			if err := json.Unmarshal([]byte(r.out), &v); err != nil {
 				t.Fatalf("%s %s: verify-destroyed exit %d, output not JSON: %v\nstderr: %s", w.name, c.name, r.code, err, r.errOut)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,18 +30,28 @@ func newCmdVerify(f *Factory, p func() printer) *cobra.Command {
 		Short: "Gather evidence that nothing can be decrypted any more, and give a verdict",
 		Long: `Gather evidence, check by check, that the cluster's key material can no
 longer be used, and give a verdict that can be filed with an audit:
-  - the KMS's view of each CMEK key (Describe), and whether its material could come back;
+  - for every CMEK key identity pinned when it wrapped (AWS key ARN with its
+    account and region, Vault cluster and namespace, GCP resource name), the
+    KMS's answer about that identity, asked in its own place;
   - a real unwrap attempt of every wrapped store key and every backup key;
   - a real decrypt attempt of every --sample file (data files);
   - a search of the keyring directories and of every path unlock wrote to,
     for unwrapped key material left behind;
   - a node start attempt per node.
 
+The evidence rule: DESTROYED needs positive proof, from the KMS that holds
+it, about the pinned key. "Not found", "access denied" or an identity
+mismatch is never proof: a KMS asked in the wrong place (another account,
+region, endpoint, Vault cluster or namespace) says the same. Vault transit
+never proves destruction (transit/restore brings a deleted key back).
+See docs/verify-destroyed.md.
+
 Verdicts (the weakest check decides):
-  DESTROYED     every unwrap failed with a DESTROYED error and the KMS confirms destruction  (exit 0)
-  REVOKED       nothing could be unwrapped, but the key could come back                    (exit 30; 0 with --accept revoked)
-  ACCESSIBLE    something still unwrapped or decrypted: the drill failed                   (exit 31)
-  INCONCLUSIVE  a transient error stopped a check; never counted as proof                  (exit 32)`,
+  DESTROYED     every deciding check is positive proof about a pinned key            (exit 0)
+  REVOKED       nothing could be unwrapped, but there is no proof of destruction     (exit 30; 0 with --accept revoked)
+  ACCESSIBLE    something still unwrapped or decrypted: the drill failed             (exit 31)
+  INCONCLUSIVE  a transient error, or a KMS asked in another place than the pinned  (exit 32)
+                one; never counted as proof`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return verifyRun(cmd.Context(), f, p(), opts)
@@ -166,27 +175,31 @@ func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.
 	rep := verify.Report{StartedAt: f.Now().UTC()}
 	add := func(c verify.Check) { rep.Checks = append(rep.Checks, c) }
 
-	// The KMS's view of every CMEK key.
-	var uris []string
+	// The KMS's view of every CMEK key identity pinned by a wrap: proof of
+	// destruction is asked about the pinned identity, never the URI alone.
+	proven := map[string]bool{} // pinKey → the pinned key is proven destroyed
 	for _, n := range g.Nodes {
-		if !slices.Contains(uris, n.KR.StoreWrap.CMEKURI) {
-			uris = append(uris, n.KR.StoreWrap.CMEKURI)
-		}
+		wraps := []pinnedWrap{{n.KR.StoreWrap.CMEKURI, n.KR.StoreWrap.CMEKIdentity}}
 		for _, b := range n.KR.BackupKeys {
 			for _, w := range b.Wraps {
-				if !slices.Contains(uris, w.CMEKURI) {
-					uris = append(uris, w.CMEKURI)
-				}
+				wraps = append(wraps, pinnedWrap{w.CMEKURI, w.CMEKIdentity})
 			}
 		}
-	}
-	for _, u := range uris {
-		k, err := s.Open(u)
-		if err != nil {
-			add(verify.ErrorCheck(redact(u), "describe CMEK key", err, f.Now().UTC()))
-			continue
+		for _, pw := range wraps {
+			pk := pw.key()
+			if _, done := proven[pk]; done {
+				continue
+			}
+			proven[pk] = false
+			k, err := s.Open(pw.uri)
+			if err != nil {
+				add(verify.ErrorCheck(redact(pw.uri), "prove CMEK key destroyed", err, f.Now().UTC()))
+				continue
+			}
+			c, ok := verify.ProveCheck(ctx, k, pw.pin, redact(pw.uri), now)
+			proven[pk] = ok
+			add(c)
 		}
-		add(verify.DescribeCheck(ctx, k, redact(u), now))
 	}
 	// A real unwrap of every distinct wrapped store-key bundle.
 	unwrapped := map[string]verify.Check{} // wrapped bytes → result
@@ -202,7 +215,8 @@ func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.
 			c = verify.ErrorCheck(target, "unwrap store key", err, f.Now().UTC())
 		} else {
 			c = verify.UnwrapCheck(ctx, k, provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion},
-				keyring.StoreBinding(n.KR.ClusterID, n.KR.Region, w), target, "unwrap store key", now)
+				keyring.StoreBinding(n.KR.ClusterID, n.KR.Region, w), target, "unwrap store key",
+				proven[pinnedWrap{w.CMEKURI, w.CMEKIdentity}.key()], now)
 		}
 		unwrapped[string(w.Wrapped)] = c
 		add(c)
@@ -224,7 +238,8 @@ func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.
 					continue
 				}
 				add(verify.UnwrapCheck(ctx, k, provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion},
-					keyring.BackupBinding(n.KR.ClusterID, w.Region, b.ID), target, "unwrap backup key", now))
+					keyring.BackupBinding(n.KR.ClusterID, w.Region, b.ID), target, "unwrap backup key",
+					proven[pinnedWrap{w.CMEKURI, w.CMEKIdentity}.key()], now))
 			}
 		}
 	}
@@ -271,3 +286,11 @@ func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.
 	rep.Verdict, rep.Reason = verify.Decide(rep.Checks)
 	return rep, nil
 }
+
+// pinnedWrap is a CMEK URI with the identity pinned when it wrapped.
+type pinnedWrap struct {
+	uri string
+	pin provider.Identity
+}
+
+func (p pinnedWrap) key() string { return p.uri + "\x00" + p.pin.String() }

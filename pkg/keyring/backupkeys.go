@@ -97,7 +97,8 @@ func CreateBackupKey(ctx context.Context, env Env, g *Group, label string, regio
 			Wipe(key)
 			return BackupKey{}, nil, &KMSError{URI: uri, Op: "wrap backup key " + short(bk.ID), Err: err}
 		}
-		bk.Wraps = append(bk.Wraps, RegionWrap{Region: r, CMEKURI: k.URI(), CMEKVersion: w.KeyVersion, Wrapped: w.Ciphertext})
+		bk.Wraps = append(bk.Wraps, RegionWrap{Region: r, CMEKURI: k.URI(), CMEKVersion: w.KeyVersion, Wrapped: w.Ciphertext,
+			CMEKIdentity: provider.PinOf(ctx, k, w)})
 	}
 	if err := g.saveBackupKeys(env, []BackupKey{bk}); err != nil {
 		Wipe(key)
@@ -198,6 +199,7 @@ func RewrapBackupKeys(ctx context.Context, env Env, g *Group) (int, error) {
 				return 0, &KMSError{URI: w.CMEKURI, Op: "rewrap backup key " + short(bk.ID) + " in region " + w.Region, Err: err}
 			}
 			w.CMEKURI, w.Wrapped, w.CMEKVersion = to.URI(), nw.Ciphertext, nw.KeyVersion
+			w.CMEKIdentity = provider.PinOf(ctx, to, nw)
 		}
 	}
 	if len(keys) == 0 {

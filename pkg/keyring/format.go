@@ -15,6 +15,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/cmekctl/cmekctl/pkg/provider"
 )
 
 const (
@@ -70,6 +72,10 @@ type StoreWrap struct {
 	// KeyIDs are the store keys in the bundle, active first.
 	KeyIDs  []string `json:"key_ids"`
 	Wrapped []byte   `json:"wrapped"`
+	// CMEKIdentity pins the CMEK key that wrapped beyond its URI (the KMS's
+	// answer at wrap time: AWS key ARN, Vault cluster, GCP resource name).
+	// verify-destroyed takes no KMS answer as proof without it.
+	CMEKIdentity provider.Identity `json:"cmek_identity,omitempty"`
 }
 
 // StoreKey is a store key's metadata (its material is only in the bundle).
@@ -95,6 +101,8 @@ type RegionWrap struct {
 	CMEKURI     string `json:"cmek_uri"`
 	CMEKVersion string `json:"cmek_version,omitempty"`
 	Wrapped     []byte `json:"wrapped"`
+	// CMEKIdentity pins the CMEK key that wrapped (see StoreWrap).
+	CMEKIdentity provider.Identity `json:"cmek_identity,omitempty"`
 }
 
 // BackupKey is a backup key wrapped by the CMEK key of each region that may

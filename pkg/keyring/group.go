@@ -203,6 +203,7 @@ func wrapBundle(ctx context.Context, key provider.Key, cluster, region string, b
 		return StoreWrap{}, &KMSError{URI: key.URI(), Op: "wrap store key " + short(b.IDs[0]), Err: err}
 	}
 	w.Wrapped, w.CMEKVersion = out.Ciphertext, out.KeyVersion
+	w.CMEKIdentity = provider.PinOf(ctx, key, out)
 	return w, nil
 }
 

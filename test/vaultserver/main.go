@@ -123,6 +123,7 @@ type fault struct {
 
 type server struct {
 	token, mount, namespace string
+	clusterID               string // sys/health's cluster_id: a fresh UUID per server, as Vault makes one at init
 	backend                 logical.Backend
 	storage                 logical.Storage
 
@@ -166,8 +167,12 @@ func newServer(ctx context.Context, token, mount, namespace string) (*server, er
 	if err := b.Initialize(ctx, &logical.InitializationRequest{Storage: storage}); err != nil {
 		return nil, fmt.Errorf("transit initialize: %w", err)
 	}
+	clusterID, err := uuid.GenerateUUID()
+	if err != nil {
+		return nil, err
+	}
 	return &server{
-		token: token, mount: strings.Trim(mount, "/"), namespace: namespace,
+		clusterID: clusterID, token: token, mount: strings.Trim(mount, "/"), namespace: namespace,
 		backend: b, storage: storage,
 		denied: map[string]bool{}, counts: map[string]int{},
 	}, nil
@@ -178,7 +183,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(r.URL.Path, "/_admin/"):
 		s.admin(w, r)
 	case r.URL.Path == "/v1/sys/health":
-		respondOK(w, map[string]any{"initialized": true, "sealed": false, "standby": false})
+		respondOK(w, map[string]any{"initialized": true, "sealed": false, "standby": false,
+			"cluster_id": s.clusterID, "cluster_name": "vault-cluster-" + s.clusterID[:8], "version": "1.14.8"})
 	case strings.HasPrefix(r.URL.Path, "/v1/"):
 		s.logical(w, r)
 	default:

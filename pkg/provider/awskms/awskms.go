@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -203,45 +204,16 @@ func (k *Key) Unwrap(ctx context.Context, w provider.Wrapped, aad []byte) ([]byt
 }
 
 // classify turns an SDK error into a *provider.Error. NotFoundException is
-// DESTROYED only when DescribeKey agrees that the key is gone (NotFound, or
-// PendingDeletion past its deletion date); otherwise REVOKED.
-// wrappedARN is the key ARN recorded at wrap time, if any.
-func (k *Key) classify(ctx context.Context, op string, err error, wrappedARN string) error {
-	class := classOf(err)
+// REVOKED, never DESTROYED: it is also AWS's answer to a caller in another
+// account or region, or at another endpoint. Only Prove, about a pinned key
+// ARN asked in its own place, can prove destruction.
+func (k *Key) classify(_ context.Context, op string, err error, _ string) error {
+	e := newError(op, classOf(err), err)
 	var api smithy.APIError
 	if errors.As(err, &api) && api.ErrorCode() == codeNotFound {
-		class = k.notFound(ctx, wrappedARN)
+		e.Message += " (not found is not proof of destruction: AWS says the same to a caller in another account, region or endpoint)"
 	}
-	return newError(op, class, err)
-}
-
-// notFound asks DescribeKey whether a key that an operation did not find is
-// destroyed. An alias that is gone proves nothing about the key it named, so
-// an alias URI is checked through the ARN recorded at wrap time, or not at all.
-func (k *Key) notFound(ctx context.Context, wrappedARN string) provider.Class {
-	target := k.keyID
-	if isAlias(target) {
-		if wrappedARN == "" || isAlias(wrappedARN) {
-			return provider.Revoked
-		}
-		target = wrappedARN
-	}
-	out, err := k.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(target)})
-	if err != nil {
-		var api smithy.APIError
-		if errors.As(err, &api) && api.ErrorCode() == codeNotFound {
-			return provider.Destroyed
-		}
-		return provider.Revoked
-	}
-	if deletionExpired(out.KeyMetadata, time.Now()) {
-		return provider.Destroyed
-	}
-	return provider.Revoked
-}
-
-func deletionExpired(m *types.KeyMetadata, now time.Time) bool {
-	return m != nil && m.KeyState == types.KeyStatePendingDeletion && m.DeletionDate != nil && !m.DeletionDate.After(now)
+	return e
 }
 
 // Describe asks DescribeKey for the key's state, and GetKeyRotationStatus
@@ -251,13 +223,22 @@ func (k *Key) Describe(ctx context.Context) (provider.KeyState, error) {
 	if err := k.needKey("describe"); err != nil {
 		return provider.KeyState{}, err
 	}
-	return k.describe(ctx, k.keyID)
+	st, _, err := k.describeAt(ctx, k.keyID)
+	return st, err
 }
 
 func (k *Key) describe(ctx context.Context, keyID string) (provider.KeyState, error) {
+	st, _, err := k.describeAt(ctx, keyID)
+	return st, err
+}
+
+// describeAt is describe that also returns AWS's clock when it answered
+// (the response's Date header; zero when it gave none).
+func (k *Key) describeAt(ctx context.Context, keyID string) (provider.KeyState, time.Time, error) {
 	st := provider.KeyState{URI: k.uri, Provider: providerName, State: provider.StateUnknown, Details: map[string]string{}}
 	out, err := k.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyID)})
 	if err != nil {
+		server := serverTimeOfError(err)
 		var api smithy.APIError
 		if errors.As(err, &api) && api.ErrorCode() == codeNotFound {
 			st.State = provider.StateNotFound
@@ -266,19 +247,20 @@ func (k *Key) describe(ctx context.Context, keyID string) (provider.KeyState, er
 			if pe := newError("describe", provider.Revoked, err); pe.RequestID != "" {
 				st.Details["request_id"] = pe.RequestID
 			}
-			return st, nil
+			return st, server, nil
 		}
-		return st, newError("describe", classOf(err), err)
+		return st, server, newError("describe", classOf(err), err)
 	}
+	server, _ := awsmiddleware.GetServerTime(out.ResultMetadata)
 	m := out.KeyMetadata
 	if m == nil {
-		return st, provider.Errorf(providerName, "describe", provider.Transient, "", "DescribeKey returned no key metadata")
+		return st, server, provider.Errorf(providerName, "describe", provider.Transient, "", "DescribeKey returned no key metadata")
 	}
-	now := time.Now()
 	st.State = mapState(m.KeyState)
-	if deletionExpired(m, now) {
-		st.State = provider.StateDestroyed
-		st.Details["deletion"] = "deletion date passed: AWS deletes the key at the end of its waiting period"
+	if m.KeyState == types.KeyStatePendingDeletion && m.DeletionDate != nil && !server.IsZero() && !m.DeletionDate.After(server) {
+		// Judged by AWS's clock, never the local one; and a key AWS still
+		// describes is not deleted, whatever its date says.
+		st.Details["deletion"] = "deletion date passed by AWS's clock (" + server.UTC().Format(time.RFC3339) + "), but AWS still describes the key: not deleted yet"
 	}
 	if m.DeletionDate != nil {
 		st.DeletionDate = *m.DeletionDate
@@ -323,7 +305,7 @@ func (k *Key) describe(ctx context.Context, keyID string) (provider.KeyState, er
 			st.Details["on_demand_rotation_started"] = rot.OnDemandRotationStartDate.UTC().Format(time.RFC3339)
 		}
 	}
-	return st, nil
+	return st, server, nil
 }
 
 // mapState maps AWS's KeyState to cmekctl's.

@@ -78,7 +78,8 @@ func expireDeletion(t *testing.T, l *localKMS, arn string) {
 func TestProviderSuite(t *testing.T) {
 	l := startLocalKMS(t)
 	providertest.Run(t, providertest.Harness{
-		NewKey: func(t *testing.T) provider.Key { return newLocalKey(t, l) },
+		NewKey:            func(t *testing.T) provider.Key { return newLocalKey(t, l) },
+		NotFoundOnDestroy: true,
 		// Disable, ScheduleDeletion and Destroy change the key on local-kms,
 		// which answers Decrypt (with a KeyId) with AWS's codes; see
 		// TestLocalKMSGaps.
@@ -208,8 +209,8 @@ func TestLocalKMSDeletionWindowEnds(t *testing.T) {
 
 	_, err = k.Wrap(ctx, []byte("x"), testAAD)
 	e := pe(t, err)
-	if e.Code != "NotFoundException" || e.Class != provider.Destroyed {
-		t.Fatalf("wrap after the deletion window: %v (class %s), want NotFoundException DESTROYED", err, e.Class)
+	if e.Code != "NotFoundException" || e.Class != provider.Revoked {
+		t.Fatalf("wrap after the deletion window: %v (class %s), want NotFoundException REVOKED (not found is never proof)", err, e.Class)
 	}
 	st, err = k.Describe(ctx)
 	if err != nil || st.State != provider.StateNotFound {

@@ -102,6 +102,7 @@ func newClient(endpoint string) *kms.Client {
 type reply struct {
 	Status int
 	Body   string
+	Date   time.Time // the Date header, when the test sets AWS's clock
 }
 
 // errorReply is AWS's documented awsJson1_1 error body for code.
@@ -164,6 +165,9 @@ func (f *faultKMS) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("x-amzn-RequestId", fmt.Sprintf("req-%s-%d", op, n))
+	if !rep.Date.IsZero() {
+		w.Header().Set("Date", rep.Date.UTC().Format(http.TimeFormat))
+	}
 	w.WriteHeader(rep.Status)
 	_, _ = io.WriteString(w, rep.Body)
 }

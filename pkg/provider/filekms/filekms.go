@@ -312,7 +312,7 @@ func (k *Key) state(st *stateFile) provider.KeyState {
 	ks := provider.KeyState{
 		URI: k.uri, Provider: Scheme, State: provider.State(st.State),
 		PrimaryVersion: strconv.Itoa(st.Primary), DeletionDate: st.DeletionDate,
-		Details: map[string]string{"path": k.path()},
+		Details: map[string]string{"path": k.path(), IDCreated: st.Created.UTC().Format(time.RFC3339Nano)},
 	}
 	for _, v := range st.Versions {
 		ks.Versions = append(ks.Versions, provider.VersionState{ID: strconv.Itoa(v.ID), State: provider.State(v.State), Created: v.Created})

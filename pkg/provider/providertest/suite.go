@@ -39,6 +39,13 @@ type Harness struct {
 	Covered map[string]string
 	// DescribeAfter checks the KMS's view in each state (default true).
 	SkipDescribeStates bool
+	// CannotProve says why the provider never proves destruction (Vault:
+	// a deleted key reads like one that never existed, and comes back by
+	// transit/restore); empty when Prove proves a destroyed key.
+	CannotProve string
+	// NotFoundOnDestroy: the KMS answers a destroyed key's unwrap with "not
+	// found" (AWS), which is REVOKED, never DESTROYED.
+	NotFoundOnDestroy bool
 }
 
 func ctx(t *testing.T) context.Context {
@@ -151,9 +158,11 @@ func Run(t *testing.T, h Harness) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			pin := pinOf(t, k, w)
 			k = m(t, k)
 			_, err = k.Unwrap(ctx(t), w, aad)
 			expectClass(t, err, class)
+			checkProof(t, h, k, pin, name)
 			if len(want) == 0 || h.SkipDescribeStates {
 				return
 			}
@@ -174,7 +183,14 @@ func Run(t *testing.T, h Harness) {
 	}
 	state("Disable", h.Disable, provider.Revoked, provider.StateDisabled)
 	state("ScheduleDeletion", h.ScheduleDeletion, provider.Revoked, provider.StatePendingDeletion)
-	state("Destroy", h.Destroy, provider.Destroyed, provider.StateDestroyed, provider.StateNotFound)
+	// A destroyed key's unwrap fails DESTROYED, or REVOKED where the KMS
+	// only says "not found" (AWS, Vault): never proof on its own; the proof
+	// is Prove's, about the identity pinned at wrap time.
+	destroyedClass := provider.Destroyed
+	if h.CannotProve != "" || h.NotFoundOnDestroy {
+		destroyedClass = provider.Revoked
+	}
+	state("Destroy", h.Destroy, destroyedClass, provider.StateDestroyed, provider.StateNotFound)
 	state("DenyAccess", h.DenyAccess, provider.Revoked)
 	state("Throttle", h.Throttle, provider.Transient)
 	state("Down", h.Down, provider.Transient)
@@ -196,5 +212,46 @@ func expectClass(t *testing.T, err error, want provider.Class) {
 	}
 	if got := provider.Classify(err); got != want {
 		t.Fatalf("error %q: class %s, want %s", err, got, want)
+	}
+}
+
+// pinOf pins the identity of the key that made w; every provider pins.
+func pinOf(t *testing.T, k provider.Key, w provider.Wrapped) provider.Identity {
+	t.Helper()
+	p, ok := provider.AsProver(k)
+	if !ok {
+		t.Fatalf("%T is no provider.Prover: verify-destroyed could never prove it destroyed", provider.Base(k))
+	}
+	pin, err := p.Pin(ctx(t), w)
+	if err != nil || len(pin) == 0 {
+		t.Fatalf("pin: %v (%v)", pin, err)
+	}
+	return pin
+}
+
+// checkProof asks Prove about the pinned key after the row's mutation: only
+// Destroy may prove destruction, and only where the provider can prove it.
+// A KMS that cannot be asked (throttled, down, access denied) proves nothing.
+func checkProof(t *testing.T, h Harness, k provider.Key, pin provider.Identity, row string) {
+	t.Helper()
+	p, _ := provider.AsProver(k)
+	pr, err := p.Prove(ctx(t), pin)
+	want := row == "Destroy" && h.CannotProve == ""
+	if err != nil {
+		if want {
+			t.Fatalf("prove after %s: %v", row, err)
+		}
+		return
+	}
+	if pr.Mismatch != "" && (want || pr.Destroyed) {
+		// A harness may point the key at a fault server (another place):
+		// that is never proof.
+		t.Fatalf("prove after %s: mismatch %q in the pinned place, destroyed %v", row, pr.Mismatch, pr.Destroyed)
+	}
+	if pr.Destroyed != want {
+		t.Fatalf("prove after %s: destroyed %v (%s), want %v", row, pr.Destroyed, pr.Reason, want)
+	}
+	if pr.Reason == "" && pr.Mismatch == "" {
+		t.Fatalf("prove after %s: no reason given", row)
 	}
 }

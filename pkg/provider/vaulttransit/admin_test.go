@@ -95,7 +95,7 @@ func TestAdmin(t *testing.T) {
 	}
 	for _, w := range []provider.Wrapped{w1, w2} {
 		_, err := k.Unwrap(ctxT(t), w, testAAD)
-		expectErr(t, s, err, provider.Destroyed, "400", "encryption key not found")
+		expectErr(t, s, err, provider.Revoked, "400", "encryption key not found")
 	}
 }
 

@@ -19,8 +19,10 @@ type check int
 
 const (
 	checkNone check = iota
-	// checkKeyRead reads keys/<name>: 404 → DESTROYED; the key exists, or
-	// the read is denied → REVOKED; the read fails transiently → TRANSIENT.
+	// checkKeyRead reads keys/<name>: 404, the key exists, or the read is
+	// denied → REVOKED; the read fails transiently → TRANSIENT. A 404 is
+	// never DESTROYED: it is also what another Vault cluster or namespace
+	// answers, and transit/restore brings a deleted key back.
 	checkKeyRead
 	// checkTrimmed reads keys/<name>: the ciphertext's version is below
 	// min_available_version (trimmed: its key material is deleted) →
@@ -41,9 +43,9 @@ type Row struct {
 // Table is the error-class table, first match wins. Errors with no HTTP
 // status (network, deadline) are TRANSIENT.
 var Table = []Row{
-	{Status: 400, Contains: "encryption key not found", Class: provider.Destroyed, check: checkKeyRead,
-		Why: "transit encrypt/decrypt/rewrap: no policy of that name; DESTROYED only if keys/<name> reads 404, else REVOKED"},
-	{Status: 400, Contains: "key not found", Class: provider.Destroyed, check: checkKeyRead,
+	{Status: 400, Contains: "encryption key not found", Class: provider.Revoked, check: checkKeyRead,
+		Why: "transit encrypt/decrypt/rewrap: no policy of that name; REVOKED (not found is never proof: another cluster or namespace says the same, and transit/restore brings a key back), TRANSIENT if keys/<name> cannot be read"},
+	{Status: 400, Contains: "key not found", Class: provider.Revoked, check: checkKeyRead,
 		Why: "transit keys/<name>/rotate on a missing key; same check as above"},
 	{Status: 403, Class: provider.Revoked,
 		Why: "permission denied: token revoked or expired, or a policy denies the path"},
@@ -106,11 +108,10 @@ func (k *Key) classify(ctx context.Context, op string, err error, ctVersion int)
 
 // keyGone reads keys/<name> once to tell a deleted key from a missing grant.
 func (k *Key) keyGone(ctx context.Context) provider.Class {
-	s, err := k.readKey(ctx)
+	_, err := k.readKey(ctx)
 	switch {
-	case err == nil && s == nil:
-		return provider.Destroyed // 404 with no error text: Vault has no key of that name
 	case err == nil:
+		// 404 (s == nil): this Vault has no key of that name; never proof.
 		return provider.Revoked
 	}
 	var re *api.ResponseError

@@ -62,7 +62,7 @@ func TestErrorTable(t *testing.T) {
 	s := startServer(t)
 	c := s.Client(t)
 
-	t.Run("key_not_found_and_read_404_is_destroyed", func(t *testing.T) { // real
+	t.Run("key_not_found_and_read_404_is_revoked", func(t *testing.T) { // real: never proof
 		k := newKey(t, s)
 		w := wrapOrFatal(t, k, testAAD)
 		if _, err := k.Destroy(ctxT(t)); err != nil {
@@ -70,8 +70,8 @@ func TestErrorTable(t *testing.T) {
 		}
 		s.ResetCounts(t)
 		_, err := k.Unwrap(ctxT(t), w, testAAD)
-		expectErr(t, s, err, provider.Destroyed, "400", "encryption key not found")
-		// The second call that DESTROYED needs: one read of the key.
+		expectErr(t, s, err, provider.Revoked, "400", "encryption key not found")
+		// The second call tells REVOKED from TRANSIENT: one read of the key.
 		got := s.Counts(t)
 		if got["PUT decrypt/"+k.Name()] != 1 || got["GET keys/"+k.Name()] != 1 {
 			t.Fatalf("calls %v: want one decrypt and one read of keys/%s", got, k.Name())
@@ -104,7 +104,7 @@ func TestErrorTable(t *testing.T) {
 		_, err := k.Unwrap(ctxT(t), w, testAAD)
 		expectErr(t, s, err, provider.Transient, "400", "encryption key not found")
 	})
-	t.Run("wrap_under_disable_upsert_after_delete_is_destroyed", func(t *testing.T) { // real
+	t.Run("wrap_under_disable_upsert_after_delete_is_revoked", func(t *testing.T) { // real
 		k := newKey(t, s)
 		if _, err := k.Destroy(ctxT(t)); err != nil {
 			t.Fatal(err)
@@ -112,15 +112,15 @@ func TestErrorTable(t *testing.T) {
 		logical(t, c, "transit/config/keys", map[string]any{"disable_upsert": true})
 		t.Cleanup(func() { logical(t, c, "transit/config/keys", map[string]any{"disable_upsert": false}) })
 		_, err := k.Wrap(ctxT(t), []byte("x"), testAAD)
-		expectErr(t, s, err, provider.Destroyed, "400", "encryption key not found")
+		expectErr(t, s, err, provider.Revoked, "400", "encryption key not found")
 	})
-	t.Run("rotate_key_not_found_is_destroyed", func(t *testing.T) { // real
+	t.Run("rotate_key_not_found_is_revoked", func(t *testing.T) { // real
 		k := newKey(t, s)
 		if _, err := k.Destroy(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
 		_, err := k.Rotate(ctxT(t))
-		expectErr(t, s, err, provider.Destroyed, "400", "key not found")
+		expectErr(t, s, err, provider.Revoked, "400", "key not found")
 	})
 	t.Run("permission_denied_by_policy_is_revoked", func(t *testing.T) { // server's policy hook, Vault's text
 		k := newKey(t, s)
@@ -288,7 +288,7 @@ func TestRetryRecovers(t *testing.T) {
 // first match wins, and unknown statuses fall where they should.
 func TestTableRows(t *testing.T) {
 	want := map[string]provider.Class{
-		"encryption key not found":       provider.Destroyed,
+		"encryption key not found":       provider.Revoked,
 		"disallowed by policy (too old)": provider.Revoked,
 		"message authentication failed":  provider.Misuse,
 		"invalid ciphertext":             provider.Misuse,

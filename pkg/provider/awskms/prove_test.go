@@ -1,0 +1,105 @@
+package awskms
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/cmekctl/cmekctl/pkg/provider"
+)
+
+// TestWrongPlaceIsNeverDestroyed: a key wrapped on one local-kms, then asked
+// about at another endpoint (another account or profile as the SDK's
+// environment would pick it: AWS_ENDPOINT_URL_KMS, a profile), is not found
+// there. The unwrap is REVOKED and Prove reports the mismatch, never proof.
+// Today's rule (not found, then DescribeKey not found: DESTROYED) fails it.
+func TestWrongPlaceIsNeverDestroyed(t *testing.T) {
+	a, b := startLocalKMS(t), startLocalKMS(t)
+	ctx := testCtx(t)
+	k := newLocalKey(t, a)
+	w, err := k.Wrap(ctx, []byte("0123456789abcdef0123456789abcdef"), testAAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin, err := k.Pin(ctx, w)
+	if err != nil || pin[IDArn] != k.keyID || pin[IDAccount] != testAccount || pin[IDRegion] != testRegion || pin[IDEndpoint] != a.URL {
+		t.Fatalf("pin: %v %v", pin, err)
+	}
+	elsewhere := New(newClient(b.URL), k.keyID, testURI(k.keyID))
+	_, err = elsewhere.Unwrap(ctx, w, testAAD)
+	if c := provider.Classify(err); c == provider.Destroyed || err == nil {
+		t.Fatalf("unwrap at another endpoint: %v (class %s): not found there is not proof", err, c)
+	}
+	pr, err := elsewhere.Prove(ctx, pin)
+	if err != nil || pr.Destroyed || !strings.Contains(pr.Mismatch, "endpoint") {
+		t.Fatalf("prove at another endpoint: %+v %v", pr, err)
+	}
+	// Another region of the same endpoint: a mismatch too.
+	c := kms.New(newClient(a.URL).Options(), func(o *kms.Options) { o.Region = "us-east-1" })
+	pr, err = New(c, k.keyID, testURI(k.keyID)).Prove(ctx, pin)
+	if err != nil || pr.Destroyed || !strings.Contains(pr.Mismatch, "region") {
+		t.Fatalf("prove from another region: %+v %v", pr, err)
+	}
+	// In its own place, alive: no proof; deleted: proof.
+	if pr, err = k.Prove(ctx, pin); err != nil || pr.Destroyed || pr.Mismatch != "" {
+		t.Fatalf("prove of a live key: %+v %v", pr, err)
+	}
+	if _, err := k.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pr, err = k.Prove(ctx, pin); err != nil || pr.Destroyed {
+		t.Fatalf("prove of a key pending deletion: %+v %v", pr, err)
+	}
+	expireDeletion(t, a, k.keyID)
+	if pr, err = k.Prove(ctx, pin); err != nil || !pr.Destroyed || pr.State.State != provider.StateNotFound {
+		t.Fatalf("prove of a deleted key: %+v %v", pr, err)
+	}
+	// An alias URI proves through the pinned ARN, never the alias.
+	if pr, err = New(newClient(a.URL), "alias/gone", testURI("alias/gone")).Prove(ctx, pin); err != nil || !pr.Destroyed {
+		t.Fatalf("prove through an alias URI: %+v %v", pr, err)
+	}
+	// Unpinned: nothing is proof.
+	if pr, err = k.Prove(ctx, nil); err != nil || pr.Destroyed {
+		t.Fatalf("prove without a pin: %+v %v", pr, err)
+	}
+}
+
+// TestClockSkewDoesNotDestroy: a key pending deletion whose date has passed
+// by the local clock, but not by AWS's (the response's Date header), is
+// PENDING_DELETION, never DESTROYED; and even past AWS's clock, a key AWS
+// still describes is not deleted. Today's code judged the date by the local
+// clock and said DESTROYED.
+func TestClockSkewDoesNotDestroy(t *testing.T) {
+	local := time.Now()
+	deletion := local.Add(-time.Hour)    // passed, by the local clock
+	awsClock := local.Add(-2 * time.Hour) // AWS is two hours behind
+	for _, server := range []time.Time{awsClock, local} {
+		d := okReply(metadata(faultARN, "PendingDeletion", &deletion))
+		d.Date = server
+		f := startFaultKMS(t, map[string]reply{"DescribeKey": d, "GetKeyRotationStatus": okReply(map[string]any{"KeyRotationEnabled": false})})
+		k := New(newClient(f.URL), faultARN, testURI(faultARN))
+		st, err := k.Describe(testCtx(t))
+		if err != nil || st.State != provider.StatePendingDeletion {
+			t.Fatalf("AWS clock %v: describe %v, state %s, want PENDING_DELETION", server, err, st.State)
+		}
+		pin := provider.Identity{IDArn: faultARN, IDAccount: testAccount, IDRegion: testRegion, IDEndpoint: f.URL}
+		pr, err := k.Prove(testCtx(t), pin)
+		if err != nil || pr.Destroyed || pr.ServerTime.Unix() != server.Unix() {
+			t.Fatalf("AWS clock %v: prove %+v %v", server, pr, err)
+		}
+	}
+}
+
+// TestMultiRegionNotFoundIsNotProof: a multi-region key not found in one
+// region may live on as its primary or another replica.
+func TestMultiRegionNotFoundIsNotProof(t *testing.T) {
+	arn := "arn:aws:kms:" + testRegion + ":" + testAccount + ":key/mrk-1234abcd12ab34cd56ef1234567890ab"
+	f := startFaultKMS(t, map[string]reply{"DescribeKey": errorReply(400, "NotFoundException", "Key '"+arn+"' does not exist")})
+	k := New(newClient(f.URL), arn, testURI(arn))
+	pr, err := k.Prove(testCtx(t), provider.Identity{IDArn: arn, IDAccount: testAccount, IDRegion: testRegion, IDEndpoint: f.URL})
+	if err != nil || pr.Destroyed || !strings.Contains(pr.Reason, "multi-region") {
+		t.Fatalf("prove: %+v %v", pr, err)
+	}
+}
