@@ -290,7 +290,7 @@ func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.
 // pinnedWrap is a CMEK URI with the identity pinned when it wrapped.
 type pinnedWrap struct {
 	uri string
-	pin provider.Identity
+	pin provider.KeyIdentity
 }
 
 func (p pinnedWrap) key() string { return p.uri + "\x00" + p.pin.String() }

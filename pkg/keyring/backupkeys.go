@@ -20,7 +20,7 @@ func (g *Group) RegionCMEK(region string) (string, bool) {
 }
 
 // KnownCMEK returns the URI, as the keyrings record it, of the CMEK key of
-// region whose normalised identity (provider.Identity) is that of uri, and
+// region whose normalised identity (provider.KeyIdentity) is that of uri, and
 // whether there is one. The keys a region's keyrings know are its store-key
 // wrap's and those wrapping its backup keys.
 //

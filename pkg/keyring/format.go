@@ -75,7 +75,7 @@ type StoreWrap struct {
 	// CMEKIdentity pins the CMEK key that wrapped beyond its URI (the KMS's
 	// answer at wrap time: AWS key ARN, Vault cluster, GCP resource name).
 	// verify-destroyed takes no KMS answer as proof without it.
-	CMEKIdentity provider.Identity `json:"cmek_identity,omitempty"`
+	CMEKIdentity provider.KeyIdentity `json:"cmek_identity,omitempty"`
 }
 
 // StoreKey is a store key's metadata (its material is only in the bundle).
@@ -102,7 +102,7 @@ type RegionWrap struct {
 	CMEKVersion string `json:"cmek_version,omitempty"`
 	Wrapped     []byte `json:"wrapped"`
 	// CMEKIdentity pins the CMEK key that wrapped (see StoreWrap).
-	CMEKIdentity provider.Identity `json:"cmek_identity,omitempty"`
+	CMEKIdentity provider.KeyIdentity `json:"cmek_identity,omitempty"`
 }
 
 // BackupKey is a backup key wrapped by the CMEK key of each region that may

@@ -8,17 +8,17 @@ import (
 	"time"
 )
 
-// Identity pins a CMEK key beyond its URI: what the KMS said about the key,
+// KeyIdentity pins a CMEK key beyond its URI: what the KMS said about the key,
 // and where it was asked, when the key wrapped something. The keyring
 // records it, and verify-destroyed checks it before it takes any answer of
 // the KMS as proof (DESIGN §5). Keys are provider-defined; values are facts
 // the KMS returned (AWS: the key ARN, its account and region, the endpoint
 // asked; Vault: the cluster ID from sys/health, the namespace, the address;
 // GCP: the full resource name).
-type Identity map[string]string
+type KeyIdentity map[string]string
 
 // String is the identity as key=value pairs in a stable order, for reports.
-func (id Identity) String() string {
+func (id KeyIdentity) String() string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(id)) {
 		parts = append(parts, k+"="+id[k])
@@ -53,10 +53,10 @@ type Prover interface {
 	// Pin returns the identity of the key that made w. It may ask the KMS
 	// (Vault's sys/health); an error leaves the wrap unpinned, and an
 	// unpinned wrap can never be proven destroyed.
-	Pin(ctx context.Context, w Wrapped) (Identity, error)
+	Pin(ctx context.Context, w Wrapped) (KeyIdentity, error)
 	// Prove asks the KMS about the pinned key: first whether the place
 	// asked is the pinned one, then the key's state.
-	Prove(ctx context.Context, pin Identity) (Proof, error)
+	Prove(ctx context.Context, pin KeyIdentity) (Proof, error)
 }
 
 // AsProver returns the Prover of the key under any wrappers.
@@ -68,7 +68,7 @@ func AsProver(k Key) (Prover, bool) {
 // PinOf returns the identity of the key that made w, or nil when the key
 // cannot pin or the KMS did not answer (never an error: a wrap that worked
 // stays good; it is only never provable as destroyed).
-func PinOf(ctx context.Context, k Key, w Wrapped) Identity {
+func PinOf(ctx context.Context, k Key, w Wrapped) KeyIdentity {
 	p, ok := AsProver(k)
 	if !ok {
 		return nil
@@ -82,7 +82,7 @@ func PinOf(ctx context.Context, k Key, w Wrapped) Identity {
 
 // SamePlace compares the entries named by keys of the pinned identity and
 // of the one seen now, and says what differs ("" when none).
-func SamePlace(pinned, now Identity, keys ...string) string {
+func SamePlace(pinned, now KeyIdentity, keys ...string) string {
 	var diff []string
 	for _, k := range keys {
 		if pinned[k] != now[k] {

@@ -109,10 +109,10 @@ func (f *fakeProver) Unwrap(context.Context, provider.Wrapped, []byte) ([]byte, 
 func (f *fakeProver) Describe(context.Context) (provider.KeyState, error) {
 	return provider.KeyState{State: f.state}, f.err
 }
-func (f *fakeProver) Pin(context.Context, provider.Wrapped) (provider.Identity, error) {
-	return provider.Identity{"id": "1"}, nil
+func (f *fakeProver) Pin(context.Context, provider.Wrapped) (provider.KeyIdentity, error) {
+	return provider.KeyIdentity{"id": "1"}, nil
 }
-func (f *fakeProver) Prove(context.Context, provider.Identity) (provider.Proof, error) {
+func (f *fakeProver) Prove(context.Context, provider.KeyIdentity) (provider.Proof, error) {
 	return f.proof, f.err
 }
 
@@ -134,9 +134,9 @@ func TestProveCheckPropertyEveryCombination(t *testing.T) {
 						if class != provider.ClassNone {
 							f.err = provider.Errorf("fake", "prove", class, "C", "m")
 						}
-						var pin provider.Identity
+						var pin provider.KeyIdentity
 						if pinned {
-							pin = provider.Identity{"id": "1"}
+							pin = provider.KeyIdentity{"id": "1"}
 						}
 						name := fmt.Sprintf("pinned=%v mismatch=%q destroyed=%v class=%q state=%s", pinned, mismatch, destroyed, class, st)
 						c, ok := ProveCheck(context.Background(), f, pin, "k", now)

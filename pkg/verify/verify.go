@@ -39,7 +39,7 @@ type Check struct {
 	Class    string `json:"class,omitempty"`
 	KMSError string `json:"kms_error,omitempty"`
 	// Identity is the key identity pinned at wrap time that the check is
-	// about (see provider.Identity), when there is one.
+	// about (see provider.KeyIdentity), when there is one.
 	Identity string    `json:"identity,omitempty"`
 	At       time.Time `json:"at"`
 }
@@ -136,7 +136,7 @@ func DescribeCheck(ctx context.Context, key provider.Key, target string, now fun
 // or with a KMS that cannot prove, the KMS's answer is reported and never
 // counts as proof of destruction. A KMS asked in another place than the
 // pinned one is INCONCLUSIVE: nothing it says is about the key.
-func ProveCheck(ctx context.Context, key provider.Key, pin provider.Identity, target string, now func() time.Time) (Check, bool) {
+func ProveCheck(ctx context.Context, key provider.Key, pin provider.KeyIdentity, target string, now func() time.Time) (Check, bool) {
 	const name = "prove CMEK key destroyed"
 	p, ok := provider.AsProver(key)
 	if !ok || len(pin) == 0 {

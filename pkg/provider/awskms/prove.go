@@ -33,16 +33,16 @@ func parseKeyARN(arn string) (partition, region, account, keyID string, ok bool)
 }
 
 // place is where this client asks: its region and endpoint.
-func (k *Key) place() provider.Identity {
+func (k *Key) place() provider.KeyIdentity {
 	o := k.client.Options()
-	return provider.Identity{IDRegion: o.Region, IDEndpoint: aws.ToString(o.BaseEndpoint)}
+	return provider.KeyIdentity{IDRegion: o.Region, IDEndpoint: aws.ToString(o.BaseEndpoint)}
 }
 
 // Pin records the key ARN that Encrypt returned (w.KeyVersion), with the
 // account and region it names and the endpoint asked. An ARN names its
 // account and region: AWS answers for that key, in that account, wherever
 // the caller is.
-func (k *Key) Pin(_ context.Context, w provider.Wrapped) (provider.Identity, error) {
+func (k *Key) Pin(_ context.Context, w provider.Wrapped) (provider.KeyIdentity, error) {
 	_, region, account, _, ok := parseKeyARN(w.KeyVersion)
 	if !ok {
 		return nil, provider.Errorf(providerName, "pin", provider.Misuse, "", "Encrypt returned %q, not a key ARN", w.KeyVersion)
@@ -61,7 +61,7 @@ func (k *Key) Pin(_ context.Context, w provider.Wrapped) (provider.Identity, err
 // ARN, and the key is not multi-region (a replica or primary elsewhere may
 // hold the same material). A key pending deletion is not deleted, whatever
 // its date; its date is judged by AWS's clock (the Date header).
-func (k *Key) Prove(ctx context.Context, pin provider.Identity) (provider.Proof, error) {
+func (k *Key) Prove(ctx context.Context, pin provider.KeyIdentity) (provider.Proof, error) {
 	p := provider.Proof{State: provider.KeyState{URI: k.uri, Provider: providerName, State: provider.StateUnknown}}
 	_, region, _, keyID, ok := parseKeyARN(pin[IDArn])
 	if !ok || region != pin[IDRegion] {

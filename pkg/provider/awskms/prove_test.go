@@ -73,7 +73,7 @@ func TestWrongPlaceIsNeverDestroyed(t *testing.T) {
 // clock and said DESTROYED.
 func TestClockSkewDoesNotDestroy(t *testing.T) {
 	local := time.Now()
-	deletion := local.Add(-time.Hour)    // passed, by the local clock
+	deletion := local.Add(-time.Hour)     // passed, by the local clock
 	awsClock := local.Add(-2 * time.Hour) // AWS is two hours behind
 	for _, server := range []time.Time{awsClock, local} {
 		d := okReply(metadata(faultARN, "PendingDeletion", &deletion))
@@ -84,7 +84,7 @@ func TestClockSkewDoesNotDestroy(t *testing.T) {
 		if err != nil || st.State != provider.StatePendingDeletion {
 			t.Fatalf("AWS clock %v: describe %v, state %s, want PENDING_DELETION", server, err, st.State)
 		}
-		pin := provider.Identity{IDArn: faultARN, IDAccount: testAccount, IDRegion: testRegion, IDEndpoint: f.URL}
+		pin := provider.KeyIdentity{IDArn: faultARN, IDAccount: testAccount, IDRegion: testRegion, IDEndpoint: f.URL}
 		pr, err := k.Prove(testCtx(t), pin)
 		if err != nil || pr.Destroyed || pr.ServerTime.Unix() != server.Unix() {
 			t.Fatalf("AWS clock %v: prove %+v %v", server, pr, err)
@@ -98,7 +98,7 @@ func TestMultiRegionNotFoundIsNotProof(t *testing.T) {
 	arn := "arn:aws:kms:" + testRegion + ":" + testAccount + ":key/mrk-1234abcd12ab34cd56ef1234567890ab"
 	f := startFaultKMS(t, map[string]reply{"DescribeKey": errorReply(400, "NotFoundException", "Key '"+arn+"' does not exist")})
 	k := New(newClient(f.URL), arn, testURI(arn))
-	pr, err := k.Prove(testCtx(t), provider.Identity{IDArn: arn, IDAccount: testAccount, IDRegion: testRegion, IDEndpoint: f.URL})
+	pr, err := k.Prove(testCtx(t), provider.KeyIdentity{IDArn: arn, IDAccount: testAccount, IDRegion: testRegion, IDEndpoint: f.URL})
 	if err != nil || pr.Destroyed || !strings.Contains(pr.Reason, "multi-region") {
 		t.Fatalf("prove: %+v %v", pr, err)
 	}

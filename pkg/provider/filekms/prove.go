@@ -16,24 +16,24 @@ const (
 )
 
 // Pin records the key file's path and the key's creation time.
-func (k *Key) Pin(_ context.Context, _ provider.Wrapped) (provider.Identity, error) {
+func (k *Key) Pin(_ context.Context, _ provider.Wrapped) (provider.KeyIdentity, error) {
 	st, err := k.load("pin")
 	if err != nil {
 		return nil, err
 	}
-	return provider.Identity{IDPath: k.path(), IDCreated: st.Created.UTC().Format(time.RFC3339Nano)}, nil
+	return provider.KeyIdentity{IDPath: k.path(), IDCreated: st.Created.UTC().Format(time.RFC3339Nano)}, nil
 }
 
 // Prove reads the pinned key file: destroyed and not recoverable is proof;
 // a missing file is not (the key may be elsewhere, or restored from a copy),
 // and a key created again at the same path is another key.
-func (k *Key) Prove(ctx context.Context, pin provider.Identity) (provider.Proof, error) {
+func (k *Key) Prove(ctx context.Context, pin provider.KeyIdentity) (provider.Proof, error) {
 	p := provider.Proof{State: provider.KeyState{URI: k.uri, Provider: Scheme, State: provider.StateUnknown}}
 	if pin[IDPath] == "" {
 		p.Reason = "no key file was pinned when the key wrapped"
 		return p, nil
 	}
-	if d := provider.SamePlace(pin, provider.Identity{IDPath: k.path()}, IDPath); d != "" {
+	if d := provider.SamePlace(pin, provider.KeyIdentity{IDPath: k.path()}, IDPath); d != "" {
 		p.Mismatch = "asked about another key file: " + d
 		return p, nil
 	}

@@ -17,21 +17,21 @@ const (
 
 // Pin records the key's full resource name and the version Encrypt named.
 // A resource name is global: Cloud KMS answers for that key whoever asks.
-func (k *Key) Pin(_ context.Context, w provider.Wrapped) (provider.Identity, error) {
-	return provider.Identity{IDName: k.name, IDVersion: w.KeyVersion}, nil
+func (k *Key) Pin(_ context.Context, w provider.Wrapped) (provider.KeyIdentity, error) {
+	return provider.KeyIdentity{IDName: k.name, IDVersion: w.KeyVersion}, nil
 }
 
 // Prove describes the key: proof of destruction is Cloud KMS saying the
 // pinned version (or, when none was pinned, every version) is DESTROYED and
 // none can be imported again. NOT_FOUND and PERMISSION_DENIED are never
 // proof: Cloud KMS deletes no key, only versions' material.
-func (k *Key) Prove(ctx context.Context, pin provider.Identity) (provider.Proof, error) {
+func (k *Key) Prove(ctx context.Context, pin provider.KeyIdentity) (provider.Proof, error) {
 	p := provider.Proof{State: provider.KeyState{URI: k.uri, Provider: providerName, State: provider.StateUnknown}}
 	if pin[IDName] == "" {
 		p.Reason = "no resource name was pinned when the key wrapped"
 		return p, nil
 	}
-	if d := provider.SamePlace(pin, provider.Identity{IDName: k.name}, IDName); d != "" {
+	if d := provider.SamePlace(pin, provider.KeyIdentity{IDName: k.name}, IDName); d != "" {
 		p.Mismatch = "asked about another key: " + d
 		return p, nil
 	}

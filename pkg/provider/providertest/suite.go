@@ -216,7 +216,7 @@ func expectClass(t *testing.T, err error, want provider.Class) {
 }
 
 // pinOf pins the identity of the key that made w; every provider pins.
-func pinOf(t *testing.T, k provider.Key, w provider.Wrapped) provider.Identity {
+func pinOf(t *testing.T, k provider.Key, w provider.Wrapped) provider.KeyIdentity {
 	t.Helper()
 	p, ok := provider.AsProver(k)
 	if !ok {
@@ -232,7 +232,7 @@ func pinOf(t *testing.T, k provider.Key, w provider.Wrapped) provider.Identity {
 // checkProof asks Prove about the pinned key after the row's mutation: only
 // Destroy may prove destruction, and only where the provider can prove it.
 // A KMS that cannot be asked (throttled, down, access denied) proves nothing.
-func checkProof(t *testing.T, h Harness, k provider.Key, pin provider.Identity, row string) {
+func checkProof(t *testing.T, h Harness, k provider.Key, pin provider.KeyIdentity, row string) {
 	t.Helper()
 	p, _ := provider.AsProver(k)
 	pr, err := p.Prove(ctx(t), pin)

@@ -17,7 +17,7 @@ const (
 )
 
 // place is the Vault cluster and namespace this client reaches.
-func (k *Key) place(ctx context.Context) (provider.Identity, error) {
+func (k *Key) place(ctx context.Context) (provider.KeyIdentity, error) {
 	var cluster string
 	_, err := provider.Retry(ctx, k.retry, func(ctx context.Context) error {
 		h, err := k.client.Sys().HealthWithContext(ctx)
@@ -33,13 +33,13 @@ func (k *Key) place(ctx context.Context) (provider.Identity, error) {
 	if cluster == "" {
 		return nil, provider.Errorf(providerName, "sys/health", provider.Misuse, "", "Vault gave no cluster_id (is it initialized?)")
 	}
-	return provider.Identity{IDCluster: cluster, IDNamespace: k.client.Namespace(), IDAddress: k.client.Address(),
+	return provider.KeyIdentity{IDCluster: cluster, IDNamespace: k.client.Namespace(), IDAddress: k.client.Address(),
 		IDKey: k.mount + "/keys/" + k.name}, nil
 }
 
 // Pin records the Vault cluster (sys/health's cluster_id), the namespace
 // and the key's path.
-func (k *Key) Pin(ctx context.Context, _ provider.Wrapped) (provider.Identity, error) {
+func (k *Key) Pin(ctx context.Context, _ provider.Wrapped) (provider.KeyIdentity, error) {
 	return k.place(ctx)
 }
 
@@ -48,7 +48,7 @@ func (k *Key) Pin(ctx context.Context, _ provider.Wrapped) (provider.Identity, e
 // 404 like one that never existed, Vault keeps no tombstone, and
 // transit/restore of a backup, or a snapshot of Vault's storage, brings it
 // back. The best a Vault key reaches is REVOKED.
-func (k *Key) Prove(ctx context.Context, pin provider.Identity) (provider.Proof, error) {
+func (k *Key) Prove(ctx context.Context, pin provider.KeyIdentity) (provider.Proof, error) {
 	p := provider.Proof{State: provider.KeyState{URI: k.uri, Provider: providerName, State: provider.StateUnknown}}
 	if pin[IDCluster] == "" {
 		p.Reason = "no Vault cluster was pinned when the key wrapped: nothing Vault says can be tied to the key"
