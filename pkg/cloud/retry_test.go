@@ -227,3 +227,66 @@ func TestWritesNotRetriedOn503(t *testing.T) {
 		t.Errorf("slept %v: a write was retried", s)
 	}
 }
+
+// Region add: the cluster PATCH with the rules of
+// DedicatedClusterUpdateSpecification, then the cluster ready, then the new
+// region ENABLED.
+func TestAddRegions(t *testing.T) {
+	e := newEnv(t, "us-east-1", "us-west-2")
+	ctx := context.Background()
+	cl, err := e.c.GetCluster(ctx, clusterID)
+	if err != nil || cl.State != cloud.ClusterCreated || len(cl.Regions) != 2 || cl.Region("us-west-2").NodeCount != 3 {
+		t.Fatalf("get cluster: %+v, %v", cl, err)
+	}
+	nodes := map[string]int32{"us-east-1": 3, "us-west-2": 3, "us-central-1": 4}
+	// CMEK off: a key for the new region is refused.
+	if _, err := e.c.AddRegions(ctx, clusterID, nodes, e.specs("us-central-1")); !errors.Is(err, cloud.ErrRejected) || !strings.Contains(err.Error(), "not enabled") {
+		t.Fatalf("add with a key while CMEK is off: %v", err)
+	}
+	if _, err := e.c.EnableCMEK(ctx, clusterID, e.specs("us-east-1", "us-west-2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Wait(ctx, clusterID, cloud.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, specs := range map[string][]cloud.RegionSpec{
+		"a new region without its key":    nil,
+		"a key for an existing region":    e.specs("us-east-1", "us-central-1"),
+		"a key for a region not in nodes": e.specs("us-central-1", "us-east-2"),
+	} {
+		if _, err := e.c.AddRegions(ctx, clusterID, nodes, specs); !errors.Is(err, cloud.ErrRejected) {
+			t.Errorf("%s: %v, want ErrRejected", name, err)
+		}
+	}
+	// While the cluster is busy: 503, once, never retried.
+	e.srv.Lock(2)
+	if _, err := e.c.AddRegions(ctx, clusterID, nodes, e.specs("us-central-1")); !errors.Is(err, cloud.ErrUnavailable) {
+		t.Fatalf("add while locked: %v, want ErrUnavailable", err)
+	}
+	if n := e.count("PATCH", 503); n != 1 {
+		t.Errorf("%d PATCHes answered 503, want 1", n)
+	}
+	if _, err := e.c.WaitClusterReady(ctx, clusterID, cloud.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err = e.c.AddRegions(ctx, clusterID, nodes, e.specs("us-central-1"))
+	if err != nil || cl.State != cloud.ClusterLocked {
+		t.Fatalf("add: %+v, %v", cl, err)
+	}
+	if cl, err = e.c.WaitClusterReady(ctx, clusterID, cloud.WaitOptions{}); err != nil || cl.Region("us-central-1").NodeCount != 4 {
+		t.Fatalf("wait for the cluster: %+v, %v", cl, err)
+	}
+	info, err := e.c.Wait(ctx, clusterID, cloud.WaitOptions{})
+	if err != nil || info.Region("us-central-1") == nil || info.Region("us-central-1").Status != cloud.StatusEnabled {
+		t.Fatalf("wait for cmek: %+v, %v", info, err)
+	}
+	var body string
+	for _, r := range e.srv.Requests() {
+		if r.Method == "PATCH" && r.Status == 200 {
+			body = r.Body
+		}
+	}
+	if !strings.Contains(body, `"region_nodes":{`) || !strings.Contains(body, `"cmek_region_specs":[{"region":"us-central-1"`) {
+		t.Errorf("PATCH body %s", body)
+	}
+}

@@ -47,6 +47,10 @@ type CloudOptions struct {
 	// Since and Until bound backup-keys list --cloud (as_of_time in
 	// [Since, Until)); zero leaves a side open.
 	Since, Until time.Time
+	// Nodes is region add --cloud's --nodes: the new region's node count.
+	Nodes int
+	// DryRun is region add --cloud's --dry-run.
+	DryRun bool
 }
 
 // cloudFlagSet says which Cloud flags a verb takes.
@@ -64,6 +68,9 @@ const (
 	// cloudRefused: only --cloud and --cluster-id, so that the verb can say
 	// plainly that the Cloud does not offer it (rotate store-key, data-key).
 	cloudRefused
+	// cloudRegionAdd: cloudWrite plus --region-key, --nodes and --dry-run
+	// (region add; its --region and --auth-principal serve both planes).
+	cloudRegionAdd
 )
 
 // addCloudFlags adds the Cloud plane's flags to cmd. standalone names the
@@ -84,7 +91,7 @@ func addCloudFlags(f *Factory, cmd *cobra.Command, o *CloudOptions, set cloudFla
 		fl.StringVar(&o.APIKeyFile, "api-key-file", "", "file holding the service account API key (default $"+envCloudAPIKey+")")
 		cloudOnly = append(cloudOnly, "server", "api-key-file")
 	}
-	if set == cloudWrite || set == cloudSpecs {
+	if set == cloudWrite || set == cloudSpecs || set == cloudRegionAdd {
 		fl.BoolVar(&o.Wait, "wait", true, "wait until every region is ENABLED, DISABLED or REVOKED")
 		fl.BoolVar(&o.NoWait, "no-wait", false, "return as soon as the API accepted the call")
 		fl.DurationVar(&o.Timeout, "timeout", cloud.DefaultWaitTimeout, "how long to wait in all")
@@ -94,6 +101,12 @@ func addCloudFlags(f *Factory, cmd *cobra.Command, o *CloudOptions, set cloudFla
 		fl.StringArrayVar(&o.RegionKeys, "region-key", nil, "REGION=URI: the region's CMEK key, aws-kms:///ARN or gcp-kms:///projects/... (repeat)")
 		fl.StringArrayVar(&o.Principals, "auth-principal", nil, "REGION=PRINCIPAL: IAM role ARN (AWS) or service account email (GCP) the cluster uses (repeat)")
 		cloudOnly = append(cloudOnly, "region-key", "auth-principal")
+	}
+	if set == cloudRegionAdd {
+		fl.StringArrayVar(&o.RegionKeys, "region-key", nil, "REGION=URI: the new region's CMEK key (required while CMEK is enabled on the cluster)")
+		fl.IntVar(&o.Nodes, "nodes", 0, "the new region's node count")
+		fl.BoolVar(&o.DryRun, "dry-run", false, "check the key and the cluster, print the PATCH, send nothing")
+		cloudOnly = append(cloudOnly, "region-key", "nodes", "dry-run")
 	}
 	if help != "" {
 		long := cmd.Long
@@ -152,6 +165,15 @@ API key: $COCKROACH_API_KEY or --api-key-file; server: $COCKROACH_SERVER or
 Then wait until every region is ENABLED again.`,
 	"rotate-refused": `With --cloud: refused (exit 2): the CockroachDB Cloud does not offer this
 rotation through its API; it rotates data keys monthly by itself.`,
+	"region-add": `With --cloud --cluster-id ID: add region R with N nodes to a Cloud cluster,
+with its CMEK key: --region R --nodes N --region-key R=URI [--auth-principal
+R=PRINCIPAL] (the principal defaults to the one of the cluster's current
+keys). The key is described through its KMS first (it must be ENABLED);
+then PATCH /api/v1/clusters/{id} with dedicated.region_nodes (every region,
+its node count kept, plus R) and dedicated.cmek_region_specs (R only), then
+wait until the cluster is ready and R is ENABLED. A region the cluster has
+already, or a --region-key for another region, is refused before any call.
+--dry-run prints the PATCH without sending it.`,
 	"revoke": `With --cloud --cluster-id ID: PATCH .../cmek {"action":"REVOKE"}, then wait
 until every region is REVOKED. Undoing it needs Cockroach Labs support.
 Typed confirmation of the cluster ID on a terminal, --yes in scripts;

@@ -60,7 +60,7 @@ func cloudEnableRun(ctx context.Context, f *Factory, p printer, o *CloudOptions)
 	if len(on) > 0 {
 		return s.finish(p, rep, cur, &ExitError{Code: ExitAlreadyEnabled,
 			Err:  fmt.Errorf("cloud api: cmek is already enabled on cluster %s (%s); nothing was sent", s.id, strings.Join(on, ", ")),
-			Hint: "change keys with cmekctl rotate cmek --cloud; see cmekctl status --cloud --cluster-id " + s.id})
+			Hint: "change keys with cmekctl rotate cmek --cloud, add a region with cmekctl region add --cloud; see cmekctl status --cloud --cluster-id " + s.id})
 	}
 	if len(cur.RegionInfos) > 0 {
 		var missing, unknown []string

@@ -53,7 +53,7 @@ func cloudRotateRun(ctx context.Context, f *Factory, p printer, op string, o *Cl
 		}
 		k := ri.Current()
 		if k == nil || ri.Status == cloud.StatusDisabled {
-			return s.finish(p, rep, cur, usageError("enable it first: cmekctl enable --cloud", "rotate cmek --cloud: cmek is not enabled in region %s of cluster %s (%s); nothing was sent", r, s.id, ri.Status))
+			return s.finish(p, rep, cur, usageError(notEnabledHint(cur), "rotate cmek --cloud: cmek is not enabled in region %s of cluster %s (%s); nothing was sent", r, s.id, ri.Status))
 		}
 		if uris[r] == "" { // same URI: the key's new version
 			specs = append(specs, cloud.RegionSpec{Region: r, KeySpec: cloud.KeySpec{Type: k.Spec.Type, URI: k.Spec.URI, AuthPrincipal: k.Spec.AuthPrincipal}})
@@ -80,4 +80,16 @@ func cloudRotateRun(ctx context.Context, f *Factory, p printer, op string, o *Cl
 		info = cur
 	}
 	return s.finish(p, rep, info, err)
+}
+
+// notEnabledHint: with CMEK off everywhere, enable it; with CMEK on in other
+// regions, a new region gets its key as it is added (region add --cloud),
+// and enable --cloud, which covers every region, does not apply.
+func notEnabledHint(cur *cloud.ClusterInfo) string {
+	for _, r := range cur.RegionInfos {
+		if r.Status != cloud.StatusDisabled {
+			return "CMEK is on in other regions: a region gets its key when it is added (cmekctl region add --cloud --region R --nodes N --region-key R=URI); ask Cockroach Labs support about a region left without one"
+		}
+	}
+	return "enable it first: cmekctl enable --cloud"
 }

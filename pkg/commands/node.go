@@ -110,27 +110,35 @@ type RegionAddOptions struct {
 	AuthPrincipal string
 	Nodes         []string
 	Keyrings      []string
+	// Cloud: region add --cloud, through the Cloud API (cloudregionadd.go).
+	Cloud CloudOptions
 }
 
 func newCmdRegion(f *Factory, p func() printer) *cobra.Command {
-	cmd := &cobra.Command{Use: "region", Short: "Add a region to the cluster config"}
+	cmd := &cobra.Command{Use: "region", Short: "Add a region to the cluster config, or to a Cloud cluster (--cloud)"}
 	o := &RegionAddOptions{}
 	add := &cobra.Command{
-		Use:   "add --region R --cmek URI [--node N --keyring DIR]...",
+		Use:   "add --region R (--cmek URI [--node N --keyring DIR]... | --cloud --cluster-id ID --nodes N --region-key R=URI)",
 		Short: "Add a region to the cluster config; it is NOT protected until enable --region R",
 		Long: `Add a region, its CMEK key and its nodes to the cluster config file. A region
 added after enabling is not protected: status reports it so until you run
 cmekctl enable --region R for it.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return regionAddRun(f, p(), o) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Cloud.Cloud {
+				return cloudRegionAddRun(cmd.Context(), f, p(), &o.Cloud, o.Region, o.AuthPrincipal)
+			}
+			return regionAddRun(f, p(), o)
+		},
 	}
 	add.Flags().StringVar(&o.Region, "region", "", "the region's name")
 	add.Flags().StringVar(&o.CMEK, "cmek", "", "the region's CMEK key URI")
-	add.Flags().StringVar(&o.AuthPrincipal, "auth-principal", "", "the Cloud's auth principal for the key (IAM role ARN or service account)")
+	add.Flags().StringVar(&o.AuthPrincipal, "auth-principal", "", "the Cloud's auth principal for the key (IAM role ARN or service account); with --cloud, REGION=PRINCIPAL or PRINCIPAL")
 	add.Flags().StringArrayVar(&o.Nodes, "node", nil, "a node of the region (repeat, paired with --keyring)")
 	add.Flags().StringArrayVar(&o.Keyrings, "keyring", nil, "the node's keyring directory (repeat, paired with --node)")
 	_ = add.MarkFlagRequired("region")
 	_ = add.MarkFlagRequired("cmek")
+	addCloudFlags(f, add, &o.Cloud, cloudRegionAdd, cloudHelp["region-add"], "cmek", "node", "keyring")
 	cmd.AddCommand(add)
 	return cmd
 }
