@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"io"
 	"sync"
 )
 
@@ -13,7 +14,9 @@ import (
 // A writer's job holds the plaintext of its chunks contiguous in in, and
 // seals chunk i to buf[i×stride:], so that the job's wire bytes are
 // contiguous in buf: one write per job. A reader's job holds the wire bytes
-// as read in buf, and opens chunk i into out[i×C:].
+// as read in buf, and opens chunk i into out[i×C:]; a positional reader's job
+// first reads those bytes itself, at the offset its first chunk has in the
+// file (readAt).
 type job struct {
 	s     *suite
 	first uint64 // the number of the job's first chunk
@@ -28,6 +31,11 @@ type job struct {
 	err   error  // the first chunk that failed, or tail
 	done  chan struct{}
 	sc    scratch
+	// A positional reader's job reads its own wire bytes, on the worker
+	// that opens them: want bytes at off of ra.
+	ra   io.ReaderAt
+	off  int64
+	want int
 }
 
 // sealed is the wire bytes of a sealed writer job.
@@ -37,6 +45,9 @@ func (j *job) sealed() []byte {
 
 func (j *job) run() {
 	if j.open {
+		if j.ra != nil {
+			j.readAt()
+		}
 		j.doOpen()
 		return
 	}
@@ -47,6 +58,28 @@ func (j *job) run() {
 			size, last = j.fill, j.last
 		}
 		j.s.seal(&j.sc, j.buf[i*stride:], j.in[i*c:i*c+size], j.first+uint64(i), last)
+	}
+}
+
+// readAt reads a positional job's wire bytes. A short read means the file
+// changed (shrank) since its size was taken, or failed: the whole chunks read
+// are still opened, as not final, and the job ends with the error behind
+// them, so that the stream fails as a sequential read of what is there would.
+func (j *job) readAt() {
+	buf := j.buf[:j.want]
+	n, err := j.ra.ReadAt(buf, j.off)
+	if n == len(buf) {
+		j.buf = buf
+		return
+	}
+	stride := j.s.stride()
+	full := n / stride
+	j.buf, j.n, j.last = buf[:full*stride], min(j.n, full), false
+	c := j.first + uint64(full)
+	if err == nil || err == io.EOF {
+		j.tail = fmt.Errorf("stream: chunk %d: the file shrank while being read: %w", c, ErrTruncated)
+	} else {
+		j.tail = fmt.Errorf("stream: read chunk %d: %w", c, err)
 	}
 }
 
@@ -170,7 +203,8 @@ type pipeline struct {
 }
 
 func newPipeline(s *suite, opt Options) pipeline {
-	p := pipeline{s: s, batch: opt.batch(s.chunk), window: opt.window()}
+	p := pipeline{s: s, batch: opt.batch(s.chunk)}
+	p.window = opt.window(p.batch * (s.stride() + s.chunk))
 	if n := opt.parallel(); n > 1 {
 		p.pool = newPool(n, p.window)
 	}

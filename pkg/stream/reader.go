@@ -4,6 +4,7 @@ import (
 	"crypto/fips140"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 )
 
@@ -19,6 +20,23 @@ type reader struct {
 	// next job.
 	carry    byte
 	hasCarry bool
+
+	// Positional mode (a regular file): jobs read their own chunks with
+	// ReadAt, at fixed offsets from base (the offset of chunk 0), on the
+	// workers. end is the file's size when the stream was opened; restat
+	// takes it again at the end, so that a file that grew meanwhile fails.
+	ra     io.ReaderAt
+	base   int64
+	end    int64
+	restat func() (int64, error)
+}
+
+// file is what a positional reader needs of its source: an *os.File, or
+// anything else that can read at offsets and say its size and position.
+type file interface {
+	io.ReaderAt
+	io.Seeker
+	Stat() (os.FileInfo, error)
 }
 
 // NewReader opens a stream written by NewWriter with the same key, header and
@@ -31,6 +49,14 @@ type reader struct {
 // then: a consumer that must not act on a partial stream should write to a
 // temporary file and keep it only on io.EOF. The reader also implements
 // io.WriterTo, so io.Copy writes straight from its chunk buffers.
+//
+// When src is a regular file (an *os.File), the reader is positional: its
+// workers read their own chunks at the offsets the format fixes (chunk i at
+// SaltSize + i×(C+Overhead) from src's current offset), straight into their
+// job buffers, and the file's size decides how many chunks there are and
+// which is the final one; every check and error is the sequential reader's.
+// src's offset is then left where it was. Pipes, FIFOs, terminals and other
+// readers are read sequentially.
 //
 // In FIPS 140-only mode a V1 stream is refused before anything is read, with
 // an error wrapping ErrFIPSV1.
@@ -51,22 +77,58 @@ func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader
 		// cannot open.
 		return nil, fipsV1Error()
 	}
-	salt := make([]byte, SaltSize)
-	if _, err := io.ReadFull(src, salt); err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, fmt.Errorf("stream: salt: %w", ErrTruncated)
+	r := &reader{src: src}
+	if f, ok := src.(file); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if off, err := f.Seek(0, io.SeekCurrent); err == nil {
+				r.ra, r.base, r.end = f, off, fi.Size()
+				r.restat = func() (int64, error) {
+					fi, err := f.Stat()
+					if err != nil {
+						return 0, err
+					}
+					return fi.Size(), nil
+				}
+			}
 		}
-		return nil, fmt.Errorf("stream: read salt: %w", err)
+	}
+	salt := make([]byte, SaltSize)
+	if err := r.readSalt(salt); err != nil {
+		return nil, err
 	}
 	s, err := newSuite(v, key, salt, header, cs)
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{pipeline: newPipeline(s, opt), src: src}
+	r.pipeline = newPipeline(s, opt)
 	if r.pool != nil {
 		runtime.AddCleanup(r, func(p *pool) { p.stop() }, r.pool)
 	}
 	return r, nil
+}
+
+// readSalt reads the salt: from src, or at base in positional mode.
+func (r *reader) readSalt(salt []byte) error {
+	var err error
+	if r.ra != nil {
+		var n int
+		n, err = r.ra.ReadAt(salt, r.base)
+		if n == len(salt) {
+			err = nil
+		} else if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		r.base += int64(n)
+	} else {
+		_, err = io.ReadFull(r.src, salt)
+	}
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return fmt.Errorf("stream: salt: %w", ErrTruncated)
+	case err != nil:
+		return fmt.Errorf("stream: read salt: %w", err)
+	}
+	return nil
 }
 
 func (r *reader) newJob() *job {
@@ -135,11 +197,58 @@ func (r *reader) readJob() (*job, error) {
 	return j, nil
 }
 
-// fill reads and starts jobs until the window is full or the final chunk has
-// been read. A read error is queued behind the jobs before it.
+// planJob is readJob for a positional reader: it decides the next job's
+// chunks from the file's size, exactly as readJob decides them from what
+// the read returned, and leaves the reading to the job (job.readAt), on its
+// worker.
+func (r *reader) planJob() (*job, error) {
+	stride := int64(r.s.stride())
+	j := r.newJob()
+	start := r.base + int64(r.counter)*stride
+	remain := r.end - start
+	full, rest := remain/stride, remain%stride
+	switch batch := int64(r.batch) * stride; {
+	case remain > batch:
+		// More follows these chunks: none of them is the final one.
+		j.n, remain = r.batch, batch
+	case remain <= 0:
+		r.free = append(r.free, j)
+		return nil, fmt.Errorf("stream: chunk %d: no final chunk: %w", r.counter, ErrTruncated)
+	case rest == 0:
+		j.n, j.last = int(full), true
+	case rest < int64(r.s.over):
+		j.n = int(full)
+		j.tail = fmt.Errorf("stream: chunk %d: %d bytes, shorter than a chunk's nonce and tag: %w", r.counter+uint64(full), rest, ErrTruncated)
+		remain = full * stride
+	default:
+		j.n, j.last = int(full)+1, true
+	}
+	span := uint64(j.n)
+	if j.last {
+		span--
+	}
+	if r.s.maxCounter-r.counter < span {
+		r.free = append(r.free, j)
+		return nil, overflowError(r.s)
+	}
+	j.ra, j.off, j.want = r.ra, start, int(remain)
+	j.buf = j.buf[:cap(j.buf)]
+	j.first = r.counter
+	r.counter += span
+	r.sawLast = j.last || j.tail != nil
+	return j, nil
+}
+
+// fill reads (or, positional, plans) and starts jobs until the window is
+// full or the final chunk has been read. A read error is queued behind the
+// jobs before it.
 func (r *reader) fill() {
 	for !r.sawLast && len(r.queue) < r.window {
-		j, err := r.readJob()
+		read := r.readJob
+		if r.ra != nil {
+			read = r.planJob
+		}
+		j, err := read()
 		if err != nil {
 			r.queue = append(r.queue, &job{err: err})
 			r.sawLast = true
@@ -169,7 +278,19 @@ func (r *reader) next() error {
 	if len(r.queue) == 0 {
 		r.err = io.EOF
 		r.pool.stopNil()
-		return io.EOF
+		if r.restat != nil {
+			// Data appended while the stream was read is data after the
+			// final chunk, as a sequential read would have found.
+			switch size, err := r.restat(); {
+			case err != nil:
+				r.err = fmt.Errorf("stream: stat after the final chunk: %w", err)
+			case size > r.end:
+				r.err = fmt.Errorf("stream: the file grew from %d to %d bytes while it was read: %w", r.end, size, ErrTrailingData)
+			case size < r.end:
+				r.err = fmt.Errorf("stream: the file shrank from %d to %d bytes while it was read: %w", r.end, size, ErrTruncated)
+			}
+		}
+		return r.err
 	}
 	j := popFront(&r.queue)
 	r.pool.wait(j)

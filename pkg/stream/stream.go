@@ -137,13 +137,19 @@ func (o Options) parallel() int {
 	return o.Parallel
 }
 
+// maxInflight bounds the bytes of the jobs in flight, so that a chunk size
+// read from an untrusted header (up to MaxChunkSize) cannot make a reader
+// hold more than this before chunk 0 authenticates, whatever Parallel is.
+const maxInflight = 32 << 20
+
 // window is the number of jobs in flight (being sealed or opened, or done
-// and waiting for their turn to be written or read) in parallel mode.
-func (o Options) window() int {
+// and waiting for their turn to be written or read) in parallel mode: two
+// per worker, fewer when jobs of jobBytes each would pass maxInflight.
+func (o Options) window(jobBytes int) int {
 	if o.parallel() == 1 {
 		return 1
 	}
-	return 2 * o.parallel()
+	return min(2*o.parallel(), max(2, maxInflight/jobBytes))
 }
 
 // batchBytes is the plaintext a job carries in parallel mode: enough chunks

@@ -1,0 +1,59 @@
+package commands
+
+import (
+	"errors"
+	"io"
+	"os"
+)
+
+// The stream's positional reader (pkg/stream) reads a regular file's
+// chunks at their offsets, on its workers, when its source can read at
+// offsets and say its size and position (an *os.File can). guardedReader
+// passes that through for a regular input file, with the interrupt check on
+// every read; for anything else (stdin, a pipe, a FIFO, a terminal, an input
+// with --expect-bytes) Stat fails and the stream reads sequentially.
+
+var errNotPositional = errors.New("input is not read at offsets")
+
+// file is the input as a regular file, or nil.
+func (g *guardedReader) file() *os.File {
+	f, ok := g.r.(*os.File)
+	if !ok || g.expect >= 0 {
+		return nil
+	}
+	return f
+}
+
+// Stat is the input file's, or an error when the input is not one.
+func (g *guardedReader) Stat() (os.FileInfo, error) {
+	if f := g.file(); f != nil {
+		return f.Stat()
+	}
+	return nil, errNotPositional
+}
+
+// Seek moves or reports the input file's offset.
+func (g *guardedReader) Seek(off int64, whence int) (int64, error) {
+	if f := g.file(); f != nil {
+		return f.Seek(off, whence)
+	}
+	return 0, errNotPositional
+}
+
+// ReadAt reads the input file at off, unless the run was interrupted.
+func (g *guardedReader) ReadAt(p []byte, off int64) (int, error) {
+	if ie := interrupted(g.ctx); ie != nil {
+		return 0, ie
+	}
+	f := g.file()
+	if f == nil {
+		return 0, errNotPositional
+	}
+	return f.ReadAt(p, off)
+}
+
+var _ interface {
+	io.ReaderAt
+	io.Seeker
+	Stat() (os.FileInfo, error)
+} = (*guardedReader)(nil)
