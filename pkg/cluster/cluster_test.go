@@ -1,0 +1,323 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cmekctl/cmekctl/pkg/cluster"
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/store"
+)
+
+type fixture struct {
+	kms   *kms
+	st    *counted
+	cmek  map[string]string
+	nodes map[string][]string
+}
+
+// enabled is a cluster "c1" of the regions given, n nodes each, in a
+// directory store.
+func enabled(t *testing.T, n int, regions ...string) *fixture {
+	t.Helper()
+	f := &fixture{kms: newKMS(t), st: count(dirStore(t)), cmek: map[string]string{}, nodes: map[string][]string{}}
+	for _, r := range regions {
+		f.cmek[r] = f.kms.create(t, "key-"+r)
+		f.nodes[r] = nodeNames(r+"-n", n)
+		if _, err := cluster.Enable(context.Background(), f.st, f.kms.env(), "c1", r, f.cmek[r], f.nodes[r]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.kms.reset()
+	f.st.reset()
+	return f
+}
+
+func (f *fixture) unlock(t *testing.T, host, region, node string) (*cluster.UnlockResult, error) {
+	t.Helper()
+	return cluster.Unlock(context.Background(), f.st, f.kms.env(), cluster.UnlockOptions{
+		Cluster: "c1", Region: region, Node: node,
+		Cache:  filepath.Join(host, "cache"),
+		Unlock: keyring.UnlockOptions{Out: filepath.Join(host, "out"), AllowDisk: true},
+	})
+}
+
+func rotate(f *fixture, op string) cluster.RotateOptions {
+	return cluster.RotateOptions{Cluster: "c1", Op: op, By: "test", Lease: cluster.LeaseOptions{Holder: "test"}}
+}
+
+// A node's start: 1 store read + 1 KMS unwrap + 1 status write.
+func TestUnlockCounts(t *testing.T) {
+	f := enabled(t, 2, "r1")
+	host := t.TempDir()
+	res, err := f.unlock(t, host, "r1", "r1-n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := f.st.counts(); c["get"] != 1 || c["create"]+c["replace"] != 1 || f.st.total() != 2 {
+		t.Fatalf("first start: store requests %v, want 1 get + 1 status write", c)
+	}
+	if k := f.kms.total(); k.Unwrap != 1 || k.Wrap != 0 {
+		t.Fatalf("KMS calls %+v, want 1 unwrap", k)
+	}
+	if _, err := os.Stat(res.Key); err != nil {
+		t.Fatalf("the active key file: %v", err)
+	}
+	f.st.reset()
+	if _, err := f.unlock(t, host, "r1", "r1-n1"); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.st.counts(); c["get"] != 1 || c["replace"] != 1 || f.st.total() != 2 {
+		t.Fatalf("second start: store requests %v, want 1 get + 1 replace", c)
+	}
+	st, err := cluster.ReadStatus(context.Background(), f.st, "c1", "r1", "r1-n1")
+	if err != nil || st.Handed == nil || st.Handed.StoreKeyID != res.StoreKey {
+		t.Fatalf("status %+v %v, want the handed store key %s", st, err, res.StoreKey)
+	}
+}
+
+func TestEnableRefusesExisting(t *testing.T) {
+	f := enabled(t, 2, "r1")
+	_, err := cluster.Enable(context.Background(), f.st, f.kms.env(), "c1", "r1", f.cmek["r1"], []string{"r1-n2", "r1-n3"})
+	if !errors.Is(err, keyring.ErrAlreadyEnabled) {
+		t.Fatalf("enable over an existing keyring: %v", err)
+	}
+	if k := f.kms.total(); k.Wrap != 0 {
+		t.Fatalf("a refused enable made %d wraps", k.Wrap)
+	}
+}
+
+// Rotations: KMS calls per region as today; store requests <= 2 per node
+// plus a few per operation.
+func TestRotateCounts(t *testing.T) {
+	f := enabled(t, 5, "r1", "r2", "r3")
+	for _, op := range []string{keyring.OpRotateStoreKey, keyring.OpRotateDataKey, keyring.OpRotateCMEK} {
+		f.kms.reset()
+		f.st.reset()
+		res, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), rotate(f, op))
+		if err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		k := f.kms.total()
+		wantWrap := int64(3)
+		if op == keyring.OpRotateDataKey {
+			wantWrap = 0
+		}
+		if k.Unwrap != 3 || k.Wrap != wantWrap {
+			t.Fatalf("%s: KMS %+v, want 3 unwraps, %d wraps", op, k, wantWrap)
+		}
+		if n := f.st.total(); n > 2*15+8 {
+			t.Fatalf("%s: %d store requests for 15 nodes (%v), want <= 2 per node + 8", op, n, f.st.counts())
+		}
+		for _, r := range res.Nodes {
+			if r.Action != "rotated" {
+				t.Fatalf("%s: %+v", op, r)
+			}
+		}
+	}
+	// A node unlocks on the new store key.
+	res, err := f.unlock(t, t.TempDir(), "r2", "r2-n3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := cluster.ReadKeyring(context.Background(), f.st, "c1", "r2", "r2-n3")
+	if res.StoreKey != kr.ActiveStoreKey().ID || kr.StoreWrap.Generation != 3 {
+		t.Fatalf("unlocked %s, keyring active %s gen %d", res.StoreKey, kr.ActiveStoreKey().ID, kr.StoreWrap.Generation)
+	}
+}
+
+type crashAt string
+
+// A crash at every step resumes with the recorded wraps: no new wrap.
+func TestRotateCrashResumes(t *testing.T) {
+	for _, step := range []string{"leased", "planned", "intent", "applied"} {
+		t.Run(step, func(t *testing.T) {
+			f := enabled(t, 3, "r1", "r2")
+			o := rotate(f, keyring.OpRotateStoreKey)
+			o.Lease.TTL = 200 * time.Millisecond
+			o.Lease.Wait = time.Second
+			o.Crash = func(s string) {
+				if s == step {
+					panic(crashAt(s))
+				}
+			}
+			func() {
+				defer func() {
+					if r := recover(); r != crashAt(step) {
+						t.Fatalf("recovered %v", r)
+					}
+				}()
+				_, _ = cluster.Rotate(context.Background(), f.st, f.kms.env(), o)
+			}()
+			wrapsBefore := f.kms.total().Wrap
+			o.Crash = nil
+			res, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := f.kms.total()
+			switch step {
+			case "leased", "planned":
+				// Nothing recorded: a fresh rotation (the first run's wraps
+				// were never used).
+				if res.Resumed {
+					t.Fatal("resumed, with no intent recorded")
+				}
+			default:
+				if !res.Resumed || k.Wrap != wrapsBefore {
+					t.Fatalf("resumed=%v, wraps %d -> %d: want a resume with no new wrap", res.Resumed, wrapsBefore, k.Wrap)
+				}
+			}
+			for _, r := range f.nodes {
+				for _, n := range r {
+					kr, err := cluster.ReadKeyring(context.Background(), f.st, "c1", strings.Split(n, "-")[0], n)
+					if err != nil || kr.StoreWrap.Generation != 2 {
+						t.Fatalf("%s: generation %d %v, want 2", n, kr.StoreWrap.Generation, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// The store refuses writes mid-rotation: nothing is half-applied that a
+// rerun does not finish, and the rerun makes no new wrap.
+func TestRotateStoreDownMidway(t *testing.T) {
+	f := enabled(t, 4, "r1", "r2")
+	f.st.failAfter = 3
+	_, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), rotate(f, keyring.OpRotateStoreKey))
+	if !errors.Is(err, keyring.ErrPartial) {
+		t.Fatalf("rotation with the store refusing: %v, want ErrPartial", err)
+	}
+	wraps := f.kms.total().Wrap
+	f.st.failAfter = 0
+	res, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), rotate(f, keyring.OpRotateStoreKey))
+	if err != nil || !res.Resumed {
+		t.Fatalf("rerun: %v resumed=%v", err, res.Resumed)
+	}
+	if f.kms.total().Wrap != wraps {
+		t.Fatal("the rerun made a new wrap")
+	}
+	done := 0
+	for _, r := range res.Nodes {
+		if r.Action == "already done" {
+			done++
+		}
+	}
+	if done != 3 {
+		t.Fatalf("%d nodes already done, want the 3 the first run wrote", done)
+	}
+	// Another rotation may now start: the intent is done.
+	if _, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), rotate(f, keyring.OpRotateDataKey)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A keyring write whose answer was lost is recognised by its last_op.
+func TestRotateLostAnswer(t *testing.T) {
+	f := enabled(t, 2, "r1")
+	f.st.loseAnswer, f.st.loseN = "/keyrings/r1/r1-n2", 1
+	res, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), rotate(f, keyring.OpRotateDataKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, r := range res.Nodes {
+		if r.Node == "r1-n2" && r.Action == "rotated" && strings.Contains(r.Detail, "answer was lost") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("results %+v: want r1-n2 rotated, its lost answer detected", res.Nodes)
+	}
+	kr, _ := cluster.ReadKeyring(context.Background(), f.st, "c1", "r1", "r1-n2")
+	if len(kr.DataKeys) != 2 {
+		t.Fatalf("%d data keys, want 2 (rotated once, not twice)", len(kr.DataKeys))
+	}
+}
+
+func TestPendingIntentOfAnotherOp(t *testing.T) {
+	f := enabled(t, 2, "r1")
+	f.st.failAfter = 1
+	_, _ = cluster.Rotate(context.Background(), f.st, f.kms.env(), rotate(f, keyring.OpRotateStoreKey))
+	f.st.failAfter = 0
+	_, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), rotate(f, keyring.OpRotateDataKey))
+	if !errors.Is(err, keyring.ErrPending) || !strings.Contains(err.Error(), "rotate store-key") {
+		t.Fatalf("another op over a pending intent: %v, want ErrPending naming it", err)
+	}
+}
+
+func TestLease(t *testing.T) {
+	ctx := context.Background()
+	s := dirStore(t)
+	o := cluster.LeaseOptions{TTL: 300 * time.Millisecond, Holder: "a"}
+	h, err := cluster.AcquireLease(ctx, s, "c1", "rotate", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Busy while renewed: a waiter that gives up early is told who holds it.
+	_, err = cluster.AcquireLease(ctx, s, "c1", "revoke", cluster.LeaseOptions{TTL: time.Second, Holder: "b", Wait: 500 * time.Millisecond})
+	var be *cluster.BusyError
+	if !errors.As(err, &be) || be.Holder != "a" || be.Op != "rotate" {
+		t.Fatalf("busy lease: %v", err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A holder that dies (no renewal, no release) is taken over after a
+	// whole TTL of the same version.
+	dead, err := cluster.AcquireLease(ctx, s, "c1", "rotate", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.StopRenewing()
+	start := time.Now()
+	h2, err := cluster.AcquireLease(ctx, s, "c1", "revoke", cluster.LeaseOptions{Holder: "b", Wait: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Fatalf("taken over after %s, before a whole TTL", el)
+	}
+	// store unlock --force: the wrong token changes nothing; the right one releases.
+	if _, err := cluster.ForceRelease(ctx, s, "c1", "nope"); err == nil {
+		t.Fatal("force release with a wrong token succeeded")
+	}
+	if _, err := cluster.ForceRelease(ctx, s, "c1", h2.Token()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.AcquireLease(ctx, s, "c1", "x", cluster.LeaseOptions{Holder: "c"}); err != nil {
+		t.Fatalf("after a forced release: %v", err)
+	}
+}
+
+// The store down at a node's start: the cache serves if fresh and not
+// revoked, and says so; otherwise the start fails with ErrUnavailable.
+func TestUnlockOutage(t *testing.T) {
+	f := enabled(t, 1, "r1")
+	host := t.TempDir()
+	if _, err := f.unlock(t, host, "r1", "r1-n1"); err != nil {
+		t.Fatal(err)
+	}
+	f.st.down = true
+	res, err := f.unlock(t, host, "r1", "r1-n1")
+	if err != nil || !res.FromCache {
+		t.Fatalf("store down, fresh cache: %v %+v", err, res)
+	}
+	_, err = cluster.Unlock(context.Background(), f.st, f.kms.env(), cluster.UnlockOptions{
+		Cluster: "c1", Region: "r1", Node: "r1-n1", Cache: filepath.Join(host, "cache"), MaxStale: time.Hour,
+		Now:    func() time.Time { return time.Now().Add(2 * time.Hour) },
+		Unlock: keyring.UnlockOptions{Out: filepath.Join(host, "out"), AllowDisk: true},
+	})
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "--max-stale") {
+		t.Fatalf("store down, stale cache: %v", err)
+	}
+	if _, err := f.unlock(t, t.TempDir(), "r1", "r1-n1"); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("store down, no cache: %v", err)
+	}
+}

@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/store"
+)
+
+// Enable creates the cluster record (once) and the keyrings of a region's
+// nodes in the store: one KMS wrap, then one create-only write per node. A
+// node whose keyring the store already holds is refused before any KMS call.
+func Enable(ctx context.Context, s store.Store, env keyring.Env, c, region, cmek string, nodes []string) (*keyring.Result, error) {
+	if err := CheckNames(append([]string{c, region}, nodes...)...); err != nil {
+		return nil, err
+	}
+	var exists []string
+	for _, n := range nodes {
+		_, _, err := s.Get(ctx, keyringKey(c, region, n))
+		switch {
+		case err == nil:
+			exists = append(exists, n)
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+	}
+	if len(exists) > 0 {
+		return nil, fmt.Errorf("%s: %w for node(s) %v of region %s, cluster %s: nothing was changed", s, keyring.ErrAlreadyEnabled, exists, region, c)
+	}
+	krs, err := keyring.NewRegionKeyrings(ctx, env, c, region, cmek, nodes)
+	if err != nil {
+		return nil, err
+	}
+	now := krs[0].EnabledAt
+	if _, err := s.CreateOnly(ctx, clusterKey(c), marshal(Record{Format: FormatCluster, ClusterID: c, Created: now})); err != nil && !errors.Is(err, store.ErrExists) {
+		return nil, err
+	}
+	res := &keyring.Result{Op: keyring.OpEnable, Nodes: make([]keyring.NodeResult, len(krs))}
+	parallel(len(krs), func(i int) {
+		kr := krs[i]
+		r := keyring.NodeResult{Dir: s.String(), Region: region, Node: kr.Node, Action: "enabled"}
+		data, err := keyring.Marshal(kr)
+		if err == nil {
+			_, err = s.CreateOnly(ctx, keyringKey(c, region, kr.Node), data)
+		}
+		if err != nil {
+			r.Action, r.Err, r.Error = "failed", err, err.Error()
+		}
+		res.Nodes[i] = r
+	})
+	if f := res.Failed(); f > 0 {
+		return res, fmt.Errorf("%w: %d of %d keyrings were not written to %s", keyring.ErrPartial, f, len(krs), s)
+	}
+	return res, nil
+}
+
+// Writers bounds the concurrent store requests of one operation.
+const Writers = 32
+
+// parallel runs fn(0..n-1) with at most Writers at once.
+func parallel(n int, fn func(i int)) {
+	sem := make(chan struct{}, Writers)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
+
+func utc(now func() time.Time) time.Time {
+	if now == nil {
+		return time.Now().UTC()
+	}
+	return now().UTC()
+}
