@@ -44,11 +44,11 @@ var (
 )
 
 // Keys of a cluster's documents.
-func clusterKey(c string) string    { return c + "/cluster.json" }
+func clusterKey(c string) string       { return c + "/cluster.json" }
 func keyringKey(c, r, n string) string { return c + "/keyrings/" + r + "/" + n + ".json" }
 func statusKey(c, r, n string) string  { return c + "/status/" + r + "/" + n + ".json" }
-func intentKey(c string) string     { return c + "/intent.json" }
-func leaseKey(c string) string      { return c + "/lease.json" }
+func intentKey(c string) string        { return c + "/intent.json" }
+func leaseKey(c string) string         { return c + "/lease.json" }
 
 // CheckNames refuses a cluster, region or node name that cannot be a store
 // key segment.
