@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/fips140"
 	"fmt"
 	"os"
 	"strconv"
@@ -38,8 +39,20 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata",
 		// cloudfake: the Cloud API fake and local-kms for cloud_*.txtar (cloud_test.go).
 		Cmds: cloudCmds(t),
+		// [fips]: a GOFIPS140 build running with GODEBUG=fips140=only.
+		Condition: func(cond string) (bool, error) {
+			if cond == "fips" {
+				return fips140.Enforced() && fips140.Version() != "latest", nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("NO_COLOR", "1")
+			// The FIPS pass's GODEBUG=fips140=only reaches cmekctl in
+			// every script (testscript starts from a clean environment).
+			if g := os.Getenv("GODEBUG"); g != "" {
+				e.Setenv("GODEBUG", g)
+			}
 			e.Setenv("XDG_STATE_HOME", e.WorkDir+"/state")
 			return nil
 		},

@@ -26,6 +26,7 @@ const (
 	ExitRevokedKeyring = 8
 	ExitLocked         = 9
 	ExitPartial        = 10
+	ExitNotFIPS        = 11
 	ExitKeyRevoked     = 20
 	ExitKeyDestroyed   = 21
 	ExitMisuse         = 22
@@ -61,6 +62,7 @@ var exitTable = []exitRow{
 	{ExitRevokedKeyring, "revoked-keyring", "the keyring is marked revoked: nothing is unlocked, decrypted or rotated"},
 	{ExitLocked, "locked", "another cmekctl holds the keyring's lock"},
 	{ExitPartial, "partial", "some nodes failed; run the same command again to finish"},
+	{ExitNotFIPS, "not-fips", "--require-fips, and cmekctl is not a FIPS build running with GODEBUG=fips140=only"},
 	{ExitKeyRevoked, "key-revoked", "the CMEK key refused: disabled, pending deletion or access denied (a node cannot start)"},
 	{ExitKeyDestroyed, "key-destroyed", "the CMEK key is destroyed: its material is gone (a node cannot start)"},
 	{ExitMisuse, "wrong-key", "a key or ciphertext does not authenticate: wrong --cmek, wrong key, tampered or moved data"},

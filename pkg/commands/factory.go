@@ -26,6 +26,8 @@ type Factory struct {
 	Registry func() provider.Registry
 	Now      func() time.Time
 	Getenv   func(string) string
+	// FIPS reports the FIPS 140-3 state (nil: the process's own).
+	FIPS func() FIPSStatus
 
 	// Audit is the audit log of this run (nil: none), and Verb the command
 	// being run; set by the root command before a verb runs.

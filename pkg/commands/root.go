@@ -14,6 +14,9 @@ type globalOptions struct {
 	NoColor  bool
 	AuditLog string
 	Config   string
+	// RequireFIPS refuses every verb unless on a FIPS build with
+	// GODEBUG=fips140=only (fips.go).
+	RequireFIPS bool
 }
 
 // NewRootCmd builds the command tree.
@@ -45,6 +48,11 @@ Start with a drill on the embedded KMS (no cloud account needed):
 			if err := checkOutput(g.Output); err != nil {
 				return err
 			}
+			if g.RequireFIPS {
+				if err := checkRequireFIPS(f.fips()); err != nil {
+					return err
+				}
+			}
 			return openAudit(f, g, cmd.Flags().Changed("audit-log"))
 		},
 	}
@@ -52,6 +60,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	root.PersistentFlags().BoolVar(&g.NoColor, "no-color", false, "no colour in output (also NO_COLOR)")
 	root.PersistentFlags().StringVar(&g.Config, "config", "", "cluster config file (default $XDG_CONFIG_HOME/cmekctl/config.yaml; also CMEKCTL_CONFIG)")
 	root.PersistentFlags().StringVar(&g.AuditLog, "audit-log", "", "append-only audit log (default $XDG_STATE_HOME/cmekctl/audit.log; \"off\" for none)")
+	root.PersistentFlags().BoolVar(&g.RequireFIPS, "require-fips", false, "refuse to run unless this is a FIPS build running with GODEBUG=fips140=only (also CMEKCTL_REQUIRE_FIPS; see cmekctl version)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputJSON, OutputYAML}, cobra.ShellCompDirectiveNoFileComp))
 	cobra.AddTemplateFunc("exitCodes", ExitCodesHelp)
 	root.SetUsageTemplate(root.UsageTemplate() + "\nExit status:\n{{exitCodes}}")

@@ -21,6 +21,8 @@ type versionInfo struct {
 	Date      string `json:"date"`
 	GoVersion string `json:"go_version"`
 	Platform  string `json:"platform"`
+	// FIPS: Go's FIPS 140-3 module and mode (fips.go).
+	FIPS FIPSStatus `json:"fips"`
 }
 
 func buildInfo() versionInfo {
@@ -53,8 +55,9 @@ func newCmdVersion(f *Factory, p func() printer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v := buildInfo()
-			return p().print(v, table{Headers: []string{"version", "commit", "date", "go", "platform"},
-				Rows: [][]string{{v.Version, v.Commit, v.Date, v.GoVersion, v.Platform}}})
+			v.FIPS = f.fips()
+			return p().print(v, table{Headers: []string{"version", "commit", "date", "go", "platform", "fips"},
+				Rows: [][]string{{v.Version, v.Commit, v.Date, v.GoVersion, v.Platform, v.FIPS.String()}}})
 		},
 	}
 }
