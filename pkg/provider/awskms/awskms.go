@@ -111,6 +111,9 @@ func Open(u *url.URL) (provider.Key, error) {
 		config.WithRegion(c.region),
 		config.WithRetryer(func() aws.Retryer { return NewRetryer(DefaultMaxAttempts, DefaultMaxBackoff) }),
 	}
+	if c.fips != aws.FIPSEndpointStateUnset {
+		opts = append(opts, config.WithUseFIPSEndpoint(c.fips)) // over the environment's
+	}
 	if c.auth == authSpecified {
 		opts = append(opts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(c.accessKeyID, c.secretKey, c.sessionToken)))

@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/cmekctl/cmekctl/pkg/provider"
 )
 
@@ -19,21 +21,26 @@ const (
 	paramAccessKeyID  = "AWS_ACCESS_KEY_ID"
 	paramSecretKey    = "AWS_SECRET_ACCESS_KEY"
 	paramSessionToken = "AWS_SESSION_TOKEN"
+	// paramUseFIPS: true sends every KMS (and STS) call to the region's
+	// FIPS endpoint, false never; absent, the SDK's AWS_USE_FIPS_ENDPOINT
+	// (environment or shared config) decides. The same name as the SDK's.
+	paramUseFIPS = "AWS_USE_FIPS_ENDPOINT"
 
 	authImplicit  = "implicit"
 	authSpecified = "specified"
 )
 
-var allowedParams = []string{paramRegion, paramAuth, paramAssumeRole, paramEndpoint, paramAccessKeyID, paramSecretKey, paramSessionToken}
+var allowedParams = []string{paramRegion, paramAuth, paramAssumeRole, paramEndpoint, paramAccessKeyID, paramSecretKey, paramSessionToken, paramUseFIPS}
 
 // uriConfig is a parsed aws-kms URI. Its secret fields never print: it has no
 // String method and no error built from it quotes them.
 type uriConfig struct {
-	keyID    string   // key ARN, key ID, alias/name or alias ARN; "" when the URI names no key yet
-	region   string   // REGION
-	auth     string   // implicit or specified
-	roles    []string // ASSUME_ROLE, a comma-separated chain of role ARNs
-	endpoint string   // AWS_ENDPOINT
+	keyID    string                // key ARN, key ID, alias/name or alias ARN; "" when the URI names no key yet
+	region   string                // REGION
+	auth     string                // implicit or specified
+	roles    []string              // ASSUME_ROLE, a comma-separated chain of role ARNs
+	endpoint string                // AWS_ENDPOINT
+	fips     aws.FIPSEndpointState // AWS_USE_FIPS_ENDPOINT; unset: the SDK's configuration
 
 	accessKeyID, secretKey, sessionToken string // AUTH=specified
 	redacted                             string // the URI with secrets redacted
@@ -106,6 +113,18 @@ func parseURI(u *url.URL) (*uriConfig, error) {
 		if e.User != nil {
 			return nil, uriError("AWS_ENDPOINT must not carry credentials")
 		}
+	}
+	switch v := q.Get(paramUseFIPS); v {
+	case "":
+	case "true":
+		c.fips = aws.FIPSEndpointStateEnabled
+	case "false":
+		c.fips = aws.FIPSEndpointStateDisabled
+	default:
+		return nil, uriError("AWS_USE_FIPS_ENDPOINT must be true or false")
+	}
+	if c.fips == aws.FIPSEndpointStateEnabled && c.endpoint != "" {
+		return nil, uriError("AWS_USE_FIPS_ENDPOINT=true and AWS_ENDPOINT both choose the endpoint: give one (AWS_ENDPOINT=https://kms-fips.REGION.amazonaws.com, say)")
 	}
 	// CockroachDB defaults AUTH to specified.
 	if c.auth == "" {
