@@ -76,7 +76,7 @@ func TestFIPSEndpoint(t *testing.T) {
 
 func TestFIPSEndpointParamErrors(t *testing.T) {
 	for param, want := range map[string]string{
-		"&AWS_USE_FIPS_ENDPOINT=yes": "must be true or false",
+		"&AWS_USE_FIPS_ENDPOINT=yes":                                       "must be true or false",
 		"&AWS_USE_FIPS_ENDPOINT=true&AWS_ENDPOINT=https://kms.example.com": "both choose the endpoint",
 	} {
 		u, _ := url.Parse("aws-kms:///alias/k?REGION=us-east-1&AUTH=implicit" + param)
