@@ -21,8 +21,10 @@ var (
 //
 // The API needs the full key ARN: a bare key ID or an alias is refused. A
 // GCP key version is refused (the API takes the key; rotation picks the
-// current version). The Cloud accepts only AWS and GCP keys: file-kms and
-// vault-transit URIs are refused, and a vault-keymgmt:// URI must be
+// current version). The Cloud's key types are AWS_KMS, GCP_CLOUD_KMS and
+// AZURE_KEY_VAULT (and NULL_KMS); cmekctl has no Azure provider to check an
+// Azure key with, so it takes aws-kms:// and gcp-kms:// URIs only: file-kms
+// and vault-transit URIs are refused, and a vault-keymgmt:// URI must be
 // resolved to its AWS or GCP key by the caller first. authPrincipal (an IAM
 // role ARN for AWS, a service account email for GCP) is required.
 func SpecFromURI(uri, authPrincipal string) (KeySpec, error) {
@@ -38,7 +40,7 @@ func SpecFromURI(uri, authPrincipal string) (KeySpec, error) {
 	case "vault-keymgmt":
 		return KeySpec{}, fmt.Errorf("cloud api: key uri %s: a vault-keymgmt key must be resolved to its AWS or GCP key before the Cloud API call", redactKeyURI(uri))
 	default:
-		return KeySpec{}, fmt.Errorf("cloud api: key uri %s: the CockroachDB Cloud accepts only AWS KMS (aws-kms://) and GCP Cloud KMS (gcp-kms://) keys, not %s", redactKeyURI(uri), u.Scheme)
+		return KeySpec{}, fmt.Errorf("cloud api: key uri %s: the CockroachDB Cloud takes AWS KMS, GCP Cloud KMS and Azure Key Vault keys, not %s; cmekctl passes it aws-kms:// and gcp-kms:// keys, and has no Azure provider to check an Azure Key Vault key with", redactKeyURI(uri), u.Scheme)
 	}
 }
 

@@ -49,10 +49,10 @@ func TestSpecFromURIRefuses(t *testing.T) {
 		{"gcp-kms:///projects/acme/keyRings/crdb", gcpSA, "expected projects/P"},
 		{"gcp-kms:///" + gcpName, "", "auth principal is required"},
 		{"gcp-kms:///" + gcpName, awsRole, "not a service account"},
-		{"file-kms:///tmp/keys/cmek", "", "only AWS KMS"},
-		{"vault-transit://vault:8200/transit/keys/cmek?TOKEN=hvs.s3cr3t", "", "only AWS KMS"},
+		{"file-kms:///tmp/keys/cmek", "", "has no Azure provider"},
+		{"vault-transit://vault:8200/transit/keys/cmek?TOKEN=hvs.s3cr3t", "", "has no Azure provider"},
 		{"vault-keymgmt://vault:8200/keymgmt/key/cmek", "", "resolved to its AWS or GCP key"},
-		{"arn:aws:kms:us-east-1:111122223333:key/x", awsRole, "only AWS KMS"}, // an ARN is not one of our URIs
+		{"arn:aws:kms:us-east-1:111122223333:key/x", awsRole, "has no Azure provider"}, // an ARN is not one of our URIs
 		{"not a uri", "", "cannot parse"},
 	} {
 		_, err := cloud.SpecFromURI(tc.uri, tc.principal)

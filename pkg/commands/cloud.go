@@ -161,8 +161,10 @@ API key: $COCKROACH_API_KEY or --api-key-file; server: $COCKROACH_SERVER or
 --server.`,
 	"rotate-cmek": `With --cloud --cluster-id ID: PUT .../cmek with only the rotated regions:
 --region-key REGION=NEW_URI moves a region to a new key; --region-key REGION
-(or no --region-key: every region) moves it to its key's current version.
-Then wait until every region is ENABLED again.`,
+(or no --region-key: every region) keeps the URI, which the vendor documents
+as re-wrapping the store key under the key's current version (the API does
+not report the version, so a note says so). Then wait until every region is
+ENABLED again.`,
 	"rotate-refused": `With --cloud: refused (exit 2): the CockroachDB Cloud does not offer this
 rotation through its API; it rotates data keys monthly by itself.`,
 	"region-add": `With --cloud --cluster-id ID: add region R with N nodes to a Cloud cluster,

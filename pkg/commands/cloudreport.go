@@ -84,6 +84,9 @@ type cloudOpReport struct {
 	KeyChecks []kmsView     `json:"key_checks"`
 	APICalls  APICalls      `json:"api_calls"`
 	KMSCalls  KMSCalls      `json:"kms_calls"`
+	// Notes say what the report cannot show, e.g. that a same-URI rotation's
+	// re-wrap is the API's documented behaviour, not observed.
+	Notes []string `json:"notes,omitempty"`
 }
 
 func (s *cloudSession) opReport(op string, req cloudRequest) cloudOpReport {
@@ -123,6 +126,9 @@ func (s *cloudSession) finish(p printer, rep cloudOpReport, info *cloud.ClusterI
 	}
 	if perr := p.print(rep, tables...); perr != nil {
 		return perr
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(s.f.IO.ErrOut, "cmekctl: note: %s\n", n)
 	}
 	return err
 }

@@ -44,6 +44,7 @@ func cloudRotateRun(ctx context.Context, f *Factory, p printer, op string, o *Cl
 	if len(order) == 0 { // every region, each to its key's current version
 		order = regionNames(cur)
 	}
+	var same []string
 	specs := make([]cloud.RegionSpec, 0, len(order))
 	check := map[string]string{}
 	for _, r := range order {
@@ -55,7 +56,8 @@ func cloudRotateRun(ctx context.Context, f *Factory, p printer, op string, o *Cl
 		if k == nil || ri.Status == cloud.StatusDisabled {
 			return s.finish(p, rep, cur, usageError(notEnabledHint(cur), "rotate cmek --cloud: cmek is not enabled in region %s of cluster %s (%s); nothing was sent", r, s.id, ri.Status))
 		}
-		if uris[r] == "" { // same URI: the key's new version
+		if uris[r] == "" { // same URI: the key's new version, as the vendor documents
+			same = append(same, r)
 			specs = append(specs, cloud.RegionSpec{Region: r, KeySpec: cloud.KeySpec{Type: k.Spec.Type, URI: k.Spec.URI, AuthPrincipal: k.Spec.AuthPrincipal}})
 			check[r] = providerURI(k.Spec)
 			continue
@@ -72,6 +74,9 @@ func cloudRotateRun(ctx context.Context, f *Factory, p printer, op string, o *Cl
 		check[r] = c
 	}
 	rep.Request.Body = specsBody{specs}
+	if len(same) > 0 {
+		rep.Notes = append(rep.Notes, "region "+strings.Join(same, ", ")+" kept its key URI: the Cloud documents that such a rotation re-wraps the store key under the key's current version (https://www.cockroachlabs.com/docs/cockroachcloud/cmek-faq); the API does not report which version wraps it, so cmekctl cannot confirm it")
+	}
 	if rep.KeyChecks, err = s.checkKeys(ctx, check, order); err != nil {
 		return s.finish(p, rep, cur, err)
 	}
