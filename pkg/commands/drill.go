@@ -259,11 +259,11 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 			return err.Error(), false
 		}
 		defer cleanup()
-		res, err := keyring.Unlock(ctx, f.env(s), d.stores[0], keyring.UnlockOptions{Out: out, AllowDisk: true})
+		res, err := keyring.Unlock(ctx, f.env(s), d.stores[0], keyring.UnlockOptions{Out: out, AllowDisk: true, StorePath: "*", Probe: true})
 		if err != nil {
 			return err.Error(), false
 		}
-		return fmt.Sprintf("%d store-key files, 1 unwrap", len(res.Files)), len(res.Files) == 2 && s.Counts().Unwrap == 1
+		return fmt.Sprintf("%d store-key files, 1 unwrap", len(res.Files)), len(res.Files) > 0 && s.Counts().Unwrap == 1
 	})
 	// Keep a store-key file on disk for the first verify, as a careless
 	// node would, and check that verify-destroyed finds it.
@@ -275,7 +275,7 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 			return err.Error(), false
 		}
 		unlockDir, cleanupUnlock = out, cleanup
-		if _, err := keyring.Unlock(ctx, f.env(s), d.stores[0], keyring.UnlockOptions{Out: out, AllowDisk: true}); err != nil {
+		if _, err := keyring.Unlock(ctx, f.env(s), d.stores[0], keyring.UnlockOptions{Out: out, AllowDisk: true, StorePath: "*", Probe: true}); err != nil {
 			return err.Error(), false
 		}
 		rep, err := d.verify(s)
@@ -323,7 +323,7 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 			return err.Error(), false
 		}
 		defer cleanup()
-		_, uerr := keyring.Unlock(ctx, f.env(s), d.stores[0], keyring.UnlockOptions{Out: out, AllowDisk: true})
+		_, uerr := keyring.Unlock(ctx, f.env(s), d.stores[0], keyring.UnlockOptions{Out: out, AllowDisk: true, StorePath: "*", Probe: true})
 		failed := d.decryptFailures(s, revokedClass)
 		return fmt.Sprintf("unlock: exit %d; decrypt with the KMS: %s on %d of 3 nodes", ExitCode(uerr), classOrOK(revokedClass), failed),
 			ExitCode(uerr) == ExitRevokedKeyring && failed == 3

@@ -129,7 +129,7 @@ func ExitCode(err error) int {
 		return ie.Code()
 	}
 	switch {
-	case errors.Is(err, keyring.ErrNotTmpfs), errors.Is(err, keyring.ErrSecretURI):
+	case errors.Is(err, keyring.ErrNotTmpfs), errors.Is(err, keyring.ErrSecretURI), errors.Is(err, keyring.ErrUsage):
 		return ExitUsage
 	case errors.Is(err, keyring.ErrPartial):
 		return ExitPartial
@@ -190,6 +190,10 @@ func hintFor(err error) string {
 	var ee *ExitError
 	if errors.As(err, &ee) && ee.Hint != "" {
 		return ee.Hint
+	}
+	var he *keyring.HintError
+	if errors.As(err, &he) && he.Hint != "" {
+		return he.Hint
 	}
 	switch ExitCode(err) {
 	case ExitKeyRevoked:

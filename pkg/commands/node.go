@@ -25,7 +25,7 @@ type NodeAddOptions struct {
 }
 
 func newCmdNode(f *Factory, p func() printer) *cobra.Command {
-	cmd := &cobra.Command{Use: "node", Short: "Add a node to a region that is already enabled"}
+	cmd := &cobra.Command{Use: "node", Short: "Add a node to an enabled region; confirm a node's start"}
 	o := &NodeAddOptions{}
 	add := &cobra.Command{
 		Use:   "add --region R --node N --keyring DIR [--from DIR]",
@@ -45,7 +45,7 @@ or from the cluster config's nodes of the region.`,
 	for _, n := range []string{"region", "node", "keyring"} {
 		_ = add.MarkFlagRequired(n)
 	}
-	cmd.AddCommand(add)
+	cmd.AddCommand(add, newCmdNodeStarted(f, p))
 	return cmd
 }
 

@@ -799,14 +799,15 @@ func testVerbs(t *testing.T, start func(*testing.T) *e2eWorld, figs *e2eFigures)
 	}
 	figs.add("data decrypt", p, r, nil)
 
-	// unlock --allow-disk: 1 unwrap, two store-key files.
+	// unlock --allow-disk: 1 unwrap; a new store gets the active key with
+	// old-key=plain.
 	var ul unlockReport
 	out := filepath.Join(t.TempDir(), "unlocked")
-	r = w.ok(t, &ul, "unlock", "--keyring", dirs[0], "--out", out, "--allow-disk", "-o", "json")
+	r = w.ok(t, &ul, "unlock", "--keyring", dirs[0], "--out", out, "--allow-disk", "--store-path", "/mnt/data1", "-o", "json")
 	wantCalls(t, p, "unlock", ul.KMSCalls, 0, 1)
 	sameCalls(t, p, "unlock", ul.KMSCalls, r)
-	if len(ul.Files) != 2 {
-		t.Errorf("%s unlock: files %v, want active.key and old.key", p, ul.Files)
+	if len(ul.Files) != 1 || ul.OldKey != "plain" {
+		t.Errorf("%s unlock: files %v, old-key %s, want active.key and plain", p, ul.Files, ul.OldKey)
 	}
 	figs.add("unlock --allow-disk", p, r, &ul.KMSCalls)
 
@@ -979,7 +980,7 @@ var e2eCells = []e2eCell{
 	{name: cellLeftover, verdict: verify.Accessible, code: ExitAccessible, setup: func(t *testing.T, w *e2eWorld) ([]string, func(*testing.T, e2eVerify)) {
 		uri := w.newKey(t)
 		dirs, _ := w.enable(t, "c-"+e2eRand(), "r1", uri, 2)
-		w.ok(t, nil, "unlock", "--keyring", dirs[0], "--out", filepath.Join(t.TempDir(), "unlocked"), "--allow-disk", "-o", "json")
+		w.ok(t, nil, "unlock", "--keyring", dirs[0], "--out", filepath.Join(t.TempDir(), "unlocked"), "--allow-disk", "--store-path", "/mnt/data1", "-o", "json")
 		w.hooks[cellDestroyed](t, w, uri) // even with the key destroyed
 		return keyringArgs(dirs...), func(t *testing.T, v e2eVerify) {
 			for _, c := range v.Checks {

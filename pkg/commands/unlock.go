@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -11,31 +12,53 @@ import (
 
 // UnlockOptions are unlock's options.
 type UnlockOptions struct {
-	Keyring   string
-	Out       string
-	Format    string
-	AllowDisk bool
-	StorePath string
+	Keyring        string
+	Out            string
+	Format         string
+	AllowDisk      bool
+	StorePaths     []string
+	RotationPeriod string
+	SpecFile       string
 }
 
 func newCmdUnlock(f *Factory, p func() printer) *cobra.Command {
 	opts := &UnlockOptions{}
 	cmd := &cobra.Command{
-		Use:   "unlock --keyring DIR --out DIR2 [--format cockroach-v1|cockroach-v2|raw] [--allow-disk]",
+		Use:   "unlock --keyring DIR --out DIR2 --store-path PATH... [--format cockroach-v1|cockroach-v2|raw] [--spec-file FILE]",
 		Short: "Node start: unwrap the store keys and hand them to the database",
 		Long: `Unlock is what a node does at start: one KMS unwrap of the region's store
-keys, written as store-key files (mode 0600) in --out, which must be on tmpfs
-or ramfs unless --allow-disk: active.key, and old.key when there is a previous
-store key. It prints the value for cockroach start --enterprise-encryption.
+keys, then, for each CockroachDB store of the node (--store-path, repeated,
+one per store), the store key it is to run on (key=) and the one it runs on now
+(old-key=), written as store-key files (mode 0600) in --out, which must be on
+tmpfs or ramfs unless --allow-disk. It prints one value for cockroach start
+--enterprise-encryption per store, one per line, and writes them to
+--spec-file when given.
 
-Formats: cockroach-v1 (32-byte key ID then the 32-byte key), cockroach-v2 (a
-JWKS with one "oct" key), raw (the 32-byte key). The keyring records where the
-files are, so revoke can purge them.
+The keyring records, per store, the key it runs on and the key it was handed.
+A store counts as moved to the handed key only once cmekctl node started
+confirms its start; until then the next unlock hands it a pair that starts it
+whichever of the two it is on.
+
+Store paths must be absolute, without ',', '=' or a leading ~ (CockroachDB
+splits the flag on commas, with no quoting). '*' (CockroachDB's "the first
+store") is accepted only alone: with several stores the others would start
+unencrypted.
+
+Formats: cockroach-v1 (32-byte key ID then the key; every CockroachDB
+version) and cockroach-v2 (a JWKS with one "oct" key; CockroachDB 24.1 or
+later). Without --format each store keeps the format it was given its key
+in (cockroach-v1 for a new store). A store key never changes format: the
+move to cockroach-v2 is rotate store-key, then unlock --format cockroach-v2
+(new key in v2, the current one in v1). --format raw is for other databases:
+it writes the region's store keys (the bare key bytes) and prints their
+paths, never a CockroachDB flag.
 
 When the CMEK key cannot unwrap the store key the node cannot start: unlock
 exits with 20 (key revoked/disabled/denied) or 21 (key destroyed).`,
-		Example: `  cmekctl unlock --keyring /var/lib/cockroach/n1/cmek --out /run/cmekctl/n1
-  cockroach start --enterprise-encryption="$(cmekctl unlock --keyring /var/lib/cockroach/n1/cmek --out /run/cmekctl/n1 --store-path /mnt/data1)" ...`,
+		Example: `  cmekctl unlock --keyring /var/lib/cockroach/cmek --out /run/cmekctl --store-path /mnt/data1
+  cockroach start --enterprise-encryption="$(cmekctl unlock --keyring /var/lib/cockroach/cmek --out /run/cmekctl --store-path /mnt/data1)" --store=path=/mnt/data1 ...
+  # two stores, values in a file for the start script
+  cmekctl unlock --keyring /var/lib/cockroach/cmek --out /run/cmekctl --store-path /mnt/d1 --store-path /mnt/d2 --spec-file /run/cmekctl/spec`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return unlockRun(cmd.Context(), f, p(), opts)
@@ -44,9 +67,11 @@ exits with 20 (key revoked/disabled/denied) or 21 (key destroyed).`,
 	cmd.Flags().StringVar(&opts.Keyring, "keyring", "", "the node's keyring directory")
 	addSelectors(cmd)
 	cmd.Flags().StringVar(&opts.Out, "out", "", "directory for the store-key files (tmpfs)")
-	cmd.Flags().StringVar(&opts.Format, "format", keyring.FormatCockroachV1, "store-key file format: cockroach-v1, cockroach-v2 or raw")
+	cmd.Flags().StringVar(&opts.Format, "format", "", "store-key file format for a key a store is handed for the first time: cockroach-v1 or cockroach-v2 (default: the store's own, cockroach-v1 for a new store), or raw")
 	cmd.Flags().BoolVar(&opts.AllowDisk, "allow-disk", false, "allow an --out directory that is not on tmpfs or ramfs")
-	cmd.Flags().StringVar(&opts.StorePath, "store-path", "*", "the CockroachDB store path for --enterprise-encryption")
+	cmd.Flags().StringArrayVar(&opts.StorePaths, "store-path", nil, "a CockroachDB store's absolute path (repeat, one per store; '*' alone for a node with one store)")
+	cmd.Flags().StringVar(&opts.RotationPeriod, "rotation-period", "", "passed to CockroachDB: how often it rotates its own data keys (e.g. 168h; default: CockroachDB's)")
+	cmd.Flags().StringVar(&opts.SpecFile, "spec-file", "", "also write the --enterprise-encryption values to this file, one per line")
 	_ = cmd.MarkFlagRequired("keyring")
 	_ = cmd.MarkFlagRequired("out")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{keyring.FormatCockroachV1, keyring.FormatCockroachV2, keyring.FormatRaw}, cobra.ShellCompDirectiveNoFileComp))
@@ -60,12 +85,22 @@ type unlockReport struct {
 
 func unlockRun(ctx context.Context, f *Factory, p printer, o *UnlockOptions) error {
 	s := f.newSession()
-	res, err := keyring.Unlock(ctx, f.env(s), keyring.Store{Dir: o.Keyring}, keyring.UnlockOptions{Out: o.Out, Format: o.Format, AllowDisk: o.AllowDisk, StorePath: o.StorePath})
+	res, err := keyring.Unlock(ctx, f.env(s), keyring.Store{Dir: o.Keyring}, keyring.UnlockOptions{Out: o.Out, Format: o.Format, AllowDisk: o.AllowDisk,
+		StorePaths: o.StorePaths, RotationPeriod: o.RotationPeriod, SpecFile: o.SpecFile})
 	if err != nil {
 		return err
 	}
+	for _, st := range res.Stores {
+		if st.Note != "" {
+			fmt.Fprintf(f.IO.ErrOut, "cmekctl: note: %s\n", st.Note)
+		}
+	}
 	if p.format == OutputTable {
-		_, err = fmt.Fprintln(f.IO.Out, res.Flag)
+		lines := res.Flags
+		if o.Format == keyring.FormatRaw {
+			lines = res.Files
+		}
+		_, err = fmt.Fprintln(f.IO.Out, strings.Join(lines, "\n"))
 		return err
 	}
 	return p.print(unlockReport{UnlockResult: res, KMSCalls: s.Counts()})

@@ -108,7 +108,7 @@ func unlockCase() crashCase {
 	return crashCase{name: "unlock", regions: 1, perRegion: 1,
 		run: func(ctx context.Context, c *cluster, dirs []string, fsys safefile.FS) error {
 			out := filepath.Join(filepath.Dir(filepath.Dir(dirs[0])), "out")
-			_, err := keyring.Unlock(ctx, c.kms.env(), keyring.Store{Dir: dirs[0], FS: fsys}, keyring.UnlockOptions{Out: out, AllowDisk: true})
+			_, err := keyring.Unlock(ctx, c.kms.env(), keyring.Store{Dir: dirs[0], FS: fsys}, keyring.UnlockOptions{Out: out, AllowDisk: true, StorePath: "*"})
 			return err
 		}}
 }

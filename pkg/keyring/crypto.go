@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/cmekctl/cmekctl/pkg/keywrap"
@@ -13,6 +14,10 @@ import (
 // KeySize is the size of every key in the hierarchy (256 bits), and of
 // store-key IDs (CockroachDB's store-key files start with a 32-byte ID).
 const KeySize = 32
+
+// wrapFormat is the "format" bound into every wrap. It stays 1 across
+// keyring format versions: a version-1 keyring's wraps must still open.
+const wrapFormat = "1"
 
 // Purposes bound into every wrap.
 const (
@@ -38,18 +43,26 @@ func Wipe(b []byte) { clear(b) }
 // region, the bundle's key IDs and generation. Not the node: nodes of a
 // region share the bundle.
 func StoreBinding(cluster, region string, w StoreWrap) []byte {
-	return provider.Binding{
+	b := provider.Binding{
 		"cluster": cluster, "region": region, "purpose": PurposeStoreKey,
 		"key_id": joinIDs(w.KeyIDs), "generation": strconv.Itoa(w.Generation),
-		"format": strconv.Itoa(FormatVersion),
-	}.AAD()
+		"format": wrapFormat,
+	}
+	if w.KeySizes != nil {
+		sizes := make([]string, len(w.KeySizes))
+		for i, n := range w.KeySizes {
+			sizes[i] = strconv.Itoa(n)
+		}
+		b["key_sizes"] = joinIDs(sizes)
+	}
+	return b.AAD()
 }
 
 // DataBinding binds a data key to its node.
 func DataBinding(cluster, region, node, id, storeKeyID string) []byte {
 	return provider.Binding{
 		"cluster": cluster, "region": region, "node": node, "purpose": PurposeDataKey,
-		"key_id": id, "store_key_id": storeKeyID, "format": strconv.Itoa(FormatVersion),
+		"key_id": id, "store_key_id": storeKeyID, "format": wrapFormat,
 	}.AAD()
 }
 
@@ -57,7 +70,7 @@ func DataBinding(cluster, region, node, id, storeKeyID string) []byte {
 func BackupBinding(cluster, region, id string) []byte {
 	return provider.Binding{
 		"cluster": cluster, "region": region, "purpose": PurposeBackupKey,
-		"key_id": id, "format": strconv.Itoa(FormatVersion),
+		"key_id": id, "format": wrapFormat,
 	}.AAD()
 }
 
@@ -119,14 +132,44 @@ func (b *Bundle) encode() []byte {
 	return out
 }
 
-func decodeBundle(ids []string, raw []byte) (*Bundle, error) {
-	if len(raw) != len(ids)*KeySize {
-		Wipe(raw)
-		return nil, fmt.Errorf("store-key bundle has %d bytes, want %d", len(raw), len(ids)*KeySize)
+// sizes returns the keys' sizes for StoreWrap.KeySizes: nil when all are 32.
+func (b *Bundle) sizes() []int {
+	var out []int
+	odd := false
+	for _, k := range b.Keys {
+		out = append(out, len(k))
+		odd = odd || len(k) != KeySize
 	}
-	b := &Bundle{IDs: ids}
+	if !odd {
+		return nil
+	}
+	return out
+}
+
+// validKeySize: AES-128, -192 or -256, as CockroachDB's store keys.
+func validKeySize(n int) bool { return n == 16 || n == 24 || n == 32 }
+
+func decodeBundle(ids []string, sizes []int, raw []byte) (*Bundle, error) {
+	want := len(ids) * KeySize
+	if sizes != nil {
+		want = 0
+		for _, n := range sizes {
+			want += n
+		}
+	}
+	if len(raw) != want || (sizes != nil && len(sizes) != len(ids)) {
+		Wipe(raw)
+		return nil, fmt.Errorf("store-key bundle has %d bytes, want %d", len(raw), want)
+	}
+	b := &Bundle{IDs: slices.Clone(ids)}
+	off := 0
 	for i := range ids {
-		b.Keys = append(b.Keys, raw[i*KeySize:(i+1)*KeySize])
+		n := KeySize
+		if sizes != nil {
+			n = sizes[i]
+		}
+		b.Keys = append(b.Keys, raw[off:off+n])
+		off += n
 	}
 	return b, nil
 }

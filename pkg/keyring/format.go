@@ -22,8 +22,13 @@ import (
 const (
 	// FormatName is the "format" field of every keyring.
 	FormatName = "cmekctl-keyring"
-	// FormatVersion is the keyring format this package reads and writes.
-	FormatVersion = 1
+	// FormatVersion is the keyring format this package writes. Version 2
+	// added the stores' adoption records (Stores, Unrecorded) and store-key
+	// bundles of more than two keys; version 1 keyrings are read and
+	// upgraded on their next write.
+	FormatVersion = 2
+	// minReadVersion is the oldest keyring format this package reads.
+	minReadVersion = 1
 	// FileName is the keyring's file name inside its directory.
 	FileName = "keyring.json"
 	// LockName is the lock file's name inside the keyring directory.
@@ -35,7 +40,7 @@ const (
 // Key states.
 const (
 	StateActive   = "active"
-	StatePrevious = "previous" // a store key still in the unwrapped bundle (CockroachDB's old-key)
+	StatePrevious = "previous" // a store key still in the bundle: a store may still be on it (CockroachDB's old-key)
 	StateRetired  = "retired"
 )
 
@@ -48,14 +53,22 @@ type Keyring struct {
 	Node      string    `json:"node"`
 	EnabledAt time.Time `json:"enabled_at"`
 	// StoreWrap is the region's store-key bundle wrapped by the CMEK key:
-	// the active store key and the previous one, so that one unwrap gives a
-	// node both (one KMS call per node start).
+	// the active store key first, then every store key a store of the
+	// region may still run on, so that one unwrap gives a node all it needs
+	// (one KMS call per node start).
 	StoreWrap  StoreWrap      `json:"store_wrap"`
 	StoreKeys  []StoreKey     `json:"store_keys"`
 	DataKeys   []DataKey      `json:"data_keys"`
 	BackupKeys []BackupKey    `json:"backup_keys,omitempty"`
 	Unlocks    []UnlockRecord `json:"unlocks,omitempty"`
 	Revoked    *Revocation    `json:"revoked,omitempty"`
+	// Stores are this node's CockroachDB stores: the store key each runs on
+	// and the one it was last handed (format 2; see adoption.go).
+	Stores []StoreState `json:"stores,omitempty"`
+	// Unrecorded is the state of a store unlock has not seen yet: plain
+	// (unencrypted) for a new node, the adopted key after enable
+	// --adopt-key, what a version-1 keyring's unlocks may have handed.
+	Unrecorded StoreState `json:"unrecorded,omitzero"`
 	// LastOp is the ID of the last multi-node operation applied here, so a
 	// resumed operation skips nodes it already did.
 	LastOp  string    `json:"last_op,omitempty"`
@@ -70,8 +83,11 @@ type StoreWrap struct {
 	CMEKVersion string    `json:"cmek_version,omitempty"`
 	WrappedAt   time.Time `json:"wrapped_at"`
 	// KeyIDs are the store keys in the bundle, active first.
-	KeyIDs  []string `json:"key_ids"`
-	Wrapped []byte   `json:"wrapped"`
+	KeyIDs []string `json:"key_ids"`
+	// KeySizes are the keys' sizes in bytes when one is not 32 (an adopted
+	// AES-128 or AES-192 key); nil when all are 32.
+	KeySizes []int  `json:"key_sizes,omitempty"`
+	Wrapped  []byte `json:"wrapped"`
 	// CMEKIdentity pins the CMEK key that wrapped beyond its URI (the KMS's
 	// answer at wrap time: AWS key ARN, Vault cluster, GCP resource name).
 	// verify-destroyed takes no KMS answer as proof without it.
@@ -84,6 +100,8 @@ type StoreKey struct {
 	State   string    `json:"state"`
 	Created time.Time `json:"created"`
 	Retired time.Time `json:"retired,omitzero"`
+	// Origin is "adopted" for a key brought in by enable --adopt-key.
+	Origin string `json:"origin,omitempty"`
 }
 
 // DataKey is a node's data key wrapped by a store key.
@@ -152,8 +170,8 @@ func Parse(data []byte) (*Keyring, error) {
 	if probe.Format != FormatName {
 		return nil, fmt.Errorf("%w: not a cmekctl keyring (format %q)", ErrCorrupt, probe.Format)
 	}
-	if probe.Version != FormatVersion {
-		return nil, fmt.Errorf("%w: format version %d; this cmekctl reads version %d: use a cmekctl that knows it", ErrVersion, probe.Version, FormatVersion)
+	if probe.Version < minReadVersion || probe.Version > FormatVersion {
+		return nil, fmt.Errorf("%w: format version %d; this cmekctl reads versions %d to %d: use a cmekctl that knows it", ErrVersion, probe.Version, minReadVersion, FormatVersion)
 	}
 	var k Keyring
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -164,8 +182,14 @@ func Parse(data []byte) (*Keyring, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("%w: data after the keyring", ErrCorrupt)
 	}
+	if k.Version == 1 && (len(k.Stores) > 0 || !k.Unrecorded.isZero() || len(k.StoreWrap.KeyIDs) > 2 || k.StoreWrap.KeySizes != nil) {
+		return nil, fmt.Errorf("%w: version 1 keyring with version 2 fields", ErrCorrupt)
+	}
 	if err := k.validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if k.Version == 1 {
+		k.upgradeV1()
 	}
 	return &k, nil
 }
@@ -174,17 +198,33 @@ func (k *Keyring) validate() error {
 	switch {
 	case k.ClusterID == "" || k.Region == "" || k.Node == "":
 		return fmt.Errorf("cluster, region or node missing")
-	case k.StoreWrap.CMEKURI == "" || len(k.StoreWrap.Wrapped) == 0 || len(k.StoreWrap.KeyIDs) == 0 || len(k.StoreWrap.KeyIDs) > 2:
+	case k.StoreWrap.CMEKURI == "" || len(k.StoreWrap.Wrapped) == 0 || len(k.StoreWrap.KeyIDs) == 0 || len(k.StoreWrap.KeyIDs) > maxBundle:
 		return fmt.Errorf("store-key bundle missing or malformed")
+	case k.StoreWrap.KeySizes != nil && len(k.StoreWrap.KeySizes) != len(k.StoreWrap.KeyIDs):
+		return fmt.Errorf("store-key bundle sizes do not match its keys")
 	}
 	ids := map[string]bool{}
 	for _, s := range k.StoreKeys {
+		if s.ID == "" || ids[s.ID] {
+			return fmt.Errorf("store key %q listed twice or empty", short(s.ID))
+		}
 		ids[s.ID] = true
 	}
-	for _, id := range k.StoreWrap.KeyIDs {
+	inBundle := map[string]bool{}
+	for i, id := range k.StoreWrap.KeyIDs {
 		if !ids[id] {
 			return fmt.Errorf("store key %s of the bundle is not listed", short(id))
 		}
+		if inBundle[id] {
+			return fmt.Errorf("store key %s is twice in the bundle", short(id))
+		}
+		inBundle[id] = true
+		if k.StoreWrap.KeySizes != nil && !validKeySize(k.StoreWrap.KeySizes[i]) {
+			return fmt.Errorf("store key %s has size %d", short(id), k.StoreWrap.KeySizes[i])
+		}
+	}
+	if err := k.validateStores(inBundle); err != nil {
+		return err
 	}
 	if k.ActiveStoreKey() == nil || k.StoreKeys[k.indexStore(k.StoreWrap.KeyIDs[0])].State != StateActive {
 		return fmt.Errorf("no active store key at the head of the bundle")

@@ -31,9 +31,9 @@ func fixed(label string, n int) []byte {
 
 func fixedID(label string) string { return hex.EncodeToString(fixed(label, 32)) }
 
-// goldenKeyring is a valid v1 keyring made of fixed test-only data: two
+// goldenKeyring is a valid v2 keyring made of fixed test-only data: two
 // store keys (one previous), two data keys (one retired), a backup key, an
-// unlock record.
+// unlock record, two stores (one confirmed, one handed the active key).
 func goldenKeyring() *keyring.Keyring {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	s1, s2 := fixedID("store-1"), fixedID("store-2")
@@ -55,6 +55,10 @@ func goldenKeyring() *keyring.Keyring {
 		BackupKeys: []keyring.BackupKey{{ID: fixedID("backup-1"), Label: "nightly", Created: t0.Add(3 * time.Hour),
 			Wraps: []keyring.RegionWrap{{Region: "golden-region", CMEKURI: "file-kms:///golden/kms/key", CMEKVersion: "1", Wrapped: fixed("backup-wrap", 4+12+32+16)}}}},
 		Unlocks: []keyring.UnlockRecord{{Dir: "/run/cmekctl", Files: []string{"/run/cmekctl/active.key", "/run/cmekctl/old.key"}, Format: keyring.FormatCockroachV1, At: t0.Add(4 * time.Hour)}},
+		Stores: []keyring.StoreState{
+			{Path: "/mnt/d1", On: keyring.KeyRef{ID: s2, Format: keyring.FormatCockroachV1}, StartedAt: t0.Add(5 * time.Hour), Replaced: []string{s1}},
+			{Path: "/mnt/d2", On: keyring.KeyRef{ID: s1, Format: keyring.FormatCockroachV1}, Handed: &keyring.KeyRef{ID: s2, Format: keyring.FormatCockroachV2}, HandedAt: t0.Add(4 * time.Hour)},
+		},
 		LastOp:  "0123456789abcdef",
 		Updated: t0.Add(4 * time.Hour),
 	}
@@ -73,24 +77,32 @@ func badFiles(t *testing.T, good []byte) map[string][]byte {
 		return b
 	}
 	out := map[string][]byte{
-		"version-2.json":               mut(func(k *keyring.Keyring) { k.Version = 2 }),
-		"version-missing.json":         bytes.Replace(good, []byte(`"version": 1,`), nil, 1),
-		"corrupt-empty.json":           {},
-		"corrupt-garbage.bin":          fixed("garbage", 300),
-		"corrupt-null.json":            []byte("null\n"),
-		"corrupt-array.json":           []byte("[]\n"),
-		"corrupt-other-json.json":      []byte(`{"keys":[{"kty":"oct","kid":"00","alg":"cockroach-aes-256-ctr-v2","k":"AAAA"}]}` + "\n"),
-		"corrupt-other-format.json":    bytes.Replace(good, []byte(`"cmekctl-keyring"`), []byte(`"cmekctl-file-kms"`), 1),
-		"corrupt-unknown-field.json":   bytes.Replace(good, []byte(`"format":`), []byte(`"plaintext_key": "AAAA",`+"\n  "+`"format":`), 1),
-		"corrupt-trailing-data.json":   append(append([]byte{}, good...), "{}\n"...),
-		"corrupt-two-active.json":      mut(func(k *keyring.Keyring) { k.DataKeys[0].State = keyring.StateActive }),
-		"corrupt-no-active.json":       mut(func(k *keyring.Keyring) { k.DataKeys[1].State = keyring.StateRetired }),
-		"corrupt-bundle-unlisted.json": mut(func(k *keyring.Keyring) { k.StoreWrap.KeyIDs[1] = fixedID("nowhere") }),
-		"corrupt-no-bundle.json":       mut(func(k *keyring.Keyring) { k.StoreWrap.Wrapped = nil }),
-		"corrupt-data-key-orphan.json": mut(func(k *keyring.Keyring) { k.DataKeys[0].StoreKeyID = fixedID("nowhere") }),
-		"corrupt-no-node.json":         mut(func(k *keyring.Keyring) { k.Node = "" }),
-		"corrupt-wrong-type.json":      bytes.Replace(good, []byte(`"generation": 2`), []byte(`"generation": "2"`), 1),
-		"corrupt-bad-base64.json":      bytes.Replace(good, []byte(`"wrapped": "`), []byte(`"wrapped": "!!`), 1),
+		"version-3.json":              mut(func(k *keyring.Keyring) { k.Version = 3 }),
+		"version-missing.json":        bytes.Replace(good, []byte(`"version": 2,`), nil, 1),
+		"corrupt-v1-with-stores.json": mut(func(k *keyring.Keyring) { k.Version = 1 }),
+		"corrupt-store-not-in-bundle.json": mut(func(k *keyring.Keyring) {
+			k.StoreKeys = append(k.StoreKeys, keyring.StoreKey{ID: fixedID("store-0"), State: keyring.StateRetired})
+			k.Stores[1].On.ID = fixedID("store-0")
+		}),
+		"corrupt-store-bad-format.json": mut(func(k *keyring.Keyring) { k.Stores[0].On.Format = keyring.FormatRaw }),
+		"corrupt-store-twice.json":      mut(func(k *keyring.Keyring) { k.Stores[1].Path = k.Stores[0].Path }),
+		"corrupt-bundle-sizes.json":     mut(func(k *keyring.Keyring) { k.StoreWrap.KeySizes = []int{32} }),
+		"corrupt-empty.json":            {},
+		"corrupt-garbage.bin":           fixed("garbage", 300),
+		"corrupt-null.json":             []byte("null\n"),
+		"corrupt-array.json":            []byte("[]\n"),
+		"corrupt-other-json.json":       []byte(`{"keys":[{"kty":"oct","kid":"00","alg":"cockroach-aes-256-ctr-v2","k":"AAAA"}]}` + "\n"),
+		"corrupt-other-format.json":     bytes.Replace(good, []byte(`"cmekctl-keyring"`), []byte(`"cmekctl-file-kms"`), 1),
+		"corrupt-unknown-field.json":    bytes.Replace(good, []byte(`"format":`), []byte(`"plaintext_key": "AAAA",`+"\n  "+`"format":`), 1),
+		"corrupt-trailing-data.json":    append(append([]byte{}, good...), "{}\n"...),
+		"corrupt-two-active.json":       mut(func(k *keyring.Keyring) { k.DataKeys[0].State = keyring.StateActive }),
+		"corrupt-no-active.json":        mut(func(k *keyring.Keyring) { k.DataKeys[1].State = keyring.StateRetired }),
+		"corrupt-bundle-unlisted.json":  mut(func(k *keyring.Keyring) { k.StoreWrap.KeyIDs[1] = fixedID("nowhere") }),
+		"corrupt-no-bundle.json":        mut(func(k *keyring.Keyring) { k.StoreWrap.Wrapped = nil }),
+		"corrupt-data-key-orphan.json":  mut(func(k *keyring.Keyring) { k.DataKeys[0].StoreKeyID = fixedID("nowhere") }),
+		"corrupt-no-node.json":          mut(func(k *keyring.Keyring) { k.Node = "" }),
+		"corrupt-wrong-type.json":       bytes.Replace(good, []byte(`"generation": 2`), []byte(`"generation": "2"`), 1),
+		"corrupt-bad-base64.json":       bytes.Replace(good, []byte(`"wrapped": "`), []byte(`"wrapped": "!!`), 1),
 		"corrupt-head-not-active.json": mut(func(k *keyring.Keyring) {
 			k.StoreWrap.KeyIDs[0], k.StoreWrap.KeyIDs[1] = k.StoreWrap.KeyIDs[1], k.StoreWrap.KeyIDs[0]
 		}),
@@ -102,7 +114,7 @@ func badFiles(t *testing.T, good []byte) map[string][]byte {
 	return out
 }
 
-const goldenName = "keyring-v1.json"
+const goldenName = "keyring-v2.json"
 
 func TestGolden(t *testing.T) {
 	good, err := keyring.Marshal(goldenKeyring())
@@ -111,9 +123,11 @@ func TestGolden(t *testing.T) {
 	}
 	if *update {
 		os.MkdirAll("testdata", 0o755)
-		old, _ := filepath.Glob("testdata/*-*.*")
-		for _, f := range old {
-			os.Remove(f)
+		for _, pat := range []string{"testdata/version-*", "testdata/corrupt-*", "testdata/" + goldenName} {
+			old, _ := filepath.Glob(pat)
+			for _, f := range old {
+				os.Remove(f)
+			}
 		}
 		if err := os.WriteFile(filepath.Join("testdata", goldenName), good, 0o644); err != nil {
 			t.Fatal(err)
@@ -141,6 +155,35 @@ func TestGolden(t *testing.T) {
 	}
 	if k.ActiveDataKey().ID != fixedID("data-2") || k.ActiveStoreKey().ID != fixedID("store-2") || k.DataKey(fixedID("data-1")) == nil {
 		t.Fatal("golden keyring parsed to the wrong keys")
+	}
+}
+
+// A version-1 keyring (testdata/keyring-v1.json, written by the cmekctl of
+// format 1) is read and upgraded: its stores may be on either key of its
+// bundle, in the format of its last unlock; it is written back as version 2.
+func TestReadV1(t *testing.T) {
+	data, err := os.ReadFile("testdata/keyring-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := keyring.Parse(data)
+	if err != nil {
+		t.Fatalf("a version-1 keyring is refused: %v", err)
+	}
+	if k.Version != keyring.FormatVersion {
+		t.Fatalf("version %d after reading, want %d", k.Version, keyring.FormatVersion)
+	}
+	st := k.Store("/mnt/data")
+	want := []keyring.KeyRef{{ID: fixedID("store-1"), Format: keyring.FormatCockroachV1}, {ID: fixedID("store-2"), Format: keyring.FormatCockroachV1}}
+	if got := st.MayBeOn(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("an upgraded store may be on %v, want %v", got, want)
+	}
+	b, _ := keyring.Marshal(k)
+	if !bytes.Contains(b, []byte(`"version": 2,`)) {
+		t.Fatal("an upgraded keyring is not written as version 2")
+	}
+	if _, err := keyring.Parse(b); err != nil {
+		t.Fatalf("the upgraded keyring is refused: %v", err)
 	}
 }
 

@@ -190,12 +190,12 @@ func UnwrapBundle(ctx context.Context, env Env, cluster, region string, w StoreW
 	if err != nil {
 		return nil, &KMSError{URI: w.CMEKURI, Op: "unwrap store key " + short(w.KeyIDs[0]), Err: err}
 	}
-	return decodeBundle(w.KeyIDs, raw)
+	return decodeBundle(w.KeyIDs, w.KeySizes, raw)
 }
 
 // wrapBundle wraps a bundle with key: one KMS call.
 func wrapBundle(ctx context.Context, key provider.Key, cluster, region string, b *Bundle, gen int, now time.Time) (StoreWrap, error) {
-	w := StoreWrap{Generation: gen, CMEKURI: key.URI(), KeyIDs: slices.Clone(b.IDs), WrappedAt: now}
+	w := StoreWrap{Generation: gen, CMEKURI: key.URI(), KeyIDs: slices.Clone(b.IDs), KeySizes: b.sizes(), WrappedAt: now}
 	raw := b.encode()
 	defer Wipe(raw)
 	out, err := key.Wrap(ctx, raw, StoreBinding(cluster, region, w))

@@ -375,9 +375,9 @@ func planRegion(ctx context.Context, env Env, cluster, region string, nodes []*N
 	case OpRotateDataKey:
 		return b, StoreWrap{}, nil
 	case OpRotateStoreKey:
-		nb := &Bundle{IDs: []string{newID(), b.IDs[0]}, Keys: [][]byte{newKey(), b.Keys[0]}}
-		for _, k := range b.Keys[1:] {
-			Wipe(k)
+		nb, err := rotatedBundle(b, nodes)
+		if err != nil {
+			return nil, StoreWrap{}, err
 		}
 		key, err := env.Open(src.KR.StoreWrap.CMEKURI)
 		if err != nil {
@@ -428,6 +428,11 @@ func applyNode(env Env, n *Node, op string, b *Bundle, j *Journal) error {
 		if !slices.Contains(w.KeyIDs, kr.ActiveStoreKey().ID) {
 			return fmt.Errorf("the node's active store key %s is not in the new bundle: it is of another lineage", short(kr.ActiveStoreKey().ID))
 		}
+		for _, id := range kr.NeededStoreKeys() {
+			if !slices.Contains(w.KeyIDs, id) {
+				return fmt.Errorf("a store of the node may run on store key %s, which the new bundle lacks: nothing was changed on this node; run the rotation with every keyring of the region", short(id))
+			}
+		}
 		newID, kek := b.IDs[0], b.Keys[0]
 		for i := range kr.DataKeys {
 			d := &kr.DataKeys[i]
@@ -442,7 +447,7 @@ func applyNode(env Env, n *Node, op string, b *Bundle, j *Journal) error {
 		for i := range kr.StoreKeys {
 			s := &kr.StoreKeys[i]
 			switch {
-			case s.ID == w.KeyIDs[1]:
+			case slices.Contains(w.KeyIDs[1:], s.ID):
 				s.State = StatePrevious
 			case s.State != StateRetired:
 				s.State, s.Retired = StateRetired, now

@@ -28,7 +28,7 @@ func refuses(t *testing.T, env keyring.Env, dir, hint string) {
 	s := keyring.Store{Dir: dir, LockWait: time.Second}
 	_, errLoad := s.Load()
 	_, errSealer := keyring.OpenSealer(ctx, env, s)
-	_, errUnlock := keyring.Unlock(ctx, env, s, keyring.UnlockOptions{Out: filepath.Join(t.TempDir(), "out"), AllowDisk: true})
+	_, errUnlock := keyring.Unlock(ctx, env, s, keyring.UnlockOptions{Out: filepath.Join(t.TempDir(), "out"), AllowDisk: true, StorePath: "*"})
 	// Last: a refused LoadGroup leaves the keyring locked for the rest of
 	// the process (see lockleak_test.go.bug).
 	_, errGroup := keyring.LoadGroup(ctx, []keyring.Store{s}, true)

@@ -124,7 +124,7 @@ func TestScale3Regions100Nodes(t *testing.T) {
 	// Unlock of every node: one unwrap per node start, by design.
 	out := shmDir(t)
 	for i, d := range dirs {
-		if _, err := keyring.Unlock(ctx, k.env(), keyring.Store{Dir: d}, keyring.UnlockOptions{Out: filepath.Join(out, fmt.Sprint(i)), AllowDisk: true}); err != nil {
+		if _, err := keyring.Unlock(ctx, k.env(), keyring.Store{Dir: d}, keyring.UnlockOptions{Out: filepath.Join(out, fmt.Sprint(i)), AllowDisk: true, StorePath: "*"}); err != nil {
 			t.Fatal(err)
 		}
 	}
