@@ -61,7 +61,7 @@ func LoadKeyFile(path string, version Version) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("could not read key file %s: %w", path, err)
 	}
-	if len(data) > 0 && data[0] == '{' {
+	if json.Valid(data) {
 		if version < V24_1 {
 			return Key{}, fmt.Errorf("key file %s: unsupported key file format (v2 needs 24.1+)", path)
 		}

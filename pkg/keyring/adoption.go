@@ -376,7 +376,7 @@ func rotatedBundle(b *Bundle, nodes []*Node) (*Bundle, error) {
 		return nil, refusef("restart the nodes whose stores are behind and run cmekctl node started for each, then rotate again",
 			"the stores of this region may run on %d different store keys: too many to keep", len(keep))
 	}
-	nb := &Bundle{IDs: []string{newID()}, Keys: [][]byte{newKey()}}
+	nb := &Bundle{IDs: []string{newStoreKeyID()}, Keys: [][]byte{newKey()}}
 	for i, id := range b.IDs {
 		if slices.Contains(keep, id) {
 			nb.IDs, nb.Keys = append(nb.IDs, id), append(nb.Keys, b.Keys[i])

@@ -36,6 +36,20 @@ func newKey() []byte {
 
 func newID() string { return hex.EncodeToString(newKey()) }
 
+// newStoreKeyID is a store key's ID: 32 random bytes whose first is not
+// '{' or white space, so that the cockroach-v1 file (ID then key) can
+// never be taken for the start of a cockroach-v2 JSON file.
+func newStoreKeyID() string {
+	for {
+		b := newKey()
+		switch b[0] {
+		case '{', ' ', '\t', '\r', '\n':
+			continue
+		}
+		return hex.EncodeToString(b)
+	}
+}
+
 // Wipe overwrites key material (best effort: Go may have copied it).
 func Wipe(b []byte) { clear(b) }
 

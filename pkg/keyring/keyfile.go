@@ -51,7 +51,7 @@ func EncodeStoreKeyFile(format, id string, key []byte) ([]byte, error) {
 // ParseStoreKeyFile reads a CockroachDB store-key file (version 1 or 2): the
 // key's ID, the file's format and the key. The error never quotes the file.
 func ParseStoreKeyFile(data []byte) (id, format string, key []byte, err error) {
-	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' && (json.Valid(t) || !v1Size(len(data))) {
 		var f jwks
 		dec := json.NewDecoder(bytes.NewReader(t))
 		dec.DisallowUnknownFields()
@@ -79,9 +79,10 @@ func ParseStoreKeyFile(data []byte) (id, format string, key []byte, err error) {
 		}
 		return j.Kid, FormatCockroachV2, k, nil
 	}
-	switch len(data) {
-	case KeySize + 16, KeySize + 24, KeySize + 32:
+	if v1Size(len(data)) {
 		return hex.EncodeToString(data[:KeySize]), FormatCockroachV1, append([]byte(nil), data[KeySize:]...), nil
 	}
 	return "", "", nil, fmt.Errorf("not a CockroachDB store-key file: %d bytes (a cockroach-v1 file has 48, 56 or 64; a cockroach-v2 file is a JWKS)", len(data))
 }
+
+func v1Size(n int) bool { return n > KeySize && validKeySize(n-KeySize) }

@@ -160,7 +160,7 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 		return nil, err
 	}
 	now := env.now()
-	b := &Bundle{IDs: []string{newID()}, Keys: [][]byte{newKey()}}
+	b := &Bundle{IDs: []string{newStoreKeyID()}, Keys: [][]byte{newKey()}}
 	defer b.Wipe()
 	w, err := wrapBundle(ctx, key, req.Cluster, req.Region, b, 1, now)
 	if err != nil {
