@@ -417,9 +417,10 @@ func TestKillLockHolder(t *testing.T) {
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 
 	before := w.snapshot()
-	args := append([]string{"rotate", "data-key"}, w.keyringArgs()...)
+	// A script fails at once by default (lock.txtar): this one waits.
+	args := append([]string{"rotate", "data-key", "--lock-wait", "30s"}, w.keyringArgs()...)
 	waiter := cliCmd(t, w.tmp, args...)
-	var wout, werr bytes.Buffer
+	var wout, werr syncBuffer
 	waiter.Stdout, waiter.Stderr = &wout, &werr
 	if err := waiter.Start(); err != nil {
 		t.Fatal(err)
@@ -432,6 +433,9 @@ func TestKillLockHolder(t *testing.T) {
 		_ = holder.Wait()
 		t.Fatalf("rotate did not wait for the lock held by pid %d: exited (%v) at once: %s", holder.Process.Pid, err, werr.String())
 	case <-time.After(time.Second):
+	}
+	if want := fmt.Sprintf("waiting up to 30s for the lock of %s, held by pid %d", w.dirs[1], holder.Process.Pid); !strings.Contains(werr.String(), want) {
+		t.Errorf("the waiting rotate did not say at once whom it waits for (%q): %q", want, werr.String())
 	}
 	if after := w.snapshot(); after[w.dirs[1]] != before[w.dirs[1]] {
 		t.Errorf("the keyring whose lock is held changed while it was held")

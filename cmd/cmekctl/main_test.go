@@ -15,6 +15,11 @@ import (
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"cmekctl": func() { os.Exit(commands.Main(commands.NewFactory(), os.Args[1:])) },
+		// holdlock DIR VERB READY takes DIR's keyring lock as VERB would,
+		// creates the file READY and sleeps until killed (lock.txtar).
+		"holdlock": holdLock,
+		// waitfile FILE waits (up to 20 s) until FILE exists.
+		"waitfile": waitFile,
 		// exitcode N cmekctl ARGS... runs cmekctl and succeeds only if it
 		// exits with N, so scripts assert the documented exit codes.
 		"exitcode": func() {

@@ -210,7 +210,7 @@ func hintFor(err error) string {
 		}
 		return "run the same command again: it finishes the nodes that are left, and does not redo the others"
 	case ExitLocked:
-		return "another cmekctl is working on this keyring; wait for it to finish"
+		return "another cmekctl is working on this keyring (the message names it); run again when it has finished, or give --lock-wait 5m to wait for it"
 	case ExitStoreUnsafe:
 		return "this store cannot keep a cluster's keyrings safe: use AWS S3, GCS, etcd, or an S3 server that enforces If-Match and If-None-Match"
 	case ExitStoreUnavailable:

@@ -17,6 +17,7 @@ type globalOptions struct {
 	// RequireFIPS refuses every verb unless on a FIPS build with
 	// GODEBUG=fips140=only (fips.go).
 	RequireFIPS bool
+	LockWait    string
 }
 
 // NewRootCmd builds the command tree.
@@ -41,6 +42,9 @@ Start with a drill on the embedded KMS (no cloud account needed):
 				return err
 			}
 			f.stamps = keyringStamps(flagValues(cmd, "keyring"))
+			if err := lockPolicy(f, cmd, g.LockWait); err != nil {
+				return err
+			}
 			f.cloud = cmd.Flags().Changed("cloud")
 			if g.NoColor {
 				f.IO.NoColor = true
@@ -61,6 +65,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	root.PersistentFlags().StringVar(&g.Config, "config", "", "cluster config file (default $XDG_CONFIG_HOME/cmekctl/config.yaml; also CMEKCTL_CONFIG)")
 	root.PersistentFlags().StringVar(&g.AuditLog, "audit-log", "", "append-only audit log (default $XDG_STATE_HOME/cmekctl/audit.log; \"off\" for none)")
 	root.PersistentFlags().BoolVar(&g.RequireFIPS, "require-fips", false, "refuse to run unless this is a FIPS build running with GODEBUG=fips140=only (also CMEKCTL_REQUIRE_FIPS; see cmekctl version)")
+	addLockWaitFlag(root, &g.LockWait)
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputJSON, OutputYAML}, cobra.ShellCompDirectiveNoFileComp))
 	cobra.AddTemplateFunc("exitCodes", ExitCodesHelp)
 	root.SetUsageTemplate(root.UsageTemplate() + "\nExit status:\n{{exitCodes}}")

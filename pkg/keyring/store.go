@@ -85,17 +85,45 @@ func (s Store) Prepare() error {
 	return nil
 }
 
-// Lock takes the keyring's writer lock.
+// Lock takes the keyring's writer lock, as the context's LockPolicy says
+// (default: wait up to 30 s); s.LockWait, if set, overrides its wait. A lock
+// still held is ErrLocked, naming the holder (pid, verb, since).
 func (s Store) Lock(ctx context.Context) (*safefile.Lock, error) {
-	wait := s.LockWait
-	if wait == 0 {
-		wait = 30 * time.Second
+	o := safefile.LockOptions{Wait: 30 * time.Second}
+	if p, ok := ctx.Value(lockPolicyKey{}).(LockPolicy); ok {
+		o = safefile.LockOptions{Wait: p.Wait, Owner: p.Owner}
+		if p.OnWait != nil {
+			o.OnWait = func(holder string) { p.OnWait(s.Dir, holder) }
+		}
 	}
-	l, err := safefile.Acquire(ctx, filepath.Join(s.Dir, LockName), wait)
-	if errors.Is(err, safefile.ErrLocked) {
-		return nil, fmt.Errorf("%w: %v", ErrLocked, err)
+	if s.LockWait != 0 {
+		o.Wait = s.LockWait
+	}
+	l, err := safefile.AcquireWith(ctx, filepath.Join(s.Dir, LockName), o)
+	var le *safefile.LockedError
+	if errors.As(err, &le) {
+		if le.Waited > 0 {
+			return nil, fmt.Errorf("%w: %s is held by %s; waited %s", ErrLocked, s.Dir, le.Holder, le.Waited)
+		}
+		return nil, fmt.Errorf("%w: %s is held by %s", ErrLocked, s.Dir, le.Holder)
 	}
 	return l, err
+}
+
+// LockPolicy is how a command takes keyring locks: how long it waits for
+// another writer (0: not at all), what it is doing (written into the lock
+// file for whoever finds it held) and whom to tell, at once, that it waits.
+type LockPolicy struct {
+	Wait   time.Duration
+	Owner  string
+	OnWait func(dir, holder string)
+}
+
+type lockPolicyKey struct{}
+
+// WithLockPolicy returns ctx with p, for every Store.Lock under it.
+func WithLockPolicy(ctx context.Context, p LockPolicy) context.Context {
+	return context.WithValue(ctx, lockPolicyKey{}, p)
 }
 
 // removeStaleTemps removes the temporary files of writers that died between

@@ -19,3 +19,15 @@ func Acquire(ctx context.Context, path string, wait time.Duration) (*Lock, error
 
 // Release drops the lock.
 func (l *Lock) Release() error { return nil }
+
+// LockOptions say how to take a lock.
+type LockOptions struct {
+	Wait   time.Duration
+	Owner  string
+	OnWait func(holder string)
+}
+
+// AcquireWith is not supported on this platform.
+func AcquireWith(ctx context.Context, path string, o LockOptions) (*Lock, error) {
+	return Acquire(ctx, path, o.Wait)
+}

@@ -5,7 +5,9 @@ package safefile
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -13,29 +15,61 @@ import (
 // Lock is a held writer lock.
 type Lock struct{ f *os.File }
 
+// LockOptions say how to take a lock.
+type LockOptions struct {
+	// Wait is how long to wait for another holder (0: try once).
+	Wait time.Duration
+	// Owner is what the holder is doing ("rotate data-key"), written into
+	// the lock file with its pid and the time, so that a process that finds
+	// the lock held can say who holds it.
+	Owner string
+	// OnWait, if set, is called once, at once, when the lock is held by
+	// another process and Acquire starts to wait, with the holder.
+	OnWait func(holder string)
+}
+
 // Acquire takes an exclusive lock on path (created 0600 if absent), waiting
 // up to wait (0: try once). The lock is an flock(2) on a separate lock file,
 // so a lock left by a killed process is released by the kernel and never
 // blocks forever.
 func Acquire(ctx context.Context, path string, wait time.Duration) (*Lock, error) {
+	return AcquireWith(ctx, path, LockOptions{Wait: wait})
+}
+
+// AcquireWith is Acquire with a named owner and a report of who holds the
+// lock when it must wait. A lock still held after o.Wait is a *LockedError
+// naming the holder (errors.Is ErrLocked).
+func AcquireWith(ctx context.Context, path string, o LockOptions) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
-	deadline := time.Now().Add(wait)
+	start := time.Now()
+	deadline := start.Add(o.Wait)
+	told := false
 	for delay := 5 * time.Millisecond; ; {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
+			info := fmt.Sprintf("pid %d\n", os.Getpid())
+			if o.Owner != "" {
+				info += fmt.Sprintf("verb %s\nsince %s\n", oneLine(o.Owner), time.Now().UTC().Format(time.RFC3339))
+			}
 			_ = f.Truncate(0)
-			_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d\n", os.Getpid())), 0)
+			_, _ = f.WriteAt([]byte(info), 0)
 			return &Lock{f: f}, nil
 		}
-		if err != syscall.EWOULDBLOCK || !time.Now().Before(deadline) {
+		if err != syscall.EWOULDBLOCK {
 			f.Close()
-			if err == syscall.EWOULDBLOCK {
-				return nil, fmt.Errorf("%s: %w (waited %s; retry, or raise --lock-wait)", path, ErrLocked, wait)
-			}
 			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !time.Now().Before(deadline) {
+			holder := lockHolder(f)
+			f.Close()
+			return nil, &LockedError{Path: path, Holder: holder, Waited: o.Wait}
+		}
+		if !told && o.OnWait != nil {
+			o.OnWait(lockHolder(f))
+			told = true
 		}
 		select {
 		case <-ctx.Done():
@@ -48,6 +82,39 @@ func Acquire(ctx context.Context, path string, wait time.Duration) (*Lock, error
 		}
 	}
 }
+
+// lockHolder reads who holds the lock from the lock file: "pid 123 (rotate
+// data-key, since 2026-12-04T18:59:01Z)", or "a process that did not say" if
+// the file is empty (an older cmekctl, or a holder between taking the lock
+// and writing its name).
+func lockHolder(f *os.File) string {
+	b, _ := io.ReadAll(io.NewSectionReader(f, 0, 4096))
+	var pid, verb, since string
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		switch k {
+		case "pid":
+			pid = v
+		case "verb":
+			verb = v
+		case "since":
+			since = v
+		}
+	}
+	if pid == "" {
+		return "a process that did not say which"
+	}
+	s := "pid " + pid
+	switch {
+	case verb != "" && since != "":
+		s += fmt.Sprintf(" (%s, since %s)", verb, since)
+	case verb != "":
+		s += " (" + verb + ")"
+	}
+	return s
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // Release drops the lock.
 func (l *Lock) Release() error {

@@ -160,3 +160,19 @@ func CheckPrivate(fsys FS, path string, isDir bool) error {
 
 // ErrLocked is returned when another writer holds the lock past the wait.
 var ErrLocked = errors.New("locked by another cmekctl process")
+
+// LockedError is a lock still held by another process after the wait.
+type LockedError struct {
+	Path   string
+	Holder string // "pid 123 (rotate data-key, since 2026-12-04T18:59:01Z)"
+	Waited time.Duration
+}
+
+func (e *LockedError) Error() string {
+	if e.Waited > 0 {
+		return fmt.Sprintf("%s: %v: held by %s (waited %s)", e.Path, ErrLocked, e.Holder, e.Waited)
+	}
+	return fmt.Sprintf("%s: %v: held by %s", e.Path, ErrLocked, e.Holder)
+}
+
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }

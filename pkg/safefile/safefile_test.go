@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -118,8 +119,9 @@ func TestLockExclusive(t *testing.T) {
 		t.Fatalf("lock file mode %04o", fi.Mode().Perm())
 	}
 	_, err = safefile.Acquire(ctx, p, 0)
-	if !errors.Is(err, safefile.ErrLocked) || !strings.Contains(err.Error(), "--lock-wait") {
-		t.Fatalf("second writer: %v", err)
+	// It says at once who holds the lock (this process did not say what it does).
+	if want := fmt.Sprintf("held by pid %d", os.Getpid()); !errors.Is(err, safefile.ErrLocked) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second writer: %v, want ErrLocked naming %q", err, want)
 	}
 	// A waiter gets the lock when the holder releases it.
 	go func() {
@@ -190,4 +192,40 @@ func TestLockHolderProcess(t *testing.T) {
 	fmt.Println("locked")
 	time.Sleep(time.Minute)
 	os.Exit(0)
+}
+
+// TestLockHolderNamed: a holder that names its verb is named, with the time
+// it took the lock, to a second writer: to its OnWait at once, and in the
+// error when the wait ends.
+func TestLockHolderNamed(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "lock")
+	l1, err := safefile.AcquireWith(ctx, p, safefile.LockOptions{Owner: "rotate store-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Release()
+	var told []string
+	_, err = safefile.AcquireWith(ctx, p, safefile.LockOptions{Wait: 100 * time.Millisecond, OnWait: func(h string) { told = append(told, h) }})
+	var le *safefile.LockedError
+	if !errors.As(err, &le) || !errors.Is(err, safefile.ErrLocked) {
+		t.Fatalf("second writer: %v, want a *LockedError", err)
+	}
+	re := regexp.MustCompile(fmt.Sprintf(`^pid %d \(rotate store-key, since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)$`, os.Getpid()))
+	if !re.MatchString(le.Holder) || le.Waited != 100*time.Millisecond {
+		t.Errorf("holder %q waited %v, want %v and 100ms", le.Holder, le.Waited, re)
+	}
+	if len(told) != 1 || told[0] != le.Holder {
+		t.Errorf("OnWait was told %q, want once %q", told, le.Holder)
+	}
+	// Released: a writer gets it at once; the file now names the new holder.
+	l1.Release()
+	l2, err := safefile.AcquireWith(ctx, p, safefile.LockOptions{Owner: "backup encrypt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Release()
+	if b, _ := os.ReadFile(p); !strings.Contains(string(b), "verb backup encrypt\n") || strings.Contains(string(b), "rotate") {
+		t.Errorf("lock file after the second holder: %q", b)
+	}
 }
