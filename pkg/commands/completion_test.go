@@ -54,7 +54,6 @@ func TestCompletionFromKeyrings(t *testing.T) {
 	// inside the test's directory.
 	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	t.Setenv("CMEKCTL_AUDIT_LOG", filepath.Join(dir, "audit.log"))
 	uri := "file-kms://" + filepath.Join(dir, "kms", "k1")
 	n1, n2, n3 := filepath.Join(dir, "n1"), filepath.Join(dir, "n2"), filepath.Join(dir, "n3")
 	runForCompletion(t, "kms", "create", uri)

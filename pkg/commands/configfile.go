@@ -42,11 +42,14 @@ func loadConfig(f *Factory, root, cmd *cobra.Command, path string, explicit bool
 	}
 	known := allFlagNames(root)
 	if path != "" {
-		cfg, err := config.Load(path, func(n string) bool { return slices.Contains(known, n) })
+		cfg, err := loadConfigFile(path, func(n string) bool { return slices.Contains(known, n) })
+		var ee *ExitError
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && !explicit:
 		case errors.Is(err, fs.ErrNotExist):
 			return usageError("check --config or CMEKCTL_CONFIG", "config file %s does not exist", path)
+		case errors.As(err, &ee):
+			return err
 		case err != nil:
 			return &ExitError{Code: ExitUsage, Err: err, Hint: "fix the line named, then run the command again"}
 		default:
@@ -164,6 +167,10 @@ func applyFlagDefaults(f *Factory, cmd *cobra.Command) error {
 			}
 		}
 		f.flagSources[fl.Name] = src
+		if err := checkFlagsOnly(f, fl.Name, src); err != nil {
+			errs = append(errs, err)
+			return
+		}
 		for _, x := range vals {
 			if err := cmd.Flags().Set(fl.Name, x); err != nil {
 				where := envName(fl.Name)
@@ -174,6 +181,12 @@ func applyFlagDefaults(f *Factory, cmd *cobra.Command) error {
 			}
 		}
 	})
+	if len(errs) == 1 {
+		var ee *ExitError
+		if errors.As(errs[0], &ee) {
+			return ee
+		}
+	}
 	if len(errs) > 0 {
 		return &ExitError{Code: ExitUsage, Err: errors.Join(errs...)}
 	}
@@ -229,7 +242,12 @@ func newCmdConfig(f *Factory, p func() printer) *cobra.Command {
 $XDG_CONFIG_HOME/cmekctl/config.yaml): the cluster ID, its regions with their
 CMEK URIs and nodes with their keyrings, and defaults for any flag. Every flag
 can also be set as CMEKCTL_<FLAG> (dashes as underscores). Precedence: flag >
-environment > file > default.`,
+environment > file > default.
+
+The config file gets a keyring's checks: a regular file owned by you (or
+root), mode 0600, in directories only you (or root) can write to; otherwise
+it is refused (exit 5). These flags are command-line only, refused from the
+file and the environment: ` + strings.Join(flagsOnlyNames(), ", ") + `.`,
 	}
 	view := &cobra.Command{
 		Use:   "view [-- COMMAND...]",

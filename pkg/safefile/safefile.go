@@ -176,3 +176,6 @@ func (e *LockedError) Error() string {
 }
 
 func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// Owner returns the uid that owns fi, where the platform has one.
+func Owner(fi os.FileInfo) (uid int, ok bool) { return owner(fi) }

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package commands
+
+const noFollow = 0
