@@ -60,6 +60,7 @@ const (
 	cellLeftover    = "unwrapped key file left on disk"
 	cellSample      = "a --sample that still decrypts"
 	cellWrongPlace  = "asked in the wrong place (another endpoint, cluster or copy)"
+	cellHistory     = "an earlier CMEK key still opens older wraps"
 )
 
 // e2eWorld is one KMS with its server(s), fresh for one test: a registry
@@ -917,6 +918,47 @@ var e2eCells = []e2eCell{
 	hookCell(cellDenied, verify.Revoked),
 	hookCell(cellUnreachable, verify.Inconclusive),
 	hookCell(cellThrottled, verify.Inconclusive),
+	{name: cellHistory, verdict: verify.Accessible, code: ExitAccessible, setup: func(t *testing.T, w *e2eWorld) ([]string, func(*testing.T, e2eVerify)) {
+		// Key A wraps the store key and a backup; rotate cmek --cmek B and
+		// backup-keys rewrap move everything to B; B is destroyed. A still
+		// opens the old wraps (kept in the history) and the backup's header.
+		old := w.newKey(t)
+		dirs, _ := w.enable(t, "c-"+e2eRand(), "r1", old, 2)
+		tmp := t.TempDir()
+		in, bak := filepath.Join(tmp, "dump.sql"), filepath.Join(tmp, "full.cmek")
+		if err := os.WriteFile(in, []byte("INSERT INTO t VALUES (1);"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		w.ok(t, nil, append([]string{"backup", "encrypt"}, append(keyringArgs(dirs...), in, bak)...)...)
+		cur := w.newKey(t)
+		w.ok(t, nil, append([]string{"rotate", "cmek", "--cmek", cur, "-o", "json"}, keyringArgs(dirs...)...)...)
+		w.ok(t, nil, append([]string{"backup-keys", "rewrap", "-o", "json"}, keyringArgs(dirs...)...)...)
+		w.hooks[cellDestroyed](t, w, cur)
+		return append(keyringArgs(dirs...), "--sample", bak), func(t *testing.T, v e2eVerify) {
+			for _, check := range []string{"unwrap replaced store-key wrap", "unwrap replaced backup-key wrap", "unwrap backup header wrap"} {
+				if o := v.outcomes(check); !slices.Equal(o, []string{verify.OutAccessible}) {
+					t.Errorf("%s: %v, want the earlier key to open it", check, o)
+				}
+			}
+			if o := v.outcomes(checkProve); len(o) != 2 {
+				t.Errorf("prove checks %v, want one per CMEK key (the earlier and the current)", o)
+			}
+			// Once the earlier key is destroyed too, nothing opens.
+			w.hooks[cellDestroyed](t, w, old)
+			r := w.run(t, append([]string{"verify-destroyed", "-o", "json", "--sample", bak}, keyringArgs(dirs...)...)...)
+			var after e2eVerify
+			if err := json.Unmarshal([]byte(r.out), &after); err != nil {
+				t.Fatal(err)
+			}
+			want := verify.Destroyed
+			if o := w.verdict[cellDestroyed]; o != "" {
+				want = o
+			}
+			if after.Verdict != want {
+				t.Errorf("both keys destroyed: %s, want %s\n%s", after.Verdict, want, checksText(after))
+			}
+		}
+	}},
 	{name: cellWrongPlace, verdict: verify.Inconclusive, code: ExitInconclusive, setup: func(t *testing.T, w *e2eWorld) ([]string, func(*testing.T, e2eVerify)) {
 		uri := w.newKey(t)
 		dirs, _ := w.enable(t, "c-"+e2eRand(), "r1", uri, 2)

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cmekctl/cmekctl/pkg/backup"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
-	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/stream"
 	"github.com/cmekctl/cmekctl/pkg/verify"
 )
@@ -33,8 +34,13 @@ longer be used, and give a verdict that can be filed with an audit:
   - for every CMEK key identity pinned when it wrapped (AWS key ARN with its
     account and region, Vault cluster and namespace, GCP resource name), the
     KMS's answer about that identity, asked in its own place;
-  - a real unwrap attempt of every wrapped store key and every backup key;
-  - a real decrypt attempt of every --sample file (data files);
+  - a real unwrap attempt of every wrapped store key and every backup key,
+    including every wrap the keyrings' history kept (a rotate cmek,
+    rotate store-key or backup-keys rewrap replaced it, but older keyring
+    copies and backup headers still hold it);
+  - a real decrypt attempt of every --sample data file, and of the header
+    wraps of every --sample backup file (only under CMEK keys the keyrings
+    know; a wrap under another key is reported as not checked);
   - a search of the keyring directories and of every path unlock wrote to,
     for unwrapped key material left behind;
   - a node start attempt per node.
@@ -59,7 +65,7 @@ Verdicts (the weakest check decides):
 	}
 	cmd.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
 	addSelectors(cmd)
-	cmd.Flags().StringArrayVar(&opts.Samples, "sample", nil, "a data file to try to decrypt (repeat)")
+	cmd.Flags().StringArrayVar(&opts.Samples, "sample", nil, "a data file to try to decrypt, or a backup file whose header wraps to try (repeat)")
 	cmd.Flags().StringVar(&opts.Accept, "accept", "", "accept a weaker verdict as success: revoked (for a revocation drill)")
 	_ = cmd.MarkFlagRequired("keyring")
 	addCloudFlags(f, cmd, &opts.Cloud, cloudRead, cloudHelp["verify"], "keyring", "sample")
@@ -86,11 +92,14 @@ func verifyRun(ctx context.Context, f *Factory, p printer, o *VerifyOptions) err
 	}
 	// Samples are checked before anything is tried: one that is not ours
 	// is bad input, not evidence.
-	samples := map[string]keyring.DataHeader{}
+	samples := map[string]sample{}
 	for _, path := range o.Samples {
 		h, err := sampleHeader(path)
 		if err != nil {
 			return err
+		}
+		if h.backup != nil && h.backup.ClusterID != g.Cluster {
+			return exitf(ExitForeign, "sample %s is a backup of cluster %q, not %q: give that cluster's keyrings", path, h.backup.ClusterID, g.Cluster)
 		}
 		samples[path] = h
 	}
@@ -133,17 +142,31 @@ func verifyTables(p printer, rep verify.Report) []table {
 	return []table{t}
 }
 
-func sampleHeader(path string) (keyring.DataHeader, error) {
+// sample is a --sample file's header: a data file's or a backup's.
+type sample struct {
+	data   keyring.DataHeader
+	backup *backup.Header
+}
+
+func sampleHeader(path string) (sample, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return keyring.DataHeader{}, exitf(ExitUsage, "sample %s: %v", path, err)
+		return sample{}, exitf(ExitUsage, "sample %s: %v", path, err)
 	}
 	defer fh.Close()
+	if bh, err := backup.ReadHeader(fh); err == nil {
+		return sample{backup: bh}, nil
+	} else if !errors.Is(err, backup.ErrNotBackup) {
+		return sample{}, fmt.Errorf("sample %s: %w", path, err)
+	}
+	if _, err := fh.Seek(0, io.SeekStart); err != nil {
+		return sample{}, exitf(ExitUsage, "sample %s: %v", path, err)
+	}
 	h, _, err := keyring.ReadDataHeader(fh)
 	if err != nil {
-		return h, fmt.Errorf("sample %s: %w: pass data files written by cmekctl data encrypt", path, err)
+		return sample{}, fmt.Errorf("sample %s: %w: pass data files written by cmekctl data encrypt, or backups written by cmekctl backup encrypt", path, err)
 	}
-	return h, nil
+	return sample{data: h}, nil
 }
 
 func sampleCheck(ctx context.Context, env keyring.Env, n *keyring.Node, path string, now func() time.Time) verify.Check {
@@ -169,84 +192,40 @@ func sampleCheck(ctx context.Context, env keyring.Env, n *keyring.Node, path str
 
 // collectEvidence runs every check of verify-destroyed on the group and
 // decides the verdict.
-func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.Group, sampleList []string, samples map[string]keyring.DataHeader) (verify.Report, error) {
+func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.Group, sampleList []string, samples map[string]sample) (verify.Report, error) {
 	o := struct{ Samples []string }{sampleList}
 	now := func() time.Time { return f.Now() }
 	rep := verify.Report{StartedAt: f.Now().UTC()}
 	add := func(c verify.Check) { rep.Checks = append(rep.Checks, c) }
 
-	// The KMS's view of every CMEK key identity pinned by a wrap: proof of
-	// destruction is asked about the pinned identity, never the URI alone.
-	proven := map[string]bool{} // pinKey → the pinned key is proven destroyed
-	for _, n := range g.Nodes {
-		wraps := []pinnedWrap{{n.KR.StoreWrap.CMEKURI, n.KR.StoreWrap.CMEKIdentity}}
-		for _, b := range n.KR.BackupKeys {
-			for _, w := range b.Wraps {
-				wraps = append(wraps, pinnedWrap{w.CMEKURI, w.CMEKIdentity})
-			}
-		}
-		for _, pw := range wraps {
-			pk := pw.key()
-			if _, done := proven[pk]; done {
-				continue
-			}
-			proven[pk] = false
-			k, err := s.Open(pw.uri)
-			if err != nil {
-				add(verify.ErrorCheck(redact(pw.uri), "prove CMEK key destroyed", err, f.Now().UTC()))
-				continue
-			}
-			c, ok := verify.ProveCheck(ctx, k, pw.pin, redact(pw.uri), now)
-			proven[pk] = ok
-			add(c)
-		}
-	}
-	// A real unwrap of every distinct wrapped store-key bundle.
+	// The KMS's view of every CMEK key identity pinned by a wrap, current or
+	// in the history: proof of destruction is asked about the pinned
+	// identity, never the URI alone.
+	wraps := evidenceWraps(g)
+	proven := proveAll(ctx, s, wraps, now, add)
+	// A real unwrap of every distinct wrap.
 	unwrapped := map[string]verify.Check{} // wrapped bytes → result
-	for _, n := range g.Nodes {
-		w := n.KR.StoreWrap
-		if _, done := unwrapped[string(w.Wrapped)]; done {
-			continue
-		}
-		target := fmt.Sprintf("store key %s (region %s, generation %d)", keyring.Short(w.KeyIDs[0]), n.KR.Region, w.Generation)
-		k, err := s.Open(w.CMEKURI)
+	for _, t := range wraps {
+		k, err := s.Open(t.uri)
 		var c verify.Check
 		if err != nil {
-			c = verify.ErrorCheck(target, "unwrap store key", err, f.Now().UTC())
+			c = verify.ErrorCheck(t.target, t.check, err, f.Now().UTC())
 		} else {
-			c = verify.UnwrapCheck(ctx, k, provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion},
-				keyring.StoreBinding(n.KR.ClusterID, n.KR.Region, w), target, "unwrap store key",
-				proven[pinnedWrap{w.CMEKURI, w.CMEKIdentity}.key()], now)
+			c = verify.UnwrapCheck(ctx, k, t.w, t.aad, t.target, t.check, proven[t.key()], now)
 		}
-		unwrapped[string(w.Wrapped)] = c
+		unwrapped[string(t.w.Ciphertext)] = c
 		add(c)
-	}
-	// A real unwrap of every backup key, per wrapping region.
-	seenBackup := map[string]bool{}
-	for _, n := range g.Nodes {
-		for _, b := range n.KR.BackupKeys {
-			for _, w := range b.Wraps {
-				id := b.ID + "/" + w.Region
-				if seenBackup[id] {
-					continue
-				}
-				seenBackup[id] = true
-				target := fmt.Sprintf("backup key %s (region %s)", keyring.Short(b.ID), w.Region)
-				k, err := s.Open(w.CMEKURI)
-				if err != nil {
-					add(verify.ErrorCheck(target, "unwrap backup key", err, f.Now().UTC()))
-					continue
-				}
-				add(verify.UnwrapCheck(ctx, k, provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion},
-					keyring.BackupBinding(n.KR.ClusterID, w.Region, b.ID), target, "unwrap backup key",
-					proven[pinnedWrap{w.CMEKURI, w.CMEKIdentity}.key()], now))
-			}
-		}
 	}
 	// A real decrypt of every sample.
 	env := f.env(s)
 	for _, path := range o.Samples {
-		h := samples[path]
+		if bh := samples[path].backup; bh != nil {
+			for _, c := range backupSampleChecks(ctx, s, g, path, bh, wraps, proven, now) {
+				add(c)
+			}
+			continue
+		}
+		h := samples[path].data
 		var node *keyring.Node
 		for _, n := range g.Nodes {
 			if n.KR.ClusterID == h.ClusterID && n.KR.Region == h.Region && n.KR.Node == h.Node {
@@ -286,11 +265,3 @@ func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.
 	rep.Verdict, rep.Reason = verify.Decide(rep.Checks)
 	return rep, nil
 }
-
-// pinnedWrap is a CMEK URI with the identity pinned when it wrapped.
-type pinnedWrap struct {
-	uri string
-	pin provider.KeyIdentity
-}
-
-func (p pinnedWrap) key() string { return p.uri + "\x00" + p.pin.String() }

@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,9 +21,10 @@ func (g *Group) RegionCMEK(region string) (string, bool) {
 }
 
 // KnownCMEK returns the URI, as the keyrings record it, of the CMEK key of
-// region whose normalised identity (provider.KeyIdentity) is that of uri, and
+// region whose normalised identity (provider.Identity) is that of uri, and
 // whether there is one. The keys a region's keyrings know are its store-key
-// wrap's and those wrapping its backup keys.
+// wrap's, those wrapping its backup keys, and those of the keyrings' history
+// (keys that wrapped before a rotation or a rewrap).
 //
 // A URI read from a backup header or an escrow file is attacker-controlled:
 // callers pass it here and dial only what comes back, never the file's URI,
@@ -41,6 +43,19 @@ func (g *Group) KnownCMEK(region, uri string) (string, bool) {
 		}
 		for _, b := range n.KR.BackupKeys {
 			for _, w := range b.Wraps {
+				if w.Region == region && provider.Identity(w.CMEKURI) == id {
+					return w.CMEKURI, true
+				}
+			}
+		}
+		// Keys that wrapped before a rotation or a rewrap are known too.
+		if h := n.KR.History; h != nil {
+			for _, w := range h.StoreWraps {
+				if provider.Identity(w.CMEKURI) == id {
+					return w.CMEKURI, true
+				}
+			}
+			for _, w := range h.BackupWraps {
 				if w.Region == region && provider.Identity(w.CMEKURI) == id {
 					return w.CMEKURI, true
 				}
@@ -113,6 +128,13 @@ func (g *Group) saveBackupKeys(env Env, keys []BackupKey) error {
 	for _, n := range g.Nodes {
 		for _, bk := range keys {
 			if i := slices.IndexFunc(n.KR.BackupKeys, func(b BackupKey) bool { return b.ID == bk.ID }); i >= 0 {
+				// A wrap that is replaced goes to the history: backup
+				// headers and older keyring copies still hold it.
+				for _, old := range n.KR.BackupKeys[i].Wraps {
+					if !slices.ContainsFunc(bk.Wraps, func(w RegionWrap) bool { return bytes.Equal(w.Wrapped, old.Wrapped) }) {
+						n.KR.RetireBackupWrap(bk.ID, old, env.now())
+					}
+				}
 				n.KR.BackupKeys[i] = bk
 			} else {
 				n.KR.BackupKeys = append(n.KR.BackupKeys, bk)

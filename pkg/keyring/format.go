@@ -69,6 +69,11 @@ type Keyring struct {
 	// (unencrypted) for a new node, the adopted key after enable
 	// --adopt-key, what a version-1 keyring's unlocks may have handed.
 	Unrecorded StoreState `json:"unrecorded,omitzero"`
+	// History keeps every wrap a CMEK key made that was later replaced
+	// (append-only): verify-destroyed asks about each of those CMEK keys and
+	// tries the old wraps for real, since older keyring copies and backup
+	// headers still hold them.
+	History *History `json:"cmek_history,omitempty"`
 	// LastOp is the ID of the last multi-node operation applied here, so a
 	// resumed operation skips nodes it already did.
 	LastOp  string    `json:"last_op,omitempty"`
@@ -92,6 +97,48 @@ type StoreWrap struct {
 	// answer at wrap time: AWS key ARN, Vault cluster, GCP resource name).
 	// verify-destroyed takes no KMS answer as proof without it.
 	CMEKIdentity provider.KeyIdentity `json:"cmek_identity,omitempty"`
+}
+
+// History is the record of every CMEK wrap a keyring replaced: store-key
+// bundles (rotate cmek, rotate store-key) and backup-key wraps (backup-keys
+// rewrap). Entries are only ever appended.
+type History struct {
+	StoreWraps  []StoreWrap   `json:"store_wraps,omitempty"`
+	BackupWraps []BackupWrapH `json:"backup_wraps,omitempty"`
+}
+
+// BackupWrapH is a replaced wrap of backup key BackupID.
+type BackupWrapH struct {
+	BackupID string    `json:"backup_id"`
+	Replaced time.Time `json:"replaced"`
+	RegionWrap
+}
+
+// RetireStoreWrap appends w to the history unless it is already there.
+func (k *Keyring) RetireStoreWrap(w StoreWrap) {
+	if k.History == nil {
+		k.History = &History{}
+	}
+	for _, h := range k.History.StoreWraps {
+		if bytes.Equal(h.Wrapped, w.Wrapped) {
+			return
+		}
+	}
+	k.History.StoreWraps = append(k.History.StoreWraps, w)
+}
+
+// RetireBackupWrap appends backup key id's wrap w to the history unless it
+// is already there.
+func (k *Keyring) RetireBackupWrap(id string, w RegionWrap, now time.Time) {
+	if k.History == nil {
+		k.History = &History{}
+	}
+	for _, h := range k.History.BackupWraps {
+		if h.BackupID == id && bytes.Equal(h.Wrapped, w.Wrapped) {
+			return
+		}
+	}
+	k.History.BackupWraps = append(k.History.BackupWraps, BackupWrapH{BackupID: id, Replaced: now, RegionWrap: w})
 }
 
 // StoreKey is a store key's metadata (its material is only in the bundle).

@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -454,11 +455,15 @@ func applyNode(env Env, n *Node, op string, b *Bundle, j *Journal) error {
 			}
 		}
 		kr.StoreKeys = append(kr.StoreKeys, StoreKey{ID: newID, State: StateActive, Created: now})
+		kr.RetireStoreWrap(kr.StoreWrap)
 		kr.StoreWrap = w
 	case OpRotateCMEK:
 		w := j.Wraps[kr.Region]
 		if !slices.Equal(w.KeyIDs, kr.StoreWrap.KeyIDs) {
 			return fmt.Errorf("the node's store keys differ from its region's: it is of another lineage")
+		}
+		if !bytes.Equal(kr.StoreWrap.Wrapped, w.Wrapped) {
+			kr.RetireStoreWrap(kr.StoreWrap)
 		}
 		kr.StoreWrap = w
 	}
