@@ -58,6 +58,8 @@ var (
 // servers (they stop when it ends).
 func cloudCmds(t *testing.T) map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		// gcpkmsfake: the in-house Cloud KMS fake, reached through ENDPOINT.
+		"gcpkmsfake": gcpFakeCmd(t),
 		"cloudfake": func(ts *testscript.TestScript, neg bool, args []string) {
 			if neg {
 				ts.Fatalf("cloudfake does not take !")

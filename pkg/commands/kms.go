@@ -26,6 +26,8 @@ func newCmdKMS(f *Factory, p func() printer) *cobra.Command {
   file-kms:///abs/dir/name                                      the embedded KMS
   aws-kms:///<key ARN|key id|alias/name>?REGION=..              AWS KMS
   gcp-kms:///projects/P/locations/L/keyRings/R/cryptoKeys/K     GCP Cloud KMS
+    ?AUTH=implicit&ENDPOINT=https://HOST:PORT                   another endpoint
+    (ENDPOINT=http://127.0.0.1:PORT: an emulator, plain text, no credentials)
   vault-transit://host:port/<mount>/keys/<name>                 Vault transit
 
 Where a KMS has no equivalent of a verb (Vault has no disable, a cloud KMS

@@ -27,6 +27,9 @@ func TestCRC32C(t *testing.T) {
 		{"Encrypt/ciphertext_crc32c corrupted", "Encrypt", faults.responseCRC, gcpkms.CodeChecksum, "ciphertext_crc32c does not match"},
 		{"Encrypt/request checksums not verified", "Encrypt", faults.dropRequestCRC, gcpkms.CodeChecksum, "did not verify plaintext_crc32c"},
 		{"Encrypt/request corrupted in transit", "Encrypt", faults.request, "INVALID_ARGUMENT", "checksum in field plaintext_crc32c"},
+		// Google's guidance: the response's name must be a version of the
+		// key asked; an emulator naming the key itself slipped through.
+		{"Encrypt/response names the key, not a version", "Encrypt", faults.keyName, gcpkms.CodeChecksum, "not a version of"},
 		{"Decrypt/plaintext_crc32c corrupted", "Decrypt", faults.responseCRC, gcpkms.CodeChecksum, "plaintext_crc32c does not match"},
 		{"Decrypt/request corrupted in transit", "Decrypt", faults.request, "INVALID_ARGUMENT", "checksum in field ciphertext_crc32c"},
 	}
@@ -81,9 +84,11 @@ type faults struct {
 		CorruptResponseCRC(int)
 		DropRequestCRC(int)
 		CorruptRequest(int)
+		NameKeyInEncrypt(int)
 	}
 }
 
 func (f faults) responseCRC(n int)    { f.s.CorruptResponseCRC(n) }
 func (f faults) dropRequestCRC(n int) { f.s.DropRequestCRC(n) }
 func (f faults) request(n int)        { f.s.CorruptRequest(n) }
+func (f faults) keyName(n int)        { f.s.NameKeyInEncrypt(n) }

@@ -13,12 +13,15 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net/url"
+	"strings"
 	"sync"
 
 	kms "cloud.google.com/go/kms/apiv1"
 	"cloud.google.com/go/kms/apiv1/kmspb"
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/cmekctl/cmekctl/pkg/provider"
@@ -44,6 +47,8 @@ var (
 // Open opens a gcp-kms URI. The client is built on the first KMS call, with
 // Application Default Credentials (AUTH=implicit) or the CREDENTIALS
 // service-account key (AUTH=specified), so Open itself makes no network call.
+// ENDPOINT sets the client's endpoint (option.WithEndpoint); an http://
+// loopback endpoint is reached without TLS and without credentials.
 func Open(u *url.URL) (provider.Key, error) {
 	cfg, err := ParseURI(u)
 	if err != nil {
@@ -55,6 +60,13 @@ func Open(u *url.URL) (provider.Key, error) {
 		var opts []option.ClientOption
 		if creds != nil {
 			opts = append(opts, option.WithAuthCredentialsJSON(option.ServiceAccount, creds))
+		}
+		if cfg.Endpoint != "" {
+			opts = append(opts, option.WithEndpoint(cfg.Endpoint))
+		}
+		if cfg.Plaintext { // ENDPOINT=http://LOOPBACK:PORT, checked by ParseURI
+			opts = append(opts, option.WithoutAuthentication(),
+				option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 		}
 		return kms.NewKeyManagementClient(ctx, opts...)
 	}
@@ -173,11 +185,20 @@ func (k *Key) Wrap(ctx context.Context, plaintext, aad []byte) (provider.Wrapped
 			return checksumErr(op, "the server did not verify additional_authenticated_data_crc32c")
 		case resp.GetCiphertextCrc32C() == nil || resp.GetCiphertextCrc32C().GetValue() != crc(resp.GetCiphertext()):
 			return checksumErr(op, "ciphertext_crc32c does not match the ciphertext received")
+		case !k.isVersion(resp.GetName()):
+			return checksumErr(op, fmt.Sprintf("the response names %q, not a version of %s", resp.GetName(), k.name))
 		}
 		w = provider.Wrapped{Ciphertext: resp.GetCiphertext(), KeyVersion: resp.GetName()}
 		return nil
 	})
 	return w, err
+}
+
+// isVersion: name is NAME/cryptoKeyVersions/N of this key, as Google advises
+// checking an Encrypt response's name.
+func (k *Key) isVersion(name string) bool {
+	v, ok := strings.CutPrefix(name, k.name+"/cryptoKeyVersions/")
+	return ok && reVersion.MatchString(v)
 }
 
 // Unwrap decrypts w; aad must be the one given to Wrap. Cloud KMS finds the

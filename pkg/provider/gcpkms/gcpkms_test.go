@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,7 +54,38 @@ func keyOn(t testing.TB, srv *gcpkmsfake.Server) *gcpkms.Key {
 	return k
 }
 
-func TestSuite(t *testing.T) {
+func TestSuite(t *testing.T) { runSuite(t, keyOn) }
+
+// TestSuiteThroughEndpoint runs the same suite with keys opened as a user
+// opens them: the registry's gcp-kms opener (gcpkms.Open) on a URI whose
+// ENDPOINT names the fake, plain text on loopback, no credentials.
+func TestSuiteThroughEndpoint(t *testing.T) {
+	runSuite(t, func(t testing.TB, srv *gcpkmsfake.Server) *gcpkms.Key {
+		t.Helper()
+		u, err := url.Parse("gcp-kms:///" + randName(t) + "?AUTH=implicit&ENDPOINT=http://" + srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk, err := gcpkms.Open(u)
+		if err != nil {
+			t.Fatalf("open %s: %v", u, err)
+		}
+		k := pk.(*gcpkms.Key).WithRetry(fastRetry)
+		t.Cleanup(func() { k.Close() })
+		if !strings.Contains(k.URI(), "ENDPOINT=http") {
+			t.Fatalf("URI %s lost its ENDPOINT", k.URI())
+		}
+		if _, err := k.Create(ctxT(t)); err != nil {
+			t.Fatalf("create through ENDPOINT: %v", err)
+		}
+		if srv.Calls("CreateCryptoKey") == 0 {
+			t.Fatal("the fake saw no CreateCryptoKey: the key did not go through ENDPOINT")
+		}
+		return k
+	})
+}
+
+func runSuite(t *testing.T, keyOn func(testing.TB, *gcpkmsfake.Server) *gcpkms.Key) {
 	servers := map[provider.Key]*gcpkmsfake.Server{}
 	srvOf := func(t *testing.T, k provider.Key) *gcpkmsfake.Server {
 		s, ok := servers[k]
@@ -64,7 +97,8 @@ func TestSuite(t *testing.T) {
 	admin := func(k provider.Key) *gcpkms.Key { return k.(*gcpkms.Key) }
 	providertest.Run(t, providertest.Harness{
 		NewKey: func(t *testing.T) provider.Key {
-			srv, k := newKey(t)
+			srv := gcpkmsfake.Start(t)
+			k := keyOn(t, srv)
 			servers[k] = srv
 			return k
 		},

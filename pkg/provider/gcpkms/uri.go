@@ -3,8 +3,10 @@ package gcpkms
 import (
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/cmekctl/cmekctl/pkg/provider"
@@ -19,6 +21,13 @@ const (
 	ParamCredentials = "CREDENTIALS"
 	AuthImplicit     = "implicit"
 	AuthSpecified    = "specified"
+	// ParamEndpoint is cmekctl's own: CockroachDB's gcp-kms URIs take AUTH,
+	// CREDENTIALS, ASSUME_ROLE and BEARER_TOKEN, and no endpoint. It is
+	// named as those are (no provider prefix; AWS's is AWS_ENDPOINT):
+	// ENDPOINT=host:port or https://host[:port] (TLS; a private endpoint,
+	// Private Service Connect, VPC-SC), or http://127.0.0.1:port (plain
+	// text, no credentials sent: an emulator on this machine only).
+	ParamEndpoint = "ENDPOINT"
 )
 
 var (
@@ -42,6 +51,12 @@ type Config struct {
 	// StrippedVersion is the /cryptoKeyVersions/N suffix the URI named, if
 	// any; the key's primary version encrypts all the same.
 	StrippedVersion string
+	// Endpoint is the Cloud KMS gRPC endpoint, host:port; empty: the
+	// client's default (cloudkms.googleapis.com:443).
+	Endpoint string
+	// Plaintext: ENDPOINT=http://LOOPBACK:PORT asked for gRPC without TLS
+	// and without credentials.
+	Plaintext bool
 	// URI is the canonical URI with secrets redacted.
 	URI string
 }
@@ -59,7 +74,7 @@ func ParseURI(u *url.URL) (Config, error) {
 	if u.Scheme != Scheme {
 		return Config{}, parseErr("%s: scheme must be %s", red, Scheme)
 	}
-	if err := provider.CheckParams(providerName, u, ParamAuth, ParamCredentials); err != nil {
+	if err := provider.CheckParams(providerName, u, ParamAuth, ParamCredentials, ParamEndpoint); err != nil {
 		return Config{}, err
 	}
 	if u.Host != "" || u.User != nil || u.Opaque != "" {
@@ -125,12 +140,25 @@ func ParseURI(u *url.URL) (Config, error) {
 	default:
 		return Config{}, parseErr("%s: AUTH must be implicit or specified, not %q", red, cfg.Auth)
 	}
+	if q.Has(ParamEndpoint) {
+		ep, plain, err := parseEndpoint(q.Get(ParamEndpoint))
+		if err != nil {
+			return Config{}, parseErr("%s: %s", red, err)
+		}
+		if plain && cfg.Credentials != nil {
+			return Config{}, parseErr("%s: ENDPOINT is plain http: CREDENTIALS would not be sent (an emulator takes none); use AUTH=implicit, or an https endpoint", red)
+		}
+		cfg.Endpoint, cfg.Plaintext = ep, plain
+	}
 
 	canon := url.URL{Scheme: Scheme, Path: "/" + cfg.KeyName}
 	cq := url.Values{}
 	cq.Set(ParamAuth, cfg.Auth)
 	if creds != "" {
 		cq.Set(ParamCredentials, creds)
+	}
+	if q.Has(ParamEndpoint) {
+		cq.Set(ParamEndpoint, q.Get(ParamEndpoint))
 	}
 	canon.RawQuery = cq.Encode()
 	cfg.URI = provider.RedactURI(canon.String())
@@ -173,4 +201,50 @@ func decodeCredentials(s string) ([]byte, error) {
 		return nil, credError("service-account key lacks client_email or private_key")
 	}
 	return b, nil
+}
+
+// parseEndpoint reads ENDPOINT: host:port or https://host[:port] (TLS,
+// port 443 by default), or http://host:port (plain text), which only a
+// loopback host may be: anything else would send key material and
+// ciphertexts unencrypted over a network.
+func parseEndpoint(v string) (string, bool, error) {
+	raw := strings.TrimSpace(v)
+	if raw == "" {
+		return "", false, credError("ENDPOINT is empty: give host:port, https://host:port or http://127.0.0.1:port")
+	}
+	plain := false
+	switch {
+	case strings.HasPrefix(raw, "http://"):
+		plain, raw = true, strings.TrimPrefix(raw, "http://")
+	case strings.HasPrefix(raw, "https://"):
+		raw = strings.TrimPrefix(raw, "https://")
+	case strings.Contains(raw, "://"):
+		return "", false, credError("ENDPOINT " + v + ": the scheme must be https:// or http:// (loopback only)")
+	}
+	raw = strings.TrimSuffix(raw, "/")
+	host, port, err := net.SplitHostPort(raw)
+	if err != nil {
+		if plain {
+			return "", false, credError("ENDPOINT " + v + ": give the port: http://127.0.0.1:PORT")
+		}
+		host, port = raw, "443"
+	}
+	if host == "" || strings.ContainsAny(host, "/?#@ ") {
+		return "", false, credError("ENDPOINT " + v + ": not a host[:port]")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", false, credError("ENDPOINT " + v + ": invalid port")
+	}
+	if plain && !isLoopback(host) {
+		return "", false, credError("ENDPOINT " + v + " is plain http to a host that is not loopback: the key's traffic would cross the network unencrypted; use https://" + net.JoinHostPort(host, port))
+	}
+	return net.JoinHostPort(host, port), plain, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }

@@ -198,3 +198,52 @@ func FuzzParseURI(f *testing.F) {
 		}
 	})
 }
+
+// ENDPOINT: TLS by default; plain text only when asked (http://) and only
+// to loopback; credentials never go over plain text.
+func TestParseURIEndpoint(t *testing.T) {
+	base := "gcp-kms:///" + keyPath + "?AUTH=implicit&ENDPOINT="
+	for _, c := range []struct {
+		endpoint, want string
+		plain          bool
+	}{
+		{"kms.example.internal:8443", "kms.example.internal:8443", false},
+		{"https://private.cloudkms.example", "private.cloudkms.example:443", false},
+		{"https://10.0.0.5:443", "10.0.0.5:443", false},
+		{"http://127.0.0.1:9010", "127.0.0.1:9010", true},
+		{"http://localhost:9010", "localhost:9010", true},
+		{"http://[::1]:9010", "[::1]:9010", true},
+	} {
+		cfg, err := gcpkms.ParseURI(mustURL(t, base+url.QueryEscape(c.endpoint)))
+		if err != nil {
+			t.Errorf("%s: %v", c.endpoint, err)
+			continue
+		}
+		if cfg.Endpoint != c.want || cfg.Plaintext != c.plain {
+			t.Errorf("%s: endpoint %q plain %v, want %q %v", c.endpoint, cfg.Endpoint, cfg.Plaintext, c.want, c.plain)
+		}
+		if !strings.Contains(cfg.URI, "ENDPOINT=") {
+			t.Errorf("%s: canonical URI %s dropped ENDPOINT", c.endpoint, cfg.URI)
+		}
+	}
+	for _, c := range []struct{ uri, msg string }{
+		{base + url.QueryEscape("http://10.0.0.5:9010"), "not loopback"},
+		{base + url.QueryEscape("http://kms.example.com:80"), "use https://kms.example.com:80"},
+		{base + url.QueryEscape("http://127.0.0.1"), "give the port"},
+		{base + url.QueryEscape("grpc://127.0.0.1:9010"), "scheme must be https://"},
+		{base, "ENDPOINT is empty"},
+		{base + "127.0.0.1:99999", "invalid port"},
+		{"gcp-kms:///" + keyPath + "?AUTH=specified&CREDENTIALS=" + url.QueryEscape(credsB64) + "&ENDPOINT=" + url.QueryEscape("http://127.0.0.1:9010"), "CREDENTIALS would not be sent"},
+	} {
+		_, err := gcpkms.ParseURI(mustURL(t, c.uri))
+		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line with %q", c.uri, err, c.msg)
+		}
+		if err != nil && strings.Contains(err.Error(), credsB64) {
+			t.Errorf("error holds the credentials: %v", err)
+		}
+		if provider.Classify(err) != provider.Misuse {
+			t.Errorf("%s: class of %v, want MISUSE", c.uri, err)
+		}
+	}
+}

@@ -32,8 +32,8 @@
 // DenyAccess (PERMISSION_DENIED on every call), Throttle (RESOURCE_EXHAUSTED
 // on the next n calls), FailNext (any status on the next n calls), Stop
 // (the server goes away), SetReimportEligible,
-// and three integrity faults (CorruptResponseCRC, DropRequestCRC,
-// CorruptRequest).
+// and four integrity faults (CorruptResponseCRC, DropRequestCRC,
+// CorruptRequest, NameKeyInEncrypt).
 //
 // Not modelled: IAM policies, import jobs, asymmetric and MAC keys, HSM or
 // external protection levels, automatic rotation, real destruction after
@@ -119,6 +119,7 @@ type Server struct {
 	thr     int // calls left to throttle; <0: every call
 	badResp int // responses left whose checksum is corrupted
 	noVerif int // responses left that claim the request checksums were not received
+	keyName int // Encrypt responses left that name the key, not its version
 	badReq  int // requests left whose data is corrupted on arrival
 	calls   map[string]int
 	stopped bool
@@ -225,6 +226,15 @@ func (s *Server) DropRequestCRC(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.noVerif = n
+}
+
+// NameKeyInEncrypt makes the next n Encrypt responses carry the CryptoKey's
+// name instead of the CryptoKeyVersion's, as some emulators do: a client
+// that checks the response (as Google advises) refuses it.
+func (s *Server) NameKeyInEncrypt(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keyName = n
 }
 
 // CorruptRequest flips a bit of the data of the next n Encrypt or Decrypt
@@ -736,6 +746,9 @@ func (s *Server) Encrypt(_ context.Context, req *kmspb.EncryptRequest) (*kmspb.E
 	}
 	if takeFault(&s.noVerif) {
 		resp.VerifiedPlaintextCrc32C, resp.VerifiedAdditionalAuthenticatedDataCrc32C = false, false
+	}
+	if takeFault(&s.keyName) {
+		resp.Name = s.keyOf[v].pb.GetName()
 	}
 	return resp, nil
 }
