@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,3 +217,59 @@ func (s *syncBuffer) Bytes() []byte {
 func (s *syncBuffer) String() string { return string(s.Bytes()) }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+// TestSignalDuringKMSCall: Ctrl-C while enable waits for a KMS that does not
+// answer is an interrupt (130, "nothing was changed"), not "the KMS did not
+// answer" (23).
+func TestSignalDuringKMSCall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes: not in -short")
+	}
+	tmp := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	uri := "vault-transit://" + ln.Addr().String() + "/transit/keys/k1"
+	dir := filepath.Join(tmp, "n1")
+	c := cliCmd(t, tmp, "enable", "--cluster-id", "c1", "--region", "r1", "--cmek", uri, "--keyring", dir, "--node", "n1")
+	c.Env = append(c.Env, "VAULT_TOKEN=not-a-secret")
+	var stderr syncBuffer
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case conn := <-accepted:
+		defer conn.Close()
+	case <-time.After(20 * time.Second):
+		_ = c.Process.Kill()
+		_ = c.Wait()
+		t.Fatalf("enable never called the KMS: %s", stderr.String())
+	}
+	if err := c.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("enable interrupted during its KMS call: %v, want exit 130: %s", err, stderr.String())
+	}
+	if s := stderr.String(); !strings.Contains(s, "interrupted by SIGINT") || !strings.Contains(s, "nothing was changed") || strings.Contains(s, "did not answer") {
+		t.Errorf("stderr: %s", s)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keyring.json")); err == nil {
+		t.Errorf("an interrupted enable wrote a keyring")
+	}
+}

@@ -575,7 +575,10 @@ func readBackupHeader(path string) (*backup.Header, error) {
 
 func backupErr(path string, err error) error {
 	if errors.Is(err, backup.ErrNotBackup) {
-		return exitf(ExitNotRestorable, "%s: %v: not restorable", path, err)
+		// Random bytes, a plaintext dump and a backup taken before CMEK was
+		// enabled look the same: none starts with a backup header.
+		return &ExitError{Code: ExitCorrupt, Err: fmt.Errorf("%s is not a cmekctl backup: it has no backup header", path),
+			Hint: "if it is a backup taken before CMEK was enabled, cmekctl cannot restore it; otherwise it is damaged, or not a backup"}
 	}
 	return exitf(ExitCorrupt, "%s: %v", path, err)
 }
@@ -648,7 +651,7 @@ func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
 			return err
 		}
 		if _, err := io.Copy(w, r); err != nil {
-			return err
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		fmt.Fprintf(f.IO.ErrOut, "decrypted %s backup %s with region %s's CMEK key\n", h.Kind, keyring.Short(h.ID), usedRegion)
 		return nil

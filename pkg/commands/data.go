@@ -84,7 +84,9 @@ func dataRun(ctx context.Context, f *Factory, o *DataOptions) error {
 	return writeStream(ctx, f, o.Out, in, expect, func(w io.Writer, in io.Reader) error {
 		var err error
 		if o.Decrypt {
-			_, err = sl.Open(w, in, stream.Options{Parallel: o.Parallel})
+			if _, err = sl.Open(w, in, stream.Options{Parallel: o.Parallel}); err != nil {
+				err = fmt.Errorf("%s: %w", inputName(o.In), err)
+			}
 		} else {
 			_, err = sl.Seal(w, in, stream.Options{Parallel: o.Parallel})
 		}
@@ -193,4 +195,12 @@ func writeSpecial(path string, fn func(io.Writer) error) error {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
+}
+
+// inputName names an input file in errors ("stdin" for "" or "-").
+func inputName(path string) string {
+	if path == "" || path == "-" {
+		return "stdin"
+	}
+	return path
 }

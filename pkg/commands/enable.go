@@ -75,7 +75,13 @@ func enableRun(ctx context.Context, f *Factory, p printer, o *EnableOptions) err
 	if o.DryRun {
 		return printPlan(p, planEnable(reqs))
 	}
-	return runEnable(ctx, f, p, reqs, fromConfig)
+	err = runEnable(ctx, f, p, reqs, fromConfig)
+	if isKeyNotFound(err) {
+		// The operator just named this key: a URI that names no key is a
+		// bad argument, not a key that was revoked.
+		return &ExitError{Code: ExitUsage, Err: err, Hint: notFoundHint}
+	}
+	return err
 }
 
 // enableRequests builds one request per region, from the flags or from the

@@ -197,6 +197,9 @@ func hintFor(err error) string {
 	}
 	switch ExitCode(err) {
 	case ExitKeyRevoked:
+		if isKeyNotFound(err) {
+			return notFoundHint
+		}
 		return "the CMEK key is disabled, pending deletion, or this identity lost access to it: check it with cmekctl kms describe URI"
 	case ExitKeyDestroyed:
 		return "the CMEK key's material is gone: data under it cannot be recovered"

@@ -73,7 +73,7 @@ func (s *kmsSession) Open(uri string) (provider.Key, error) {
 	}
 	k, err := s.reg.Open(uri)
 	if err != nil {
-		return nil, err
+		return nil, uriError(err)
 	}
 	if s.audit != nil {
 		k = &audit.Key{Key: k, Log: s.audit, Verb: s.verb, Err: s.auditErr}
