@@ -317,6 +317,12 @@ func applyClusterKeyrings(f *Factory, cmd *cobra.Command) error {
 	if fl == nil || slices.Contains([]string{"enable", "node add", "region add"}, f.Verb) {
 		return nil
 	}
+	if st := cmd.Flags().Lookup("store"); st != nil && st.Value.String() != "" {
+		// --store: the store lists the nodes; --keyring is at most a
+		// node's local cache, and not required.
+		delete(fl.Annotations, cobra.BashCompOneRequiredFlag)
+		return nil
+	}
 	regions, _ := cmd.Flags().GetStringSlice("region")
 	nodes, _ := cmd.Flags().GetStringSlice("node")
 	selecting := len(regions) > 0 || len(nodes) > 0

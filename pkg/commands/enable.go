@@ -40,6 +40,9 @@ Enabling CMEK leaves existing data as it is; it protects newly written data.`,
     --keyring /var/lib/cockroach/n1/cmek --node n1 --keyring /var/lib/cockroach/n2/cmek --node n2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if storeMode(cmd) != "" {
+				return enableStoreRun(cmd.Context(), cmd, f, p(), opts)
+			}
 			return enableRun(cmd.Context(), f, p(), opts)
 		},
 	}
@@ -50,6 +53,7 @@ Enabling CMEK leaves existing data as it is; it protects newly written data.`,
 	cmd.Flags().StringVar(&opts.CMEK, "cmek", "", "URI of the region's CMEK key")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan per region and node, and the KMS calls; change nothing")
 	_ = cmd.MarkFlagDirname("keyring")
+	addStoreFlags(cmd)
 	addCloudFlags(f, cmd, &opts.Cloud, cloudSpecs, cloudHelp["enable"], "keyring", "node", "region", "cmek")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/cmekctl/cmekctl/pkg/cloud"
+	"github.com/cmekctl/cmekctl/pkg/cluster"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/store"
@@ -151,6 +152,10 @@ func ExitCode(err error) int {
 		return ExitPartial
 	case errors.Is(err, stream.ErrAuth), errors.Is(err, stream.ErrTruncated), errors.Is(err, stream.ErrTrailingData):
 		return ExitMisuse
+	case errors.Is(err, cluster.ErrBusy):
+		return ExitLocked
+	case errors.Is(err, cluster.ErrUnacked):
+		return ExitPartial
 	case errors.Is(err, store.ErrURI):
 		return ExitUsage
 	case errors.Is(err, store.ErrNotEnforced):

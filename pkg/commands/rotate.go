@@ -39,6 +39,9 @@ interrupted, running the same command again finishes it without doubling it.`,
 			Short: short,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if storeMode(cmd) != "" {
+					return rotateStoreRun(cmd.Context(), cmd, f, p(), opts)
+				}
 				return rotateRun(cmd.Context(), f, p(), opts)
 			},
 		}
@@ -46,6 +49,8 @@ interrupted, running the same command again finishes it without doubling it.`,
 		addSelectors(c)
 		_ = c.MarkFlagRequired("keyring")
 		_ = c.MarkFlagDirname("keyring")
+		addStoreFlags(c)
+		addLeaseFlags(c)
 		c.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan per region and node, and the KMS calls by kind; change nothing")
 		switch op {
 		case keyring.OpRotateDataKey:

@@ -32,6 +32,9 @@ interrupted rotation is pending, and the KMS's view of each CMEK key (one
 Describe call per key; --no-kms skips it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if storeMode(cmd) != "" {
+				return statusStoreRun(cmd.Context(), cmd, f, p())
+			}
 			return statusRun(cmd.Context(), f, p(), opts)
 		},
 	}
@@ -40,6 +43,7 @@ Describe call per key; --no-kms skips it).`,
 	cmd.Flags().BoolVar(&opts.NoKMS, "no-kms", false, "do not ask the KMS (no network call)")
 	_ = cmd.MarkFlagRequired("keyring")
 	_ = cmd.MarkFlagDirname("keyring")
+	addStoreFlags(cmd)
 	addCloudFlags(f, cmd, &opts.Cloud, cloudRead, cloudHelp["status"], "keyring", "no-kms")
 	return cmd
 }

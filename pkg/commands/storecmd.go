@@ -2,6 +2,8 @@ package commands
 
 import (
 	"context"
+	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -25,7 +27,7 @@ Store URIs:
 Credentials never go in a URI: each SDK's own chain supplies them.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newCmdStoreCheck(f, p))
+	cmd.AddCommand(newCmdStoreCheck(f, p), newCmdStoreUnlock(f, p))
 	return cmd
 }
 
@@ -35,4 +37,62 @@ func openStore(ctx context.Context, f *Factory, uri string) (store.Store, error)
 		return f.OpenStore(ctx, uri)
 	}
 	return store.Open(ctx, uri)
+}
+
+// addStoreFlags gives a verb its store form: --store (also store: in the
+// config file and CMEKCTL_STORE), and --cluster-id where the verb has none.
+func addStoreFlags(cmd *cobra.Command) {
+	cmd.Flags().String("store", "", "the cluster's shared keyring store URI (s3://, gs://, etcd://, file:///); see cmekctl store --help")
+	if cmd.Flags().Lookup("cluster-id") == nil {
+		cmd.Flags().String("cluster-id", "", "with --store: the cluster ID")
+	}
+}
+
+// storeMode returns the --store URI given to cmd, if any.
+func storeMode(cmd *cobra.Command) string {
+	uri, _ := cmd.Flags().GetString("store")
+	return uri
+}
+
+// storeTarget is the store, cluster and node selection of a store-form verb.
+type storeTarget struct {
+	URI     string
+	Cluster string
+	Regions []string
+	Nodes   []string
+}
+
+func storeTargetOf(cmd *cobra.Command) (storeTarget, error) {
+	t := storeTarget{URI: storeMode(cmd)}
+	t.Cluster, _ = cmd.Flags().GetString("cluster-id")
+	if fl := cmd.Flags().Lookup("region"); fl != nil {
+		if fl.Value.Type() == "string" {
+			if r := fl.Value.String(); r != "" {
+				t.Regions = []string{r}
+			}
+		} else {
+			t.Regions, _ = cmd.Flags().GetStringSlice("region")
+		}
+	}
+	if fl := cmd.Flags().Lookup("node"); fl != nil {
+		if fl.Value.Type() == "stringArray" {
+			t.Nodes, _ = cmd.Flags().GetStringArray("node")
+		} else {
+			t.Nodes, _ = cmd.Flags().GetStringSlice("node")
+		}
+	}
+	if t.Cluster == "" {
+		return t, usageError("name the cluster: --cluster-id C (or cluster_id: in the config file)", "--store needs --cluster-id")
+	}
+	return t, nil
+}
+
+// operator names this process in leases and intents.
+func operator() string {
+	u := os.Getenv("USER")
+	if u == "" {
+		u = fmt.Sprintf("uid %d", os.Getuid())
+	}
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s@%s pid %d", u, h, os.Getpid())
 }

@@ -61,6 +61,9 @@ exits with 20 (key revoked/disabled/denied) or 21 (key destroyed).`,
   cmekctl unlock --keyring /var/lib/cockroach/cmek --out /run/cmekctl --store-path /mnt/d1 --store-path /mnt/d2 --spec-file /run/cmekctl/spec`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if storeMode(cmd) != "" {
+				return unlockStoreRun(cmd.Context(), cmd, f, p(), opts)
+			}
 			return unlockRun(cmd.Context(), f, p(), opts)
 		},
 	}
@@ -74,6 +77,7 @@ exits with 20 (key revoked/disabled/denied) or 21 (key destroyed).`,
 	cmd.Flags().StringVar(&opts.SpecFile, "spec-file", "", "also write the --enterprise-encryption values to this file, one per line")
 	_ = cmd.MarkFlagRequired("keyring")
 	_ = cmd.MarkFlagRequired("out")
+	addUnlockStoreFlags(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{keyring.FormatCockroachV1, keyring.FormatCockroachV2, keyring.FormatRaw}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
