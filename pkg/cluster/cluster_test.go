@@ -43,7 +43,7 @@ func (f *fixture) unlock(t *testing.T, host, region, node string) (*cluster.Unlo
 	return cluster.Unlock(context.Background(), f.st, f.kms.env(), cluster.UnlockOptions{
 		Cluster: "c1", Region: region, Node: node,
 		Cache:  filepath.Join(host, "cache"),
-		Unlock: keyring.UnlockOptions{Out: filepath.Join(host, "out"), AllowDisk: true},
+		Unlock: keyring.UnlockOptions{Out: filepath.Join(host, "out"), AllowDisk: true, StorePaths: []string{"/mnt/d1"}},
 	})
 }
 
@@ -312,7 +312,7 @@ func TestUnlockOutage(t *testing.T) {
 	_, err = cluster.Unlock(context.Background(), f.st, f.kms.env(), cluster.UnlockOptions{
 		Cluster: "c1", Region: "r1", Node: "r1-n1", Cache: filepath.Join(host, "cache"), MaxStale: time.Hour,
 		Now:    func() time.Time { return time.Now().Add(2 * time.Hour) },
-		Unlock: keyring.UnlockOptions{Out: filepath.Join(host, "out"), AllowDisk: true},
+		Unlock: keyring.UnlockOptions{Out: filepath.Join(host, "out"), AllowDisk: true, StorePaths: []string{"/mnt/d1"}},
 	})
 	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "--max-stale") {
 		t.Fatalf("store down, stale cache: %v", err)

@@ -79,6 +79,11 @@ type Status struct {
 	KeyringRev uint64 `json:"keyring_rev"`
 	// Handed is what the node's last unlock gave it.
 	Handed *Handed `json:"handed,omitempty"`
+	// Stores are the node's CockroachDB stores as its local keyring
+	// records them: the key each runs on and the one it was handed (the
+	// lifecycle's adoption records). Rotations read them, so no key a store
+	// may still run on is dropped.
+	Stores []keyring.StoreState `json:"stores,omitempty"`
 	// FromCache: the last unlock ran from the local cache (store down).
 	FromCache bool `json:"from_cache,omitempty"`
 	// Revoked and Purged acknowledge a revocation: the node saw its keyring

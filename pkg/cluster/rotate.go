@@ -241,6 +241,18 @@ func readAll(ctx context.Context, s store.Store, c string, refs []NodeRef) ([]*n
 	parallel(len(refs), func(i int) {
 		kr, ver, err := getKeyring(ctx, s, c, refs[i].Region, refs[i].Node)
 		docs[i], errs[i] = &nodeDoc{ref: refs[i], kr: kr, ver: ver}, err
+		if err != nil {
+			return
+		}
+		// The node's own record of its stores is in its status: what it
+		// was handed and started on since the keyring was last written.
+		st, err := ReadStatus(ctx, s, c, refs[i].Region, refs[i].Node)
+		switch {
+		case err == nil && len(st.Stores) > 0:
+			kr.Stores = st.Stores
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			errs[i] = err
+		}
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -109,6 +109,9 @@ func Unlock(ctx context.Context, s store.Store, env keyring.Env, o UnlockOptions
 		// Keep what only this host knows: where its key files are.
 		if old, lerr := cache.Load(); lerr == nil {
 			kr.Unlocks = old.Unlocks
+			if len(old.Stores) > 0 {
+				kr.Stores = old.Stores
+			}
 		} else if !errors.Is(lerr, keyring.ErrNotFound) {
 			return nil, lerr
 		}
@@ -152,6 +155,7 @@ func Unlock(ctx context.Context, s store.Store, env keyring.Env, o UnlockOptions
 	st.Updated = utc(o.Now)
 	if done != nil {
 		w := done.StoreWrap
+		st.Stores = done.Stores
 		st.Handed = &Handed{StoreKeyID: ur.StoreKey, Generation: w.Generation, CMEKURI: w.CMEKURI, CMEKVersion: w.CMEKVersion, At: utc(o.Now)}
 	}
 	if err := writeStatus(ctx, s, o, meta, st); err != nil {
@@ -188,4 +192,37 @@ func writeStatus(ctx context.Context, s store.Store, o UnlockOptions, meta *cach
 		return writeMeta(o.Cache, meta)
 	}
 	return nil
+}
+
+// PublishStores copies the node's store records (what each store was handed
+// and started on) from its local cache into its status document, after
+// cmekctl node started: rotations read them there.
+func PublishStores(ctx context.Context, s store.Store, o UnlockOptions) error {
+	kr, err := keyring.Store{Dir: o.Cache}.Load()
+	if err != nil {
+		return err
+	}
+	key := statusKey(o.Cluster, o.Region, o.Node)
+	for try := 0; ; try++ {
+		var st Status
+		ver, err := getJSON(ctx, s, key, FormatStatus, &st)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%s: node %s has no status yet: run cmekctl unlock --store first", s, o.Node)
+		}
+		if err != nil {
+			return err
+		}
+		st.Stores, st.Updated = kr.Stores, utc(o.Now)
+		v, err := s.ReplaceIfUnchanged(ctx, key, marshal(st), ver)
+		if err == nil {
+			if meta, _ := readMeta(o.Cache); meta != nil {
+				meta.StatusVer = v
+				_ = writeMeta(o.Cache, meta)
+			}
+			return nil
+		}
+		if !errors.Is(err, store.ErrConflict) || try >= 2 {
+			return err
+		}
+	}
 }

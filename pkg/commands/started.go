@@ -36,13 +36,21 @@ hold is refused, and nothing changes. No KMS call.`,
 		Example: `  cmekctl node started --keyring /var/lib/cockroach/cmek
   cockroach debug encryption-active-key /mnt/data1 | cmekctl node started --keyring /var/lib/cockroach/cmek --store-path /mnt/data1 --active-key-id -`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return nodeStartedRun(cmd.Context(), f, p(), o) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := nodeStartedRun(cmd.Context(), f, p(), o); err != nil || storeMode(cmd) == "" {
+				return err
+			}
+			return publishStartedRun(cmd, f, o.Keyring)
+		},
 	}
 	cmd.Flags().StringVar(&o.Keyring, "keyring", "", "the node's keyring directory")
 	cmd.Flags().StringArrayVar(&o.StorePaths, "store-path", nil, "a store that started (repeat; default: every store unlock handed keys to)")
 	cmd.Flags().StringVar(&o.ActiveKeyID, "active-key-id", "", "the store's active key as cockroach debug encryption-active-key prints it, or - for standard input")
 	_ = cmd.MarkFlagRequired("keyring")
 	_ = cmd.MarkFlagDirname("keyring")
+	addStoreFlags(cmd)
+	cmd.Flags().String("region", "", "with --store: the node's region")
+	cmd.Flags().String("node", "", "with --store: the node's name")
 	return cmd
 }
 

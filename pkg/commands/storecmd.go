@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cmekctl/cmekctl/pkg/cluster"
 	"github.com/cmekctl/cmekctl/pkg/store"
 )
 
@@ -75,9 +76,14 @@ func storeTargetOf(cmd *cobra.Command) (storeTarget, error) {
 		}
 	}
 	if fl := cmd.Flags().Lookup("node"); fl != nil {
-		if fl.Value.Type() == "stringArray" {
+		switch fl.Value.Type() {
+		case "stringArray":
 			t.Nodes, _ = cmd.Flags().GetStringArray("node")
-		} else {
+		case "string":
+			if n := fl.Value.String(); n != "" {
+				t.Nodes = []string{n}
+			}
+		default:
 			t.Nodes, _ = cmd.Flags().GetStringSlice("node")
 		}
 	}
@@ -95,4 +101,22 @@ func operator() string {
 	}
 	h, _ := os.Hostname()
 	return fmt.Sprintf("%s@%s pid %d", u, h, os.Getpid())
+}
+
+// publishStartedRun is node started --store: the stores' records, as the
+// local cache (--keyring) now holds them, copied into the node's status.
+func publishStartedRun(cmd *cobra.Command, f *Factory, cache string) error {
+	t, err := storeTargetOf(cmd)
+	if err != nil {
+		return err
+	}
+	if len(t.Regions) != 1 || len(t.Nodes) != 1 {
+		return usageError("name the node: --region R --node N", "node started --store confirms one node")
+	}
+	s, err := openStore(cmd.Context(), f, t.URI)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return cluster.PublishStores(cmd.Context(), s, cluster.UnlockOptions{Cluster: t.Cluster, Region: t.Regions[0], Node: t.Nodes[0], Cache: cache, Now: f.Now})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -45,7 +46,8 @@ func unlockStoreRun(ctx context.Context, cmd *cobra.Command, f *Factory, p print
 	env := f.env(sess)
 	res, err := cluster.Unlock(ctx, s, env, cluster.UnlockOptions{
 		Cluster: t.Cluster, Region: t.Regions[0], Node: t.Nodes[0], Cache: cache, MaxStale: maxStale, Now: f.Now,
-		Unlock: keyring.UnlockOptions{Out: o.Out, Format: o.Format, AllowDisk: o.AllowDisk, StorePath: o.StorePath},
+		Unlock: keyring.UnlockOptions{Out: o.Out, Format: o.Format, AllowDisk: o.AllowDisk,
+			StorePaths: o.StorePaths, RotationPeriod: o.RotationPeriod, SpecFile: o.SpecFile},
 	})
 	if err != nil {
 		return err
@@ -56,8 +58,17 @@ func unlockStoreRun(ctx context.Context, cmd *cobra.Command, f *Factory, p print
 	if res.StatusErr != "" {
 		fmt.Fprintf(f.IO.ErrOut, "cmekctl: warning: the node started, but its status could not be written to the store: %s\n", res.StatusErr)
 	}
+	for _, st := range res.Stores {
+		if st.Note != "" {
+			fmt.Fprintf(f.IO.ErrOut, "cmekctl: note: %s\n", st.Note)
+		}
+	}
 	if p.format == OutputTable {
-		_, err = fmt.Fprintln(f.IO.Out, res.Flag)
+		lines := res.Flags
+		if o.Format == keyring.FormatRaw {
+			lines = res.Files
+		}
+		_, err = fmt.Fprintln(f.IO.Out, strings.Join(lines, "\n"))
 		return err
 	}
 	return p.print(unlockStoreReport{UnlockResult: res, KMSCalls: sess.Counts()})

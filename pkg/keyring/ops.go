@@ -170,10 +170,7 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 	res := &Result{Op: OpEnable, Nodes: make([]NodeResult, len(req.Nodes))}
 	forEach(indexes(len(req.Nodes)), func(i int) {
 		n := req.Nodes[i]
-		kr := &Keyring{Format: FormatName, Version: FormatVersion, ClusterID: req.Cluster, Region: req.Region, Node: n.Name,
-			EnabledAt: now, StoreWrap: w, Updated: now,
-			StoreKeys: []StoreKey{{ID: b.IDs[0], State: StateActive, Created: now}}}
-		kr.DataKeys = []DataKey{newDataKey(kr, b.IDs[0], b.Keys[0], now)}
+		kr := newNodeKeyring(req.Cluster, req.Region, n.Name, w, b, now)
 		res.Nodes[i] = finish(env, kr, n.Store, "enabled", n.Store.Save(kr))
 	})
 	if res.Failed() > 0 {

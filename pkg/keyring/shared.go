@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // The in-memory operations a shared store (package cluster) builds on: the
@@ -32,7 +33,7 @@ func NewRegionKeyrings(ctx context.Context, env Env, cluster, region, cmek strin
 		return nil, err
 	}
 	now := env.now()
-	b := &Bundle{IDs: []string{newID()}, Keys: [][]byte{newKey()}}
+	b := &Bundle{IDs: []string{newStoreKeyID()}, Keys: [][]byte{newKey()}}
 	defer b.Wipe()
 	w, err := wrapBundle(ctx, key, cluster, region, b, 1, now)
 	if err != nil {
@@ -40,13 +41,19 @@ func NewRegionKeyrings(ctx context.Context, env Env, cluster, region, cmek strin
 	}
 	out := make([]*Keyring, len(nodes))
 	for i, n := range nodes {
-		kr := &Keyring{Format: FormatName, Version: FormatVersion, ClusterID: cluster, Region: region, Node: n,
-			EnabledAt: now, StoreWrap: w, Updated: now,
-			StoreKeys: []StoreKey{{ID: b.IDs[0], State: StateActive, Created: now}}}
-		kr.DataKeys = []DataKey{newDataKey(kr, b.IDs[0], b.Keys[0], now)}
-		out[i] = kr
+		out[i] = newNodeKeyring(cluster, region, n, w, b, now)
 	}
 	return out, nil
+}
+
+// newNodeKeyring is a new node's keyring on a region's fresh bundle b
+// (wrapped as w): a data key under the active store key.
+func newNodeKeyring(cluster, region, node string, w StoreWrap, b *Bundle, now time.Time) *Keyring {
+	kr := &Keyring{Format: FormatName, Version: FormatVersion, ClusterID: cluster, Region: region, Node: node,
+		EnabledAt: now, StoreWrap: w, Updated: now,
+		StoreKeys: []StoreKey{{ID: b.IDs[0], State: StateActive, Created: now}}}
+	kr.DataKeys = []DataKey{newDataKey(kr, b.IDs[0], b.Keys[0], now)}
+	return kr
 }
 
 // PlanKeyrings makes the KMS calls of a fresh rotation of one region's
