@@ -45,7 +45,8 @@ type nodeDoc struct {
 // write landed and only its answer was lost); mark the intent done;
 // release. A crash anywhere is resumed by running it again, with the
 // recorded wraps and no new wrap. Store requests: 2 per node (read,
-// replace) plus a few per operation.
+// replace), 3 for a store-key rotation (which also reads the node's status:
+// the keys its stores may still run on), plus a few per operation.
 func Rotate(ctx context.Context, s store.Store, env keyring.Env, o RotateOptions) (*keyring.Result, error) {
 	lease, err := AcquireLease(ctx, s, o.Cluster, o.Op, o.Lease)
 	if err != nil {
@@ -80,7 +81,7 @@ func Rotate(ctx context.Context, s store.Store, env keyring.Env, o RotateOptions
 			return nil, fmt.Errorf("%s: no keyrings of cluster %s match: %w", s, o.Cluster, keyring.ErrNotFound)
 		}
 	}
-	docs, err := readAll(ctx, s, o.Cluster, refs)
+	docs, err := readAll(ctx, s, o.Cluster, refs, o.Op == keyring.OpRotateStoreKey)
 	if err != nil {
 		return nil, err
 	}
@@ -235,13 +236,16 @@ func applyDoc(ctx context.Context, s store.Store, env keyring.Env, o RotateOptio
 	}
 }
 
-func readAll(ctx context.Context, s store.Store, c string, refs []NodeRef) ([]*nodeDoc, error) {
+// readAll reads the keyrings; with stores, also each node's status, whose
+// store records say which keys its stores may still run on (a store-key
+// rotation keeps those; the other rotations drop no key).
+func readAll(ctx context.Context, s store.Store, c string, refs []NodeRef, stores bool) ([]*nodeDoc, error) {
 	docs := make([]*nodeDoc, len(refs))
 	errs := make([]error, len(refs))
 	parallel(len(refs), func(i int) {
 		kr, ver, err := getKeyring(ctx, s, c, refs[i].Region, refs[i].Node)
 		docs[i], errs[i] = &nodeDoc{ref: refs[i], kr: kr, ver: ver}, err
-		if err != nil {
+		if err != nil || !stores {
 			return
 		}
 		// The node's own record of its stores is in its status: what it
