@@ -21,6 +21,8 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/cmekctl/cmekctl/internal/fipstest"
 )
 
 // S3Server is gofakes3 on 127.0.0.1 with one bucket.
@@ -35,7 +37,9 @@ func StartS3(t testing.TB, bucket string) *S3Server {
 	t.Helper()
 	backend := s3mem.New()
 	faker := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog()))
-	srv := httptest.NewServer(faker.Server())
+	// The emulator's own hashing (MD5 ETags) is the store's, outside
+	// cmekctl's FIPS mode; the client stays enforced (internal/fipstest).
+	srv := httptest.NewServer(fipstest.Handler(faker.Server()))
 	t.Cleanup(srv.Close)
 	if err := backend.CreateBucket(bucket); err != nil {
 		t.Fatalf("gofakes3: create bucket: %v", err)
@@ -72,13 +76,16 @@ type GCSServer struct {
 // StartGCS starts fake-gcs-server in process over plain HTTP on loopback.
 func StartGCS(t testing.TB, bucket string) *GCSServer {
 	t.Helper()
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Writer: nil})
+	// Served through httptest so that the emulator's own hashing (MD5 of
+	// objects) runs outside cmekctl's FIPS mode (internal/fipstest).
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", NoListener: true, Writer: nil})
 	if err != nil {
 		t.Fatalf("fake-gcs-server: %v", err)
 	}
-	t.Cleanup(srv.Stop)
+	hs := httptest.NewServer(fipstest.Handler(srv.HTTPHandler()))
+	t.Cleanup(func() { hs.Close(); srv.Stop() })
 	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket})
-	return &GCSServer{URL: srv.URL(), Bucket: bucket, Server: srv}
+	return &GCSServer{URL: hs.URL, Bucket: bucket, Server: srv}
 }
 
 // SetEmulator points the GCS client at host (the server's, or a proxy's)
