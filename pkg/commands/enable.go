@@ -53,8 +53,8 @@ Enabling CMEK leaves existing data as it is; it protects newly written data.`,
 	cmd.Flags().StringVar(&opts.CMEK, "cmek", "", "URI of the region's CMEK key")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan per region and node, and the KMS calls; change nothing")
 	_ = cmd.MarkFlagDirname("keyring")
-	addStoreFlags(cmd)
 	addCloudFlags(f, cmd, &opts.Cloud, cloudSpecs, cloudHelp["enable"], "keyring", "node", "region", "cmek")
+	addStoreFlags(cmd)
 	return cmd
 }
 

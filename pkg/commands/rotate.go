@@ -49,7 +49,6 @@ interrupted, running the same command again finishes it without doubling it.`,
 		addSelectors(c)
 		_ = c.MarkFlagRequired("keyring")
 		_ = c.MarkFlagDirname("keyring")
-		addStoreFlags(c)
 		addLeaseFlags(c)
 		c.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan per region and node, and the KMS calls by kind; change nothing")
 		switch op {
@@ -64,6 +63,7 @@ interrupted, running the same command again finishes it without doubling it.`,
 		} else {
 			addCloudFlags(f, c, &opts.Cloud, cloudRefused, cloudHelp["rotate-refused"], "keyring", "if-older-than")
 		}
+		addStoreFlags(c)
 		return c
 	}
 	cmd.AddCommand(

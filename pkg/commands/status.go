@@ -43,8 +43,8 @@ Describe call per key; --no-kms skips it).`,
 	cmd.Flags().BoolVar(&opts.NoKMS, "no-kms", false, "do not ask the KMS (no network call)")
 	_ = cmd.MarkFlagRequired("keyring")
 	_ = cmd.MarkFlagDirname("keyring")
-	addStoreFlags(cmd)
 	addCloudFlags(f, cmd, &opts.Cloud, cloudRead, cloudHelp["status"], "keyring", "no-kms")
+	addStoreFlags(cmd)
 	return cmd
 }
 
