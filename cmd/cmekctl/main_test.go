@@ -43,7 +43,8 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata",
 		// cloudfake: the Cloud API fake and local-kms for cloud_*.txtar (cloud_test.go).
-		Cmds: cloudCmds(t),
+		// cutfile, flipbyte, mkfifo: damaged inputs (filecmds_test.go).
+		Cmds: mergeCmds(cloudCmds(t), fileCmds()),
 		// [fips]: a GOFIPS140 build running with GODEBUG=fips140=only.
 		Condition: func(cond string) (bool, error) {
 			if cond == "fips" {
@@ -62,4 +63,14 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+func mergeCmds(ms ...map[string]func(ts *testscript.TestScript, neg bool, args []string)) map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	out := map[string]func(ts *testscript.TestScript, neg bool, args []string){}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
 }

@@ -488,7 +488,7 @@ place.`,
 	decCmd, _ := sub("decrypt --keyring DIR... [IN [OUT]]",
 		"Decrypt a backup with the CMEK key of any region that wraps it",
 		"keyring directory (repeat)", "open chunks", backupDecryptRun)
-	cmd.AddCommand(encCmd, decCmd)
+	cmd.AddCommand(encCmd, decCmd, newCmdBackupVerify(f, p))
 	return cmd
 }
 
@@ -500,7 +500,7 @@ func argAt(args []string, i int) string {
 }
 
 func backupEncryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
-	in, closeIn, err := openStreamInput(f, o.In, o.Parallel)
+	in, closeIn, err := openStreamInput(f, o.In, &o.Parallel)
 	if err != nil {
 		return err
 	}
@@ -584,7 +584,7 @@ func backupErr(path string, err error) error {
 }
 
 func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
-	in, closeIn, err := openStreamInput(f, o.In, o.Parallel)
+	in, closeIn, err := openStreamInput(f, o.In, &o.Parallel)
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ succeeds; a device or named pipe is written in place. One KMS unwrap per run.`,
 }
 
 func dataRun(ctx context.Context, f *Factory, o *DataOptions) error {
-	in, closeIn, err := openStreamInput(f, o.In, o.Parallel)
+	in, closeIn, err := openStreamInput(f, o.In, &o.Parallel)
 	if err != nil {
 		return err
 	}
@@ -158,25 +158,31 @@ func writeOutput(f *Factory, path string, fn func(io.Writer) error) error {
 	return nil
 }
 
-// parallelFlag adds --parallel to a command that streams data.
+// parallelFlag adds --parallel to a command that streams data. Unset (or 0)
+// it is the cores available (runtime.GOMAXPROCS, at most stream.MaxParallel).
 func parallelFlag(c *cobra.Command, p *int, what string) {
-	c.Flags().IntVar(p, "parallel", 1, fmt.Sprintf("%s on that many cores, 1 to %d (1: serial)", what, stream.MaxParallel))
+	c.Flags().IntVar(p, "parallel", 0, fmt.Sprintf("%s on that many cores, 1 to %d (1: serial; default: the cores available)", what, stream.MaxParallel))
 }
 
-// openStreamInput checks --parallel, then opens the input of a command that
-// streams data (stdin for "" or "-"): a bad value is refused before any work.
-func openStreamInput(f *Factory, path string, parallel int) (io.Reader, func(), error) {
+// openStreamInput checks --parallel (0 becomes the cores available), then
+// opens the input of a command that streams data (stdin for "" or "-"): a
+// bad value is refused before any work.
+func openStreamInput(f *Factory, path string, parallel *int) (io.Reader, func(), error) {
 	if err := checkParallel(parallel); err != nil {
 		return nil, nil, err
 	}
 	return openInput(f, path)
 }
 
-// checkParallel refuses a --parallel value out of range.
-func checkParallel(n int) error {
-	if n < 1 || n > stream.MaxParallel {
-		return usageError(fmt.Sprintf("give a number of cores from 1 to %d; this machine has %d", stream.MaxParallel, runtime.NumCPU()),
-			"--parallel %d is out of range", n)
+// checkParallel refuses a --parallel value out of range, and sets 0 (the
+// default) to the cores available.
+func checkParallel(n *int) error {
+	if *n == 0 {
+		*n = min(runtime.GOMAXPROCS(0), stream.MaxParallel)
+	}
+	if *n < 1 || *n > stream.MaxParallel {
+		return usageError(fmt.Sprintf("give a number of cores from 1 to %d, or leave --parallel out to use the %d available", stream.MaxParallel, runtime.GOMAXPROCS(0)),
+			"--parallel %d is out of range", *n)
 	}
 	return nil
 }

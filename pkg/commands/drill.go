@@ -97,6 +97,9 @@ type drill struct {
 	stores []keyring.Store
 	sample map[string][]byte // node dir → plaintext
 	sealed map[string][]byte // node dir → ciphertext
+	// backupFile is the backup the drill proves restorable, then not
+	// (drillbackup.go).
+	backupFile string
 }
 
 // step runs fn in a fresh KMS session and records what it showed.
@@ -253,6 +256,9 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 		}
 		return "3 of 3 files read back, byte for byte", true
 	})
+	d.step("backup verify while enabled", "a new backup RESTORABLE: every chunk authenticated, 1 unwrap", func(s *kmsSession) (string, bool) {
+		return d.drillBackup(s, dir)
+	})
 	d.step("node start (unlock) while enabled", "store-key files written", func(s *kmsSession) (string, bool) {
 		out, cleanup, err := drillTmpfs()
 		if err != nil {
@@ -353,6 +359,7 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 		failed := d.decryptFailures(s, destroyedClass)
 		return fmt.Sprintf("decrypt failed %s on %d of 3 nodes", destroyedClass, failed), failed == 3
 	})
+	d.step("backup verify after destroy", "the backup NOT RESTORABLE (not-restorable, exit 50)", d.drillBackupGone)
 	d.step("verify-destroyed after destroy", destroyedVerdict, func(s *kmsSession) (string, bool) {
 		rep, err := d.verify(s)
 		if err != nil {
