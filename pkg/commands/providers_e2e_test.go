@@ -618,7 +618,7 @@ func testDrill(t *testing.T, w *e2eWorld, figs *e2eFigures) {
 	uri := w.createURI(t)
 	var rep drillReport
 	r := w.ok(t, &rep, "drill", "--provider", w.name, "--cmek", uri, "--dir", t.TempDir(), "-o", "json")
-	if !rep.OK || len(rep.Steps) != 16 {
+	if !rep.OK || len(rep.Steps) != 18 {
 		t.Fatalf("%s drill: ok %v, %d steps:\n%s", w.name, rep.OK, len(rep.Steps), r.out)
 	}
 	for i, s := range rep.Steps {
@@ -636,7 +636,7 @@ func testDrill(t *testing.T, w *e2eWorld, figs *e2eFigures) {
 		wraps += s.KMSCalls.Wrap
 		unwraps += s.KMSCalls.Unwrap
 	}
-	figs.add("drill (16 steps, total)", w.name, r, &KMSCalls{})
+	figs.add("drill (18 steps, total)", w.name, r, &KMSCalls{})
 	t.Logf("%s drill: %d steps ok; %d wraps, %d unwraps in all", w.name, len(rep.Steps), wraps, unwraps)
 }
 
