@@ -250,7 +250,7 @@ func backupKeysVerify(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 	s := f.newSession()
 	env := f.env(s)
 	rep := backupKeysReport{ClusterID: g.Cluster, CMEKEnabledAt: enabledAt(g), Keys: []backupKeyView{}}
-	bad := 0
+	bad, unknown := 0, 0
 	for _, b := range g.BackupKeys() {
 		v := viewOf(b)
 		regions := []string{""}
@@ -261,10 +261,14 @@ func backupKeysVerify(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 			}
 		}
 		var fails []string
+		transient := 0
 		for _, r := range regions {
 			key, region, err := keyring.UnwrapBackupKey(ctx, env, g.Cluster, b, r)
 			if err != nil {
 				fails = append(fails, oneLine(err.Error()))
+				if provider.Classify(err) == provider.Transient {
+					transient++
+				}
 				continue
 			}
 			keyring.Wipe(key)
@@ -273,6 +277,9 @@ func backupKeysVerify(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 		v.Restorable = len(v.Unwrapped) > 0 && (!o.AllRegions || len(fails) == 0)
 		if !v.Restorable {
 			bad++
+			if transient == len(fails) {
+				unknown++ // the KMS did not answer: no verdict on this key
+			}
 		}
 		v.Reason = strings.Join(fails, "; ")
 		if v.Reason == "" && len(v.Unwrapped) > 0 {
@@ -283,6 +290,11 @@ func backupKeysVerify(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 	rep.KMSCalls = s.Counts()
 	if err := p.print(rep, backupTable(p, rep)); err != nil {
 		return err
+	}
+	if bad > 0 && bad == unknown {
+		// Only TRANSIENT failures: not a verdict, as the KMS's silence
+		// proves nothing; the same exit as any verb the KMS did not answer.
+		return exitf(ExitKMSUnavailable, "%d of %d backup keys could not be checked: the KMS did not answer", bad, len(rep.Keys))
 	}
 	if bad > 0 {
 		return exitf(ExitNotRestorable, "%d of %d backup keys are not restorable", bad, len(rep.Keys))

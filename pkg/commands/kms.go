@@ -87,12 +87,17 @@ cannot destroy at once), cmekctl says so and what to do instead.`,
 			if _, err := f.Registry().Open(args[0]); err != nil {
 				return usageError("check the URI; cmekctl kms --help lists the forms", "%v", err)
 			}
-			s := f.newSession()
-			v := describeView(cmd.Context(), s, args[0])
-			if v.State == nil {
-				return fmt.Errorf("describe %s: %s", v.URI, v.Error)
+			k, err := f.newSession().Open(args[0])
+			if err != nil {
+				return usageError("check the URI; cmekctl kms --help lists the forms", "%v", err)
 			}
-			return printKeyState(p(), *v.State)
+			st, err := k.Describe(cmd.Context())
+			if err != nil {
+				// %w keeps the provider's class: an unreachable KMS exits
+				// as kms rotate does (23), a refused key 20.
+				return fmt.Errorf("describe %s: %w", redact(args[0]), err)
+			}
+			return printKeyState(p(), st)
 		},
 	}
 	cmd.AddCommand(describe)
@@ -115,16 +120,21 @@ func kmsRun(ctx context.Context, f *Factory, p printer, o *KMSOptions, run func(
 	}
 	st, err := run(ctx, a, o)
 	if err != nil {
-		// A MISUSE from an administrative call is a request the KMS cannot
-		// carry out (no such operation, a value out of range): a usage
-		// error, not a key that failed to authenticate.
-		var pe *provider.Error
-		if errors.As(err, &pe) && pe.Class == provider.Misuse && pe.Code != "Permissions" {
-			return &ExitError{Code: ExitUsage, Err: err, Hint: "the KMS cannot do this; the message says what to do instead"}
-		}
-		return err
+		return adminError(err)
 	}
 	return printKeyState(p, st)
+}
+
+// adminError maps the error of an administrative KMS call (kms VERB,
+// revoke --kms-action): a MISUSE there is a request the KMS cannot carry
+// out (no such operation, a value out of range), a usage error, not a key
+// that failed to authenticate. Other classes keep their exit codes.
+func adminError(err error) error {
+	var pe *provider.Error
+	if errors.As(err, &pe) && pe.Class == provider.Misuse && pe.Code != "Permissions" {
+		return &ExitError{Code: ExitUsage, Err: err, Hint: "the KMS cannot do this; the message says what to do instead"}
+	}
+	return err
 }
 
 func printKeyState(p printer, st provider.KeyState) error {

@@ -172,7 +172,7 @@ func executeRevoke(ctx context.Context, f *Factory, s *kmsSession, g *keyring.Gr
 				st, err = a.ScheduleDeletion(ctx, o.PendingDays)
 			}
 			if err != nil {
-				return rep, fmt.Errorf("%s %s: %w (unlocked files were purged; no keyring was marked)", o.KMSAction, redact(u), err)
+				return rep, adminError(fmt.Errorf("%s %s: %w (unlocked files were purged; no keyring was marked)", o.KMSAction, redact(u), err))
 			}
 			step.Result, step.KMSCalls = "key is now "+string(st.State), "1 "+o.KMSAction
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +171,14 @@ func TestDescribeCheckNotFoundIsNeverProof(t *testing.T) {
 		if c.Outcome == OutDestroyed {
 			t.Errorf("%s: %s", st, c.Outcome)
 		}
+	}
+}
+
+// A pending deletion without a date says so, instead of printing the zero
+// time (0001-01-01T00:00:00Z) as if it were one.
+func TestDescribeCheckPendingDeletionWithoutDate(t *testing.T) {
+	c := DescribeCheck(context.Background(), &fakeProver{state: provider.StatePendingDeletion}, "k", time.Now)
+	if strings.Contains(c.Result, "0001-01-01") || !strings.Contains(c.Result, "no deletion date") {
+		t.Errorf("result %q", c.Result)
 	}
 }

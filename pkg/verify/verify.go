@@ -123,7 +123,11 @@ func DescribeCheck(ctx context.Context, key provider.Key, target string, now fun
 		c.Result += ": not proof (a KMS asked in the wrong place says the same)"
 	case st.State == provider.StatePendingDeletion:
 		c.Outcome = OutRevoked
-		c.Result += " (deletion on " + st.DeletionDate.UTC().Format(time.RFC3339) + ")"
+		if st.DeletionDate.IsZero() {
+			c.Result += " (the KMS gave no deletion date)"
+		} else {
+			c.Result += " (deletion on " + st.DeletionDate.UTC().Format(time.RFC3339) + ")"
+		}
 	default:
 		c.Outcome = OutRevoked
 	}

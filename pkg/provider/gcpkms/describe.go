@@ -85,7 +85,7 @@ func (k *Key) Describe(ctx context.Context) (provider.KeyState, error) {
 		// a caller may create it); it proves nothing about destruction.
 		var pe *provider.Error
 		if errors.As(err, &pe) && pe.Code == "NOT_FOUND" {
-			return provider.KeyState{URI: k.uri, Provider: providerName, State: provider.StateNotFound,
+			return provider.KeyState{URI: k.uri, Provider: Scheme, State: provider.StateNotFound,
 				Details: map[string]string{"code": pe.Code, "message": pe.Message}}, nil
 		}
 		return provider.KeyState{}, err

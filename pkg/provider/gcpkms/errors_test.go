@@ -117,6 +117,10 @@ func TestErrorTable(t *testing.T) {
 		if err != nil || st.State != provider.StateNotFound || st.Details["code"] != "NOT_FOUND" {
 			t.Fatalf("describe of a missing key: %+v, %v", st, err)
 		}
+		// The provider field is the scheme, as for a key that exists.
+		if st.Provider != gcpkms.Scheme {
+			t.Errorf("provider %q for a missing key, want %q", st.Provider, gcpkms.Scheme)
+		}
 		// Other calls on it fail REVOKED: NOT_FOUND proves nothing.
 		_, err = missing.Rotate(ctxT(t))
 		expectErr(t, err, provider.Revoked, "NOT_FOUND", "")
