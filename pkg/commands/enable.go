@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +23,7 @@ type EnableOptions struct {
 	Region    string
 	CMEK      string
 	DryRun    bool
+	AdoptKey  string
 	Cloud     CloudOptions
 }
 
@@ -34,7 +37,13 @@ region's CMEK key (one KMS wrap), and for each node a keyring with a fresh data
 key wrapped by the store key. Give --keyring and --node in pairs, one pair per
 node. A keyring that is already enabled is refused and left as it is.
 
-Enabling CMEK leaves existing data as it is; it protects newly written data.`,
+Enabling CMEK leaves existing data as it is; it protects newly written data.
+
+--adopt-key FILE brings stores that already run on an operator's key (a
+cockroach gen encryption-key file, v1 or v2) under cmekctl: that key becomes
+the region's first store key, wrapped by the CMEK key; the stores start on it
+unchanged, and the next rotate store-key moves them to a key cmekctl made.
+Shred the file once every node has started with cmekctl unlock.`,
 		Example: `  cmekctl kms create file-kms:///var/lib/cmekctl/kms/cluster1
   cmekctl enable --cluster-id c1 --region us-east1 --cmek file-kms:///var/lib/cmekctl/kms/cluster1 \
     --keyring /var/lib/cockroach/n1/cmek --node n1 --keyring /var/lib/cockroach/n2/cmek --node n2`,
@@ -52,6 +61,7 @@ Enabling CMEK leaves existing data as it is; it protects newly written data.`,
 	cmd.Flags().StringVar(&opts.Region, "region", "", "region of the nodes")
 	cmd.Flags().StringVar(&opts.CMEK, "cmek", "", "URI of the region's CMEK key")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan per region and node, and the KMS calls; change nothing")
+	cmd.Flags().StringVar(&opts.AdoptKey, "adopt-key", "", "adopt the store key the nodes' stores run on now: a cockroach gen encryption-key file (v1 or v2); one region only")
 	_ = cmd.MarkFlagDirname("keyring")
 	addCloudFlags(f, cmd, &opts.Cloud, cloudSpecs, cloudHelp["enable"], "keyring", "node", "region", "cmek")
 	addStoreFlags(cmd)
@@ -76,6 +86,14 @@ func enableRun(ctx context.Context, f *Factory, p printer, o *EnableOptions) err
 	if err != nil {
 		return err
 	}
+	if o.AdoptKey != "" {
+		a, err := readAdoptKey(o.AdoptKey, len(reqs))
+		if err != nil {
+			return err
+		}
+		defer keyring.Wipe(a.Key)
+		reqs[0].Adopt = a
+	}
 	if o.DryRun {
 		return printPlan(p, planEnable(reqs))
 	}
@@ -84,6 +102,9 @@ func enableRun(ctx context.Context, f *Factory, p printer, o *EnableOptions) err
 		// The operator just named this key: a URI that names no key is a
 		// bad argument, not a key that was revoked.
 		return &ExitError{Code: ExitUsage, Err: err, Hint: notFoundHint}
+	}
+	if err == nil && o.AdoptKey != "" {
+		fmt.Fprintf(f.IO.ErrOut, "cmekctl: note: store key %s from %s is now wrapped by the CMEK key; once every node has started with cmekctl unlock, shred the file (shred -u %s)\n", keyring.Short(reqs[0].Adopt.ID), o.AdoptKey, o.AdoptKey)
 	}
 	return err
 }
@@ -238,4 +259,26 @@ func nodeTable(nodes []keyring.NodeResult) table {
 		t.Rows = append(t.Rows, []string{n.Region, n.Node, n.Dir, n.Action, d})
 	}
 	return t
+}
+
+// readAdoptKey reads a key file for enable --adopt-key, before any KMS call.
+func readAdoptKey(path string, regions int) (*keyring.AdoptedKey, error) {
+	if regions != 1 {
+		return nil, usageError("adopt a key for one region at a time: add --region", "--adopt-key with %d regions", regions)
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, usageError("give the file cockroach gen encryption-key wrote", "--adopt-key: %v", err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, 64<<10))
+	if err != nil {
+		return nil, usageError("give the file cockroach gen encryption-key wrote", "--adopt-key: %v", err)
+	}
+	defer keyring.Wipe(data)
+	id, format, key, err := keyring.ParseStoreKeyFile(data)
+	if err != nil {
+		return nil, usageError("give the file cockroach gen encryption-key wrote (v1: 32-byte ID then the key; v2: a JWKS with one oct key)", "--adopt-key %s: %v", path, err)
+	}
+	return &keyring.AdoptedKey{ID: id, Format: format, Key: key}, nil
 }

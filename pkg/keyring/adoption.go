@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -385,4 +386,20 @@ func rotatedBundle(b *Bundle, nodes []*Node) (*Bundle, error) {
 		}
 	}
 	return nb, nil
+}
+
+// adoptedFormat is the file format of an adopted key, as the region's
+// keyring records it for its stores.
+func adoptedFormat(kr *Keyring, id string) string {
+	for _, s := range append([]StoreState{kr.Unrecorded}, kr.Stores...) {
+		for _, r := range s.MayBeOn() {
+			if r.ID == id {
+				return r.Format
+			}
+		}
+	}
+	if b, err := hex.DecodeString(id); err == nil && len(b) == KeySize && hex.EncodeToString(b) == id {
+		return FormatCockroachV1
+	}
+	return FormatCockroachV2
 }

@@ -2,6 +2,7 @@ package keyring_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cmekctl/cmekctl/internal/crdbmodel"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/stream"
 )
 
 // crdbNode is a node of a region driven as a start script would drive it:
@@ -259,3 +261,61 @@ func TestCRDBRestoredKeyring(t *testing.T) {
 		t.Fatalf("node started with the store's real key on a restored keyring: %v, want a refusal naming the restore", err)
 	}
 }
+
+// Adopting an operator's key file (v1 AES-128, v2 AES-192 with a kid that is
+// not hex): the store already on it starts unchanged under cmekctl, and the
+// next rotation moves it to a key cmekctl made.
+func TestCRDBAdoptKeyFile(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		file []byte
+	}{
+		{"v1-aes128", append(fixed("adopt-id", 32), fixed("adopt-key", 16)...)},
+		{"v2-aes192", []byte(`{"keys":[{"kty":"oct","kid":"operator-key-1","alg":"cockroach-aes-192-ctr-v2","k":"` + b64(fixed("adopt-key", 24)) + `"}]}`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newKMS(t)
+			c := planCluster(t, k, "c1", 1, 1)
+			n := newCRDBNodes(t, k, c)[0]
+			// The operator's store runs on the key file already.
+			kf := filepath.Join(t.TempDir(), "operator.key")
+			if err := os.WriteFile(kf, tc.file, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.db.Start([]string{"path=/mnt/data1,key=" + kf + ",old-key=plain"}); err != nil {
+				t.Fatalf("the model refuses the operator's key file: %v", err)
+			}
+			id, format, key, err := keyring.ParseStoreKeyFile(tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := c.regions[0].request("c1", nil)
+			req.Adopt = &keyring.AdoptedKey{ID: id, Format: format, Key: key}
+			k.reset()
+			if _, err := keyring.Enable(context.Background(), k.env(), req); err != nil {
+				t.Fatal(err)
+			}
+			if got := k.total(); got.Wrap != 1 || got.Unwrap != 0 {
+				t.Fatalf("enable --adopt-key: %+v KMS calls, want 1 wrap", got)
+			}
+			n.restart("")
+			if n.activeKey("/mnt/data1") != id {
+				t.Fatal("the adopted store did not start on its own key")
+			}
+			n.confirm()
+			rotateStoreKey(t, k, c)
+			n.restart("")
+			n.confirm()
+			if got := n.activeKey("/mnt/data1"); got == id || got != load(t, n.dir).StoreWrap.KeyIDs[0] {
+				t.Fatal("after rotate store-key the store is not on the key cmekctl made")
+			}
+			// cmekctl's own data plane works under the adopted lineage.
+			sealed := seal(t, k.env(), n.dir, []byte("attack at dawn"), stream.Options{})
+			if got, err := open(k.env(), n.dir, sealed, stream.Options{}); err != nil || string(got) != "attack at dawn" {
+				t.Fatalf("data under an adopted region: %v", err)
+			}
+		})
+	}
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

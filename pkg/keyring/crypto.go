@@ -1,7 +1,9 @@
 package keyring
 
 import (
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -101,10 +103,14 @@ func joinIDs(ids []string) string {
 
 // sealLocal wraps a data key under a store key: AES-256-GCM with a nonce
 // Go's FIPS 140-3 module draws (pkg/keywrap), nonce || ciphertext || tag.
+// A store key that is not 32 bytes (an adopted AES-128 or AES-192 key)
+// wraps data keys through a 32-byte key derived from it (HKDF-SHA-256).
 func sealLocal(kek, plaintext, aad []byte) []byte {
+	kek, done := kek32(kek)
+	defer done()
 	out, err := keywrap.Seal(nil, kek, plaintext, aad)
 	if err != nil {
-		panic(err) // a store key is always 32 bytes
+		panic(err) // kek32 always gives 32 bytes
 	}
 	return out
 }
@@ -112,7 +118,20 @@ func sealLocal(kek, plaintext, aad []byte) []byte {
 // openLocal opens what sealLocal wrote, by this or an earlier cmekctl (the
 // layout has not changed).
 func openLocal(kek, wrapped, aad []byte) ([]byte, error) {
+	kek, done := kek32(kek)
+	defer done()
 	return keywrap.Open(kek, wrapped, aad)
+}
+
+func kek32(k []byte) ([]byte, func()) {
+	if len(k) == KeySize {
+		return k, func() {}
+	}
+	d, err := hkdf.Key(sha256.New, k, nil, "cmekctl data-key wrapping key from a short store key", KeySize)
+	if err != nil {
+		panic(err)
+	}
+	return d, func() { Wipe(d) }
 }
 
 // Bundle is an unwrapped store-key bundle. Keys[0] is active.

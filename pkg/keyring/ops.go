@@ -83,6 +83,16 @@ type EnableNode struct {
 type EnableRequest struct {
 	Cluster, Region, CMEK string
 	Nodes                 []EnableNode
+	// Adopt, if set, is an operator's existing store key (enable
+	// --adopt-key): it becomes the region's first store key, and the nodes'
+	// stores are taken to run on it already.
+	Adopt *AdoptedKey
+}
+
+// AdoptedKey is a store key from a `cockroach gen encryption-key` file.
+type AdoptedKey struct {
+	ID, Format string
+	Key        []byte
 }
 
 // Enable creates the region's store key wrapped by the CMEK key (one KMS
@@ -134,7 +144,7 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 				src = kr
 			}
 		}
-		res, err := AddNodes(ctx, env, src, missing)
+		res, err := addNodes(ctx, env, src, missing, req.Adopt != nil)
 		if res != nil {
 			res.Resumed = true
 			for _, kr := range existing {
@@ -162,6 +172,16 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 	}
 	now := env.now()
 	b := &Bundle{IDs: []string{newStoreKeyID()}, Keys: [][]byte{newKey()}}
+	var unrecorded StoreState
+	origin := ""
+	if a := req.Adopt; a != nil {
+		if !validKeySize(len(a.Key)) || a.ID == "" || !validFileFormat(a.Format) {
+			return nil, refusef("give a file written by cockroach gen encryption-key", "the key to adopt is malformed")
+		}
+		Wipe(b.Keys[0])
+		b = &Bundle{IDs: []string{a.ID}, Keys: [][]byte{bytes.Clone(a.Key)}}
+		unrecorded, origin = StoreState{On: KeyRef{ID: a.ID, Format: a.Format}}, "adopted"
+	}
 	defer b.Wipe()
 	w, err := wrapBundle(ctx, key, req.Cluster, req.Region, b, 1, now)
 	if err != nil {
@@ -171,6 +191,7 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 	forEach(indexes(len(req.Nodes)), func(i int) {
 		n := req.Nodes[i]
 		kr := newNodeKeyring(req.Cluster, req.Region, n.Name, w, b, now)
+		kr.Unrecorded, kr.StoreKeys[0].Origin = unrecorded, origin
 		res.Nodes[i] = finish(env, kr, n.Store, "enabled", n.Store.Save(kr))
 	})
 	if res.Failed() > 0 {
@@ -481,6 +502,12 @@ func Describe(ctx context.Context, env Env, kr *Keyring) (provider.KeyState, err
 // region's wrapped store keys (copied from src, a keyring of the region) and
 // a fresh data key. One KMS unwrap, whatever the number of nodes; no wrap.
 func AddNodes(ctx context.Context, env Env, src *Keyring, nodes []EnableNode) (*Result, error) {
+	return addNodes(ctx, env, src, nodes, false)
+}
+
+// addNodes is AddNodes; with adopted, the new nodes' stores are taken to run
+// on the region's adopted key (an enable --adopt-key finished by a re-run).
+func addNodes(ctx context.Context, env Env, src *Keyring, nodes []EnableNode, adopted bool) (*Result, error) {
 	if src.Revoked != nil {
 		return nil, fmt.Errorf("%w: the region's keyrings are revoked: no node can join", ErrRevoked)
 	}
@@ -518,6 +545,13 @@ func AddNodes(ctx context.Context, env Env, src *Keyring, nodes []EnableNode) (*
 		kr := &Keyring{Format: FormatName, Version: FormatVersion, ClusterID: src.ClusterID, Region: src.Region, Node: n.Name,
 			EnabledAt: src.EnabledAt, StoreWrap: src.StoreWrap, Updated: now,
 			StoreKeys: slices.Clone(src.StoreKeys), BackupKeys: slices.Clone(src.BackupKeys)}
+		if adopted {
+			for _, sk := range src.StoreKeys {
+				if sk.Origin == "adopted" && slices.Contains(src.StoreWrap.KeyIDs, sk.ID) {
+					kr.Unrecorded = StoreState{On: KeyRef{ID: sk.ID, Format: adoptedFormat(src, sk.ID)}}
+				}
+			}
+		}
 		active := kr.ActiveStoreKey()
 		kr.DataKeys = []DataKey{newDataKey(kr, active.ID, b.Key(active.ID), now)}
 		res.Nodes[i] = finish(env, kr, n.Store, "enabled (joined the region's store key)", n.Store.Save(kr))
