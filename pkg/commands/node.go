@@ -45,7 +45,7 @@ or from the cluster config's nodes of the region.`,
 	for _, n := range []string{"region", "node", "keyring"} {
 		_ = add.MarkFlagRequired(n)
 	}
-	cmd.AddCommand(add, newCmdNodeStarted(f, p))
+	cmd.AddCommand(add, newCmdNodeStarted(f, p), newCmdNodeAgent(f, p))
 	return cmd
 }
 

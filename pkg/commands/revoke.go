@@ -48,6 +48,9 @@ script it needs --yes. --dry-run prints each step and the KMS calls it would
 make, and changes nothing. Check the result with cmekctl verify-destroyed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if storeMode(cmd) != "" {
+				return revokeStoreRun(cmd.Context(), cmd, f, p(), opts)
+			}
 			return revokeRun(cmd.Context(), f, p(), opts)
 		},
 	}
@@ -60,6 +63,7 @@ make, and changes nothing. Check the result with cmekctl verify-destroyed.`,
 	cmd.Flags().BoolVar(&opts.Yes, "yes", false, "confirm without a prompt (required in scripts)")
 	_ = cmd.MarkFlagRequired("keyring")
 	addCloudFlags(f, cmd, &opts.Cloud, cloudWrite, cloudHelp["revoke"], "keyring", "kms-action", "pending-days", "reason")
+	addRevokeStoreFlags(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("kms-action", cobra.FixedCompletions([]string{kmsActionNone, kmsActionDisable, kmsActionSchedule}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
