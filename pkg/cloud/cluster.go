@@ -73,44 +73,27 @@ func (c *Client) GetCluster(ctx context.Context, clusterID string) (*Cluster, er
 // end it (ErrFailed); a GET that still fails with 429, 5xx or a network
 // error after its retries is polled again; any other GET error ends it.
 func (c *Client) WaitClusterReady(ctx context.Context, clusterID string, opts WaitOptions) (*Cluster, error) {
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = ClusterReadyTimeout
-	}
-	deadline := c.now().Add(timeout)
-	delay := firstDelay
 	var last *Cluster
-	for {
+	err := c.poll(ctx, opts.Timeout, ClusterReadyTimeout, "wait for cluster "+clusterID+" to be ready", func() (bool, error) {
 		cl, err := c.GetCluster(ctx, clusterID)
-		next := delay
-		switch {
-		case err == nil:
-			last = cl
-			switch cl.State {
-			case ClusterCreated:
-				return cl, nil
-			case ClusterCreationFailed, ClusterDeleted:
-				return cl, &FailedError{ClusterID: clusterID, Status: Status(cl.State), UserMessage: "the cluster is " + string(cl.State)}
-			}
-		case errors.Is(err, ErrUnavailable) && ctx.Err() == nil:
-			c.log("%v; polling again", err)
-			next = max(next, retryAfterOf(err))
-		default:
-			return last, err
+		if err != nil {
+			return false, err
 		}
-		remaining := deadline.Sub(c.now())
-		if remaining <= 0 {
-			state := "no state read"
-			if last != nil {
-				state = "still " + string(last.State)
-			}
-			return last, &kindError{err: fmt.Errorf("cloud api: wait for cluster %s to be ready: timed out after %s: %s", clusterID, timeout, state), kind: ErrTimeout}
+		last = cl
+		switch cl.State {
+		case ClusterCreated:
+			return true, nil
+		case ClusterCreationFailed, ClusterDeleted:
+			return true, &FailedError{ClusterID: clusterID, Status: Status(cl.State), UserMessage: "the cluster is " + string(cl.State)}
 		}
-		if err := c.sleep(ctx, min(next, remaining)); err != nil {
-			return last, fmt.Errorf("cloud api: wait for cluster %s to be ready: %w", clusterID, err)
+		return false, nil
+	}, func() string {
+		if last == nil {
+			return ": no state read"
 		}
-		delay = min(2*delay, maxDelay)
-	}
+		return ": still " + string(last.State)
+	})
+	return last, err
 }
 
 // retryAfterOf is the Retry-After an error's API answer asked for, or 0.

@@ -126,43 +126,55 @@ type WaitOptions struct {
 // least what its Retry-After asked for); any other GET error ends it. When the timeout passes first, the error is ErrTimeout and
 // the last status read is returned with it.
 func (c *Client) Wait(ctx context.Context, clusterID string, opts WaitOptions) (*ClusterInfo, error) {
-	timeout := opts.Timeout
+	var last *ClusterInfo
+	err := c.poll(ctx, opts.Timeout, DefaultWaitTimeout, "wait for cmek on cluster "+clusterID, func() (bool, error) {
+		info, err := c.GetCMEK(ctx, clusterID)
+		if err != nil {
+			return false, err
+		}
+		last = info
+		if opts.Progress != nil {
+			opts.Progress(info)
+		}
+		if f := info.Failure(clusterID); f != nil {
+			return true, f
+		}
+		return info.Settled(), nil
+	}, func() string { return unsettled(last) })
+	return last, err
+}
+
+// poll calls read, backing off from 0.5 s doubling to 10 s, until it says
+// done or fails, for up to timeout (def when timeout <= 0). A read that
+// fails with ErrUnavailable (after its own retries) is logged and read
+// again, after at least what its Retry-After asked; any other error ends
+// the poll. When the time is up the error is ErrTimeout, what the poll was
+// for and tail() (what was last seen).
+func (c *Client) poll(ctx context.Context, timeout, def time.Duration, what string, read func() (bool, error), tail func() string) error {
 	if timeout <= 0 {
-		timeout = DefaultWaitTimeout
+		timeout = def
 	}
 	deadline := c.now().Add(timeout)
 	delay := firstDelay
-	var last *ClusterInfo
 	for {
-		info, err := c.GetCMEK(ctx, clusterID)
+		done, err := read()
 		next := delay
 		switch {
+		case err == nil && done:
+			return nil
 		case err == nil:
-			last = info
-			if opts.Progress != nil {
-				opts.Progress(info)
-			}
-			if f := info.Failure(clusterID); f != nil {
-				return info, f
-			}
-			if info.Settled() {
-				return info, nil
-			}
 		case errors.Is(err, ErrUnavailable) && ctx.Err() == nil:
 			c.log("%v; polling again", err)
 			next = max(next, retryAfterOf(err))
 		default:
-			return last, err
+			return err
 		}
 		remaining := deadline.Sub(c.now())
 		if remaining <= 0 {
-			return last, &kindError{
-				err:  fmt.Errorf("cloud api: wait for cmek on cluster %s: timed out after %s%s", clusterID, timeout, unsettled(last)),
-				kind: ErrTimeout,
-			}
+			return &kindError{err: fmt.Errorf("cloud api: %s: timed out after %s%s", what, timeout, tail()), kind: ErrTimeout}
 		}
 		if err := c.sleep(ctx, min(next, remaining)); err != nil {
-			return last, fmt.Errorf("cloud api: wait for cmek on cluster %s: %w", clusterID, err)
+			return fmt.Errorf("cloud api: %s: %w", what, err)
 		}
 		delay = min(2*delay, maxDelay)
 	}
