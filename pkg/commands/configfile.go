@@ -45,7 +45,7 @@ func loadConfig(f *Factory, root, cmd *cobra.Command, path string, explicit bool
 		cfg, err := loadConfigFile(path, func(n string) bool { return slices.Contains(known, n) })
 		var ee *ExitError
 		switch {
-		case errors.Is(err, fs.ErrNotExist) && !explicit:
+		case errors.Is(err, fs.ErrNotExist) && (!explicit || f.Verb == "config init"):
 		case errors.Is(err, fs.ErrNotExist):
 			return usageError("check --config or CMEKCTL_CONFIG", "config file %s does not exist", path)
 		case errors.As(err, &ee):
@@ -251,9 +251,20 @@ file and the environment: ` + strings.Join(flagsOnlyNames(), ", ") + `.`,
 	}
 	view := &cobra.Command{
 		Use:   "view [-- COMMAND...]",
-		Short: "Show the config file, and each global flag's value and where it came from (secrets redacted)",
-		Args:  cobra.NoArgs,
+		Short: "Show the config file, and each flag's value and where it came from (secrets redacted)",
+		Long: `Show the cluster config file, and each flag's value with its source (flag,
+env, file, cluster config or default). After --, a command line: the flags of
+that verb, as it would run with them.`,
+		Example: "  cmekctl config view\n  cmekctl config view -- rotate data-key --if-older-than 720h",
+		Args:    cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				target, err := viewTarget(f, cmd, args)
+				if err != nil {
+					return err
+				}
+				cmd = target
+			}
 			cv := configView{Regions: []configRegion{}}
 			if c := f.Config; c != nil {
 				cv.Path, cv.ClusterID, cv.Plane = c.Path, c.ClusterID, c.Plane
@@ -285,7 +296,7 @@ file and the environment: ` + strings.Join(flagsOnlyNames(), ", ") + `.`,
 			for _, kv := range os.Environ() {
 				k, val, _ := strings.Cut(kv, "=")
 				if strings.HasPrefix(k, "CMEKCTL_") {
-					if strings.Contains(k, "KEY") || strings.Contains(k, "TOKEN") || strings.Contains(k, "SECRET") {
+					if secretEnv(k) {
 						val = provider.Redacted
 					}
 					cv.Env[k] = val
@@ -304,7 +315,7 @@ file and the environment: ` + strings.Join(flagsOnlyNames(), ", ") + `.`,
 			return p().print(cv, t, ft)
 		},
 	}
-	cmd.AddCommand(view)
+	cmd.AddCommand(view, newCmdConfigInit(f, p), newCmdConfigSet(f, p))
 	return cmd
 }
 
@@ -364,4 +375,47 @@ func applyClusterKeyrings(f *Factory, cmd *cobra.Command) error {
 func addSelectors(cmd *cobra.Command) {
 	cmd.Flags().StringSlice("region", nil, "with a cluster config: only the nodes of these regions")
 	cmd.Flags().StringSlice("node", nil, "with a cluster config: only these nodes")
+}
+
+// secretEnv: an environment variable whose value config view redacts (an
+// API key, a token, a secret, a password), and not, say, CMEKCTL_KEYRING.
+func secretEnv(name string) bool {
+	for _, fl := range secretFlags {
+		if name == envName(fl) {
+			return true
+		}
+	}
+	for _, w := range []string{"TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"} {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return strings.HasSuffix(name, "_KEY") || strings.Contains(name, "_KEY_")
+}
+
+// viewTarget is the verb of config view -- VERB [FLAGS]: its flags parsed
+// and given their config, environment and cluster defaults as the verb's
+// own run would, without running it.
+func viewTarget(f *Factory, view *cobra.Command, args []string) (*cobra.Command, error) {
+	target, rest, err := view.Root().Find(args)
+	if err != nil || target == view.Root() || !target.Runnable() {
+		return nil, usageError("give a verb after --, e.g. cmekctl config view -- rotate data-key", "config view: %q is not a cmekctl verb", strings.Join(args, " "))
+	}
+	if err := target.ParseFlags(rest); err != nil {
+		return nil, usageError("see: "+target.CommandPath()+" --help", "%v", err)
+	}
+	f.Verb = strings.TrimPrefix(target.CommandPath(), "cmekctl ")
+	// The global flags were set from the environment and file for config
+	// view itself already: keep where each came from.
+	global := f.flagSources
+	cfg, _ := view.Flags().GetString("config")
+	if err := loadConfig(f, view.Root(), target, cfg, view.Flags().Changed("config")); err != nil {
+		return nil, err
+	}
+	for name, src := range global {
+		if f.flagSources[name] == srcFlag && view.Root().PersistentFlags().Lookup(name) != nil {
+			f.flagSources[name] = src
+		}
+	}
+	return target, nil
 }

@@ -3,16 +3,13 @@ package commands
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/cmekctl/cmekctl/pkg/config"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
-	"github.com/cmekctl/cmekctl/pkg/safefile"
 )
 
 // NodeAddOptions are node add's options.
@@ -35,7 +32,7 @@ region's wrapped store keys and a fresh data key (one KMS unwrap, no wrap).
 The region's store keys come from --from (a keyring of a node of that region)
 or from the cluster config's nodes of the region.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return nodeAddRun(cmd.Context(), f, p(), o) },
+		RunE: func(cmd *cobra.Command, args []string) error { return nodeAddRun(cmd.Context(), f, p(), cmd.Root(), o) },
 	}
 	add.Flags().StringVar(&o.Region, "region", "", "the node's region")
 	add.Flags().StringVar(&o.Node, "node", "", "the node's name")
@@ -49,7 +46,7 @@ or from the cluster config's nodes of the region.`,
 	return cmd
 }
 
-func nodeAddRun(ctx context.Context, f *Factory, p printer, o *NodeAddOptions) error {
+func nodeAddRun(ctx context.Context, f *Factory, p printer, root *cobra.Command, o *NodeAddOptions) error {
 	var srcDirs []string
 	if o.From != "" {
 		srcDirs = []string{o.From}
@@ -97,6 +94,18 @@ func nodeAddRun(ctx context.Context, f *Factory, p printer, o *NodeAddOptions) e
 	if res == nil {
 		return err
 	}
+	if err == nil {
+		// Config-driven verbs must see the node from now on, or the next
+		// rotation of the region leaves it behind.
+		recorded, rerr := recordNode(f, root, src.Region, o.Node, o.Keyring)
+		if rerr != nil {
+			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("node %s is enabled, but the cluster config was not updated: %w", o.Node, rerr),
+				Hint: fmt.Sprintf("add {name: %s, keyring: %s} to region %s's nodes in %s by hand", o.Node, o.Keyring, src.Region, f.Config.Path)}
+		}
+		if recorded && p.format == OutputTable {
+			fmt.Fprintf(f.IO.ErrOut, "node %s recorded in region %s of %s\n", o.Node, src.Region, f.Config.Path)
+		}
+	}
 	if perr := p.print(enableReport{Op: "node add", ClusterID: src.ClusterID, Region: src.Region, CMEK: redact(src.StoreWrap.CMEKURI), Nodes: res.Nodes, KMSCalls: s.Counts()}, nodeTable(res.Nodes)); perr != nil {
 		return perr
 	}
@@ -128,7 +137,7 @@ cmekctl enable --region R for it.`,
 			if o.Cloud.Cloud {
 				return cloudRegionAddRun(cmd.Context(), f, p(), &o.Cloud, o.Region, o.AuthPrincipal)
 			}
-			return regionAddRun(f, p(), o)
+			return regionAddRun(f, p(), cmd.Root(), o)
 		},
 	}
 	add.Flags().StringVar(&o.Region, "region", "", "the region's name")
@@ -143,7 +152,7 @@ cmekctl enable --region R for it.`,
 	return cmd
 }
 
-func regionAddRun(f *Factory, p printer, o *RegionAddOptions) error {
+func regionAddRun(f *Factory, p printer, root *cobra.Command, o *RegionAddOptions) error {
 	if f.Config == nil {
 		return usageError("pass --config FILE (or set CMEKCTL_CONFIG) naming the cluster config", "region add edits the cluster config file, and none was found")
 	}
@@ -154,57 +163,12 @@ func regionAddRun(f *Factory, p printer, o *RegionAddOptions) error {
 		return usageError("use a new region name", "region %q is already in %s", o.Region, f.Config.Path)
 	}
 	path := f.Config.Path
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return exitf(ExitCorrupt, "%s: not a mapping: cannot add a region", path)
-	}
-	root := doc.Content[0]
-	var regions *yaml.Node
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value == "regions" {
-			regions = root.Content[i+1]
-		}
-	}
-	if regions == nil {
-		regions = &yaml.Node{Kind: yaml.SequenceNode}
-		root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: "regions"}, regions)
-	}
-	str := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
-	rn := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{str("name"), str(o.Region), str("cmek"), str(o.CMEK)}}
-	if o.AuthPrincipal != "" {
-		rn.Content = append(rn.Content, str("auth_principal"), str(o.AuthPrincipal))
-	}
-	nodes := &yaml.Node{Kind: yaml.SequenceNode}
+	r := config.Region{Name: o.Region, CMEK: o.CMEK, AuthPrincipal: o.AuthPrincipal}
 	for i, n := range o.Nodes {
 		abs, _ := filepath.Abs(o.Keyrings[i])
-		nodes.Content = append(nodes.Content, &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle, Content: []*yaml.Node{str("name"), str(n), str("keyring"), str(abs)}})
+		r.Nodes = append(r.Nodes, config.Node{Name: n, Keyring: abs})
 	}
-	rn.Content = append(rn.Content, str("nodes"), nodes)
-	regions.Content = append(regions.Content, rn)
-	out, err := yaml.Marshal(&doc)
-	if err != nil {
-		return err
-	}
-	// Validate the result as a whole before writing it.
-	known := func(string) bool { return true }
-	if _, err := config.Parse(path, out, known); err != nil {
-		return &ExitError{Code: ExitUsage, Err: err}
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	// A config that is a symbolic link (dotfiles) stays one: the file it
-	// names is replaced.
-	target := path
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		target = real
-	}
-	if err := safefile.WriteFile(safefile.OS{}, target, out, fi.Mode().Perm()); err != nil {
+	if err := editConfigFile(root, path, func(b []byte) ([]byte, error) { return config.AddRegion(b, r) }); err != nil {
 		return err
 	}
 	rep := struct {

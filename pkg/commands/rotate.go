@@ -3,6 +3,8 @@ package commands
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +19,7 @@ type RotateOptions struct {
 	IfOlderThan time.Duration
 	CMEK        string
 	DryRun      bool
+	Partial     bool
 	Cloud       CloudOptions
 }
 
@@ -58,6 +61,9 @@ interrupted, running the same command again finishes it without doubling it.`,
 		case keyring.OpRotateCMEK:
 			c.Flags().StringVar(&opts.CMEK, "cmek", "", "re-wrap under this CMEK key instead of the current key's newest version")
 		}
+		if op != keyring.OpRotateDataKey {
+			c.Flags().BoolVar(&opts.Partial, "partial", false, "rotate only the keyrings given although the cluster config lists more nodes of their region (the others are left on the old store key)")
+		}
 		if op == keyring.OpRotateCMEK {
 			addCloudFlags(f, c, &opts.Cloud, cloudSpecs, cloudHelp["rotate-cmek"], "keyring", "cmek")
 		} else {
@@ -82,6 +88,11 @@ type rotateReport struct {
 func rotateRun(ctx context.Context, f *Factory, p printer, o *RotateOptions) error {
 	if o.Cloud.Cloud {
 		return cloudRotateRun(ctx, f, p, o.Op, &o.Cloud)
+	}
+	if o.Op != keyring.OpRotateDataKey && !o.Partial {
+		if err := wholeRegions(f, o.Op, o.Keyrings); err != nil {
+			return err
+		}
 	}
 	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), !o.DryRun)
 	if err != nil {
@@ -133,4 +144,35 @@ func printPlan(p printer, plan *keyring.Plan) error {
 		nt.Rows = append(nt.Rows, []string{n.Region, n.Node, n.Dir, n.Action, n.Detail})
 	}
 	return p.print(rep, rt, nt)
+}
+
+// wholeRegions refuses a store-key or CMEK rotation of part of a region of
+// the cluster config: the nodes left out would stay on the old store key,
+// and every later rotation of the region would refuse.
+func wholeRegions(f *Factory, op string, dirs []string) error {
+	if f.Config == nil {
+		return nil
+	}
+	given := map[string]bool{}
+	for _, d := range dirs {
+		if abs, err := filepath.Abs(d); err == nil {
+			given[abs] = true
+		}
+	}
+	for _, r := range f.Config.Regions {
+		var in, out []string
+		for _, n := range r.Nodes {
+			abs, _ := filepath.Abs(n.Keyring)
+			if given[abs] {
+				in = append(in, n.Name)
+			} else {
+				out = append(out, n.Name+" ("+n.Keyring+")")
+			}
+		}
+		if len(in) > 0 && len(out) > 0 {
+			return usageError(fmt.Sprintf("give every keyring of region %s (or no --keyring: the cluster config's), or --partial to rotate only these", r.Name),
+				"%s of part of region %s would leave %s on the old store key", op, r.Name, strings.Join(out, ", "))
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,6 +71,9 @@ type statusNode struct {
 	NextRotationDue time.Time           `json:"next_rotation_due"`
 	RotationOverdue bool                `json:"rotation_overdue"`
 	MidRotation     string              `json:"mid_rotation,omitempty"`
+	// BehindRegion: another node of the region holds a newer store-key
+	// generation (a rotation that left this node out).
+	BehindRegion int `json:"behind_region_generation,omitempty"`
 	Revoked         *keyring.Revocation `json:"revoked,omitempty"`
 	Unlocks         int                 `json:"unlocks_recorded"`
 }
@@ -162,6 +166,15 @@ func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) err
 			uris = append(uris, kr.StoreWrap.CMEKURI)
 		}
 	}
+	newest := map[string]int{}
+	for _, n := range rep.Nodes {
+		newest[n.Region] = max(newest[n.Region], n.Generation)
+	}
+	for i, n := range rep.Nodes {
+		if n.Generation < newest[n.Region] {
+			rep.Nodes[i].BehindRegion = newest[n.Region]
+		}
+	}
 	s := f.newSession()
 	if !o.NoKMS {
 		for _, u := range uris {
@@ -203,6 +216,8 @@ func statusTables(p printer, rep statusReport) []table {
 			state = "REVOKED " + p.when(n.Revoked.At)
 		case n.MidRotation != "":
 			state = "mid-rotation (" + n.MidRotation + ")"
+		case n.BehindRegion > 0:
+			state = fmt.Sprintf("BEHIND: store key generation %d, region at %d", n.Generation, n.BehindRegion)
 		case n.RotationOverdue:
 			state = "rotation overdue"
 		}
