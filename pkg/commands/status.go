@@ -57,25 +57,25 @@ type statusKey struct {
 }
 
 type statusNode struct {
-	Keyring         string              `json:"keyring"`
-	ClusterID       string              `json:"cluster_id"`
-	Region          string              `json:"region"`
-	Node            string              `json:"node"`
-	EnabledAt       time.Time           `json:"enabled_at"`
-	CMEKURI         string              `json:"cmek_uri"`
-	CMEKVersion     string              `json:"cmek_version"`
-	Generation      int                 `json:"store_key_generation"`
-	StoreKeys       []statusKey         `json:"store_keys"`
-	DataKeys        []statusKey         `json:"data_keys"`
-	BackupKeys      int                 `json:"backup_keys"`
-	NextRotationDue time.Time           `json:"next_rotation_due"`
-	RotationOverdue bool                `json:"rotation_overdue"`
-	MidRotation     string              `json:"mid_rotation,omitempty"`
+	Keyring         string      `json:"keyring"`
+	ClusterID       string      `json:"cluster_id"`
+	Region          string      `json:"region"`
+	Node            string      `json:"node"`
+	EnabledAt       time.Time   `json:"enabled_at"`
+	CMEKURI         string      `json:"cmek_uri"`
+	CMEKVersion     string      `json:"cmek_version"`
+	Generation      int         `json:"store_key_generation"`
+	StoreKeys       []statusKey `json:"store_keys"`
+	DataKeys        []statusKey `json:"data_keys"`
+	BackupKeys      int         `json:"backup_keys"`
+	NextRotationDue time.Time   `json:"next_rotation_due"`
+	RotationOverdue bool        `json:"rotation_overdue"`
+	MidRotation     string      `json:"mid_rotation,omitempty"`
 	// BehindRegion: another node of the region holds a newer store-key
 	// generation (a rotation that left this node out).
-	BehindRegion int `json:"behind_region_generation,omitempty"`
-	Revoked         *keyring.Revocation `json:"revoked,omitempty"`
-	Unlocks         int                 `json:"unlocks_recorded"`
+	BehindRegion int                 `json:"behind_region_generation,omitempty"`
+	Revoked      *keyring.Revocation `json:"revoked,omitempty"`
+	Unlocks      int                 `json:"unlocks_recorded"`
 }
 
 type kmsView struct {
