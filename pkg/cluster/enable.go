@@ -58,12 +58,26 @@ func Enable(ctx context.Context, s store.Store, env keyring.Env, c, region, cmek
 	return res, nil
 }
 
-// Writers bounds the concurrent store requests of one operation.
+// Writers bounds the concurrent store requests of one operation per
+// region: regions proceed side by side, so a rotation of 3 regions takes
+// about the time of one.
 const Writers = 32
 
 // parallel runs fn(0..n-1) with at most Writers at once.
-func parallel(n int, fn func(i int)) {
-	sem := make(chan struct{}, Writers)
+func parallel(n int, fn func(i int)) { parallelN(n, Writers, fn) }
+
+// perRegion runs fn over refs with at most Writers at once per region.
+func perRegion(refs []NodeRef, fn func(i int)) {
+	regions := map[string]bool{}
+	for _, r := range refs {
+		regions[r.Region] = true
+	}
+	parallelN(len(refs), Writers*max(1, len(regions)), fn)
+}
+
+// parallelN runs fn(0..n-1) with at most limit at once.
+func parallelN(n, limit int, fn func(i int)) {
+	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)

@@ -54,7 +54,7 @@ func MarkRevoked(ctx context.Context, s store.Store, o RevokeOptions) ([]Revoked
 	}
 	out := make([]Revoked, len(refs))
 	errs := make([]error, len(refs))
-	parallel(len(refs), func(i int) {
+	perRegion(refs, func(i int) {
 		r := refs[i]
 		for attempt := 0; ; attempt++ {
 			kr, ver, err := getKeyring(ctx, s, o.Cluster, r.Region, r.Node)

@@ -168,7 +168,11 @@ func Rotate(ctx context.Context, s store.Store, env keyring.Env, o RotateOptions
 	res.OpID = in.ID
 	o.crash("intent")
 	results := make([]keyring.NodeResult, len(docs))
-	parallel(len(docs), func(i int) {
+	refsOf := make([]NodeRef, len(docs))
+	for i, d := range docs {
+		refsOf[i] = d.ref
+	}
+	perRegion(refsOf, func(i int) {
 		results[i] = applyDoc(ctx, s, env, o, in, docs[i], bundles[docs[i].ref.Region])
 	})
 	res.Nodes = append(res.Nodes, results...)
@@ -242,7 +246,7 @@ func applyDoc(ctx context.Context, s store.Store, env keyring.Env, o RotateOptio
 func readAll(ctx context.Context, s store.Store, c string, refs []NodeRef, stores bool) ([]*nodeDoc, error) {
 	docs := make([]*nodeDoc, len(refs))
 	errs := make([]error, len(refs))
-	parallel(len(refs), func(i int) {
+	perRegion(refs, func(i int) {
 		kr, ver, err := getKeyring(ctx, s, c, refs[i].Region, refs[i].Node)
 		docs[i], errs[i] = &nodeDoc{ref: refs[i], kr: kr, ver: ver}, err
 		if err != nil || !stores {

@@ -58,7 +58,7 @@ func ReadCluster(ctx context.Context, s store.Store, c string, regions, nodes []
 		out.Intent = &in
 	}
 	errs := make([]error, len(refs))
-	parallel(len(refs), func(i int) {
+	perRegion(refs, func(i int) {
 		r := refs[i]
 		ns := NodeStatus{Region: r.Region, Node: r.Node}
 		kr, ver, err := getKeyring(ctx, s, c, r.Region, r.Node)

@@ -33,6 +33,12 @@ func TestContractDir(t *testing.T) {
 	storetest.Run(t, opener("file://"+dir))
 }
 
+// The benchmarks' in-memory store keeps the same contract.
+func TestContractMem(t *testing.T) {
+	m := storetest.NewMem()
+	storetest.Run(t, func(t *testing.T) store.Store { return m })
+}
+
 func TestContractS3Gofakes3(t *testing.T) {
 	srv := storetest.StartS3(t, "keyrings")
 	storetest.SetAWSTestEnv(t)
