@@ -45,6 +45,32 @@ func TestContractS3Gofakes3(t *testing.T) {
 	storetest.Run(t, opener(srv.URI(srv.URL, "clusters-prod")))
 }
 
+// versitygw: a real S3 gateway, a separate process, SigV4 checked.
+func TestContractS3Versity(t *testing.T) {
+	srv := storetest.StartVersity(t, "keyrings")
+	storetest.SetAWSTestEnv(t)
+	storetest.Run(t, opener(srv.URI(srv.URL, "clusters-prod")))
+}
+
+func TestLostAnswerS3Versity(t *testing.T) {
+	srv := storetest.StartVersity(t, "keyrings")
+	storetest.SetAWSTestEnv(t)
+	p := faultproxy.Start(t, srv.URL)
+	storetest.RunLostAnswer(t, opener(srv.URI(p.URL, "p")), p, http.MethodPut)
+}
+
+// versitygw checks signatures: a wrong secret is refused, never read as
+// "no such document".
+func TestVersityChecksSignatures(t *testing.T) {
+	srv := storetest.StartVersity(t, "keyrings")
+	storetest.SetAWSTestEnv(t)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+	_, _, err := opener(srv.URI(srv.URL, "p"))(t).Get(context.Background(), "x")
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get with a wrong secret: %v, want a refusal", err)
+	}
+}
+
 func TestContractGCSFake(t *testing.T) {
 	srv := storetest.StartGCS(t, "keyrings")
 	storetest.SetEmulator(t, srv.URL)

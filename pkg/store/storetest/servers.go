@@ -47,12 +47,18 @@ func StartS3(t testing.TB, bucket string) *S3Server {
 	return &S3Server{URL: srv.URL, Bucket: bucket}
 }
 
+// Made-up credentials for the local S3 servers; no real account.
+const (
+	testAccessKey = "AKIDTESTSTORE"
+	testSecretKey = "test-secret-not-real"
+)
+
 // SetAWSTestEnv sets test-only AWS credentials (no real account) and
 // isolates the test from the user's AWS configuration.
 func SetAWSTestEnv(t testing.TB) {
 	t.Helper()
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTESTSTORE")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret-not-real")
+	t.Setenv("AWS_ACCESS_KEY_ID", testAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecretKey)
 	t.Setenv("AWS_SESSION_TOKEN", "")
 	t.Setenv("AWS_REGION", "us-east-1")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
@@ -177,4 +183,58 @@ func tail(b []byte) string {
 		b = b[len(b)-2000:]
 	}
 	return string(b)
+}
+
+// VersityBinary is versitygw (github.com/versity/versitygw v1.8.0 or later,
+// a real S3 gateway with SigV4): $CMEKCTL_VERSITYGW, else versitygw on
+// $PATH (.ci/run builds it). Absent, the test fails.
+func VersityBinary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("CMEKCTL_VERSITYGW"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("versitygw")
+	if err != nil {
+		t.Fatalf("versitygw not found: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 (.ci/run does) or set CMEKCTL_VERSITYGW")
+	}
+	return p
+}
+
+// StartVersity runs versitygw's posix backend on 127.0.0.1 with bucket
+// created, until the test ends, with the credentials of SetAWSTestEnv.
+func StartVersity(t testing.TB, bucket string) *S3Server {
+	t.Helper()
+	bin := VersityBinary(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, bucket), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	logf, err := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--access", testAccessKey, "--secret", testSecretKey, "--port", addr, "posix", dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start versitygw: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return &S3Server{URL: "http://" + addr, Bucket: bucket}
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("versitygw did not start on %s: %v\n%s", addr, err, tail(log))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
