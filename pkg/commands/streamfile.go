@@ -57,3 +57,48 @@ var _ interface {
 	io.Seeker
 	Stat() (os.FileInfo, error)
 } = (*guardedReader)(nil)
+
+// The stream writes a regular output file at offsets (pwrite), from its
+// workers, when its destination offers WriteAt, Seek and Stat:
+// guardedWriter passes them through for the temporary file writeOutput
+// makes, with the interrupt check on every write; stdout, a device or a
+// pipe is written in order.
+
+func (g *guardedWriter) file() *os.File {
+	f, _ := g.w.(*os.File)
+	return f
+}
+
+// Stat is the output file's, or an error when the output is not one.
+func (g *guardedWriter) Stat() (os.FileInfo, error) {
+	if f := g.file(); f != nil {
+		return f.Stat()
+	}
+	return nil, errNotPositional
+}
+
+// Seek moves or reports the output file's offset.
+func (g *guardedWriter) Seek(off int64, whence int) (int64, error) {
+	if f := g.file(); f != nil {
+		return f.Seek(off, whence)
+	}
+	return 0, errNotPositional
+}
+
+// WriteAt writes the output file at off, unless the run was interrupted.
+func (g *guardedWriter) WriteAt(p []byte, off int64) (int, error) {
+	if ie := interrupted(g.ctx); ie != nil {
+		return 0, ie
+	}
+	f := g.file()
+	if f == nil {
+		return 0, errNotPositional
+	}
+	return f.WriteAt(p, off)
+}
+
+var _ interface {
+	io.WriterAt
+	io.Seeker
+	Stat() (os.FileInfo, error)
+} = (*guardedWriter)(nil)

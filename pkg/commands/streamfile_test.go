@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -46,5 +47,31 @@ func TestGuardedReaderPositional(t *testing.T) {
 	fi, err := (&guardedReader{ctx: context.Background(), r: pr, expect: -1}).Stat()
 	if err == nil && fi.Mode().IsRegular() {
 		t.Fatal("a pipe looks like a regular file")
+	}
+}
+
+// The output side: the temporary output file is offered for positional
+// writes, stdout-like writers are not, and an interrupt stops WriteAt.
+func TestGuardedWriterPositional(t *testing.T) {
+	fh, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	g := &guardedWriter{ctx: ctx, w: fh}
+	if fi, err := g.Stat(); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("regular file: %v", err)
+	}
+	if _, err := g.WriteAt([]byte("abc"), 5); err != nil {
+		t.Fatal(err)
+	}
+	cancel(&InterruptError{Signal: 2})
+	if _, err := g.WriteAt([]byte("x"), 0); err == nil {
+		t.Fatal("WriteAt after an interrupt")
+	}
+	var buf strings.Builder
+	if _, err := (&guardedWriter{ctx: context.Background(), w: &buf}).Stat(); err == nil {
+		t.Fatal("a non-file writer offered for positional writes")
 	}
 }

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -31,11 +32,16 @@ type job struct {
 	err   error  // the first chunk that failed, or tail
 	done  chan struct{}
 	sc    scratch
-	// A positional reader's job reads its own wire bytes, on the worker
-	// that opens them: want bytes at off of ra.
+	// A positional job reads its own input on the worker that seals or
+	// opens it: want bytes at off of ra (a reader's wire bytes, a writer's
+	// plaintext); and writes its output there too, at woff of wa (a
+	// writer's wire bytes, a reader's plaintext), when the destination is
+	// a regular file.
 	ra   io.ReaderAt
 	off  int64
 	want int
+	wa   io.WriterAt
+	woff int64
 }
 
 // sealed is the wire bytes of a sealed writer job.
@@ -49,6 +55,10 @@ func (j *job) run() {
 			j.readAt()
 		}
 		j.doOpen()
+		j.writeAt(j.out)
+		return
+	}
+	if j.ra != nil && !j.readIn() {
 		return
 	}
 	c, stride := j.s.chunk, j.s.stride()
@@ -58,6 +68,32 @@ func (j *job) run() {
 			size, last = j.fill, j.last
 		}
 		j.s.seal(&j.sc, j.buf[i*stride:], j.in[i*c:i*c+size], j.first+uint64(i), last)
+	}
+	j.writeAt(j.sealed())
+}
+
+// readIn reads a positional writer job's plaintext: whole chunks, planned
+// from the input file's size.
+func (j *job) readIn() bool {
+	n, err := j.ra.ReadAt(j.in[:j.want], j.off)
+	if n == j.want {
+		return true
+	}
+	if err == nil || err == io.EOF {
+		err = errors.New("the input file shrank while it was read")
+	}
+	j.err = fmt.Errorf("stream: read input at offset %d: %w", j.off+int64(n), err)
+	return false
+}
+
+// writeAt writes a positional job's output at its offset. A failed write
+// is the job's error, before any other.
+func (j *job) writeAt(b []byte) {
+	if j.wa == nil || len(b) == 0 {
+		return
+	}
+	if _, err := j.wa.WriteAt(b, j.woff); err != nil {
+		j.err = fmt.Errorf("stream: write at offset %d: %w", j.woff, err)
 	}
 }
 

@@ -257,3 +257,113 @@ func TestPositionalOSFile(t *testing.T) {
 	}
 	pr.Close()
 }
+
+// tempFile is a real file holding b, positioned at its end.
+func tempFile(t *testing.T, name string, b []byte) *os.File {
+	t.Helper()
+	fh, err := os.OpenFile(filepath.Join(t.TempDir(), name), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fh.Close() })
+	if _, err := fh.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	return fh
+}
+
+// File to file, both ways: the workers pread their input and pwrite their
+// output; the bytes are a stream the sequential reader opens, and the
+// plaintext comes back byte for byte; each file's offset ends where
+// sequential I/O would leave it.
+func TestPositionalFileToFile(t *testing.T) {
+	for _, cs := range []int{64, DefaultChunkSize} {
+		for _, size := range []int{0, 1, cs, cs + 1, 17*cs + 3, 40 * cs} {
+			for _, p := range []int{0, 2, 5} {
+				pt := randBytes(t, size)
+				src := tempFile(t, "in", append(append([]byte(nil), prefix...), pt...))
+				src.Seek(int64(len(prefix)), io.SeekStart)
+				dst := tempFile(t, "out", prefix)
+				opt := Options{ChunkSize: cs, Parallel: p}
+				w, err := NewWriter(dst, testKey, testHeader, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w.(*writer).wa == nil {
+					t.Fatal("a regular output file written sequentially")
+				}
+				if n, err := w.(io.ReaderFrom).ReadFrom(noRead{src}); err != nil || n != int64(size) {
+					t.Fatalf("copy: %d, %v", n, err)
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				end, _ := dst.Seek(0, io.SeekCurrent)
+				wire, _ := os.ReadFile(dst.Name())
+				if end != int64(len(wire)) || !bytes.HasPrefix(wire, prefix) {
+					t.Fatalf("output offset %d of %d bytes", end, len(wire))
+				}
+				ct := wire[len(prefix):]
+				if got, err := open(ct, testKey, testHeader, Options{ChunkSize: cs}); err != nil || !bytes.Equal(got, pt) {
+					t.Fatalf("chunk %d size %d P=%d: sequential read of the positional output: %d bytes, %v", cs, size, p, len(got), err)
+				}
+				if off, _ := src.Seek(0, io.SeekCurrent); off != int64(len(prefix)+size) {
+					t.Fatalf("input offset %d", off)
+				}
+
+				in := tempFile(t, "ct", ct)
+				in.Seek(0, io.SeekStart)
+				out := tempFile(t, "pt", prefix)
+				r, err := NewReader(in, testKey, testHeader, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, err := io.Copy(out, r); err != nil || n != int64(size) {
+					t.Fatalf("decrypt: %d, %v", n, err)
+				}
+				if r.(*reader).wa == nil {
+					t.Fatal("a regular output file written sequentially")
+				}
+				back, _ := os.ReadFile(out.Name())
+				end, _ = out.Seek(0, io.SeekCurrent)
+				if !bytes.Equal(back, append(append([]byte(nil), prefix...), pt...)) || end != int64(len(back)) {
+					t.Fatalf("decrypted file differs (%d bytes, offset %d)", len(back), end)
+				}
+			}
+		}
+	}
+}
+
+// noRead is a file that can only be read at offsets: the writer must not
+// read a regular file sequentially.
+type noRead struct{ *os.File }
+
+func (noRead) Read([]byte) (int, error) { return 0, errors.New("read sequentially") }
+
+// A tampered stream decrypted to a file fails as it does to a pipe.
+func TestPositionalOutputFails(t *testing.T) {
+	ct := seal(t, randBytes(t, 10*64), Options{ChunkSize: 64}, 0)
+	ct[SaltSize+5*(64+Overhead)+3] ^= 1
+	r, err := NewReader(bytes.NewReader(ct), testKey, testHeader, Options{ChunkSize: 64, Parallel: 3, chunksPerJob: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := tempFile(t, "pt", nil)
+	if _, err := io.Copy(out, r); !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "chunk 5") {
+		t.Fatalf("%v, want ErrAuth at chunk 5", err)
+	}
+}
+
+// An input file that grows while it is encrypted is refused: the stream
+// would not be the file.
+func TestPositionalInputGrows(t *testing.T) {
+	src := newMemFile(randBytes(t, 1000))
+	src.grow = 5
+	w, err := NewWriter(io.Discard, testKey, testHeader, Options{ChunkSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.(io.ReaderFrom).ReadFrom(src); err == nil || !strings.Contains(err.Error(), "changed size") {
+		t.Fatalf("%v, want: changed size", err)
+	}
+}

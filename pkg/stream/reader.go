@@ -4,7 +4,6 @@ import (
 	"crypto/fips140"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 )
 
@@ -29,14 +28,11 @@ type reader struct {
 	base   int64
 	end    int64
 	restat func() (int64, error)
-}
-
-// file is what a positional reader needs of its source: an *os.File, or
-// anything else that can read at offsets and say its size and position.
-type file interface {
-	io.ReaderAt
-	io.Seeker
-	Stat() (os.FileInfo, error)
+	// wa: WriteTo's destination, a regular file, written at wbase plus each
+	// job's plaintext offset by the job's worker.
+	wa    io.WriterAt
+	wbase int64
+	wseek io.Seeker
 }
 
 // NewReader opens a stream written by NewWriter with the same key, header and
@@ -78,19 +74,9 @@ func NewReader(src io.Reader, key []byte, header []byte, opt Options) (io.Reader
 		return nil, fipsV1Error()
 	}
 	r := &reader{src: src}
-	if f, ok := src.(file); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-			if off, err := f.Seek(0, io.SeekCurrent); err == nil {
-				r.ra, r.base, r.end = f, off, fi.Size()
-				r.restat = func() (int64, error) {
-					fi, err := f.Stat()
-					if err != nil {
-						return 0, err
-					}
-					return fi.Size(), nil
-				}
-			}
-		}
+	if f, off, size, ok := positionalIn(src); ok {
+		r.ra, r.base, r.end = f, off, size
+		r.restat = func() (int64, error) { return fileSize(f) }
 	}
 	salt := make([]byte, SaltSize)
 	if err := r.readSalt(salt); err != nil {
@@ -140,8 +126,15 @@ func (r *reader) newJob() *job {
 			out:  make([]byte, 0, r.batch*r.s.chunk),
 		}
 	})
-	j.n, j.last, j.tail, j.err = 0, false, nil, nil
+	j.n, j.last, j.tail, j.err, j.ra, j.wa = 0, false, nil, nil, nil, nil
 	return j
+}
+
+// place makes j positional on the output side when WriteTo writes a file.
+func (r *reader) place(j *job) {
+	if r.wa != nil {
+		j.wa, j.woff = r.wa, r.wbase+int64(j.first)*int64(r.s.chunk)
+	}
 }
 
 // readJob reads the next run of chunks from src into a job and decides from
@@ -192,6 +185,7 @@ func (r *reader) readJob() (*job, error) {
 		return nil, overflowError(r.s)
 	}
 	j.first = r.counter
+	r.place(j)
 	r.counter += span
 	r.sawLast = j.last || j.tail != nil
 	return j, nil
@@ -234,6 +228,7 @@ func (r *reader) planJob() (*job, error) {
 	j.ra, j.off, j.want = r.ra, start, int(remain)
 	j.buf = j.buf[:cap(j.buf)]
 	j.first = r.counter
+	r.place(j)
 	r.counter += span
 	r.sawLast = j.last || j.tail != nil
 	return j, nil
@@ -309,10 +304,25 @@ func (r *reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// WriteTo writes the rest of the plaintext to dst, job by job.
+// WriteTo writes the rest of the plaintext to dst, job by job. When dst is
+// a regular file and nothing has been read yet, each job's worker writes the
+// job's plaintext at its offset in dst itself (pwrite), and dst's offset is
+// left after the plaintext. Then, if the stream fails, dst may also hold
+// plaintext of chunks after the failing one (authenticated, but released
+// out of order): a consumer that writes to a file keeps it only when WriteTo
+// returns no error.
 func (r *reader) WriteTo(dst io.Writer) (int64, error) {
+	if r.cur == nil && len(r.queue) == 0 && r.err == nil {
+		if f, off, ok := positionalOut(dst); ok {
+			r.wa, r.wbase, r.wseek = f, off, f
+		}
+	}
 	var total int64
 	for {
+		if len(r.unread) > 0 && r.wa != nil {
+			total += int64(len(r.unread)) // written by the job's worker
+			r.unread = nil
+		}
 		if len(r.unread) > 0 {
 			n, err := dst.Write(r.unread)
 			total += int64(n)
@@ -326,6 +336,11 @@ func (r *reader) WriteTo(dst io.Writer) (int64, error) {
 		}
 		if err := r.next(); err != nil {
 			if err == io.EOF {
+				if r.wa != nil {
+					if _, err := r.wseek.Seek(r.wbase+total, io.SeekStart); err != nil {
+						return total, fmt.Errorf("stream: %w", err)
+					}
+				}
 				return total, nil
 			}
 			return total, err

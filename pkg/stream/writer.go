@@ -14,6 +14,12 @@ type writer struct {
 	cur     *job   // the job being filled; its chunk cur.n-1 takes the next bytes
 	counter uint64 // the number of cur's first chunk
 	closed  bool
+	// wa: dst when it is a regular file; each job's worker writes the
+	// job's chunks at wbase + their offset (pwrite). wrote counts them.
+	wa    io.WriterAt
+	wseek io.Seeker
+	wbase int64
+	wrote int64
 }
 
 // NewWriter returns a WriteCloser that seals everything written to it onto
@@ -53,6 +59,9 @@ func newWriter(dst io.Writer, key, header, salt []byte, cs int, opt Options) (io
 		return nil, fmt.Errorf("stream: write salt: %w", err)
 	}
 	w := &writer{pipeline: newPipeline(s, opt), dst: dst}
+	if f, off, ok := positionalOut(dst); ok {
+		w.wa, w.wseek, w.wbase = f, f, off
+	}
 	if w.pool != nil {
 		runtime.AddCleanup(w, func(p *pool) { p.stop() }, w.pool)
 	}
@@ -69,7 +78,7 @@ func (w *writer) newJob() *job {
 			buf: make([]byte, w.batch*w.s.stride()),
 		}
 	})
-	j.n, j.fill, j.last, j.err = 1, 0, false, nil
+	j.n, j.fill, j.last, j.err, j.ra, j.wa = 1, 0, false, nil, nil, nil
 	return j
 }
 
@@ -111,10 +120,15 @@ func (w *writer) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// ReadFrom reads src to EOF straight into the chunk buffers.
+// ReadFrom reads src to EOF straight into the chunk buffers. When src is a
+// regular file and nothing has been written yet, the workers read their own
+// jobs' plaintext from it at their offsets (readFromFile).
 func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 	if err := w.check(); err != nil {
 		return 0, err
+	}
+	if f, off, size, ok := positionalIn(src); ok && w.counter == 0 && w.cur.n == 1 && w.cur.fill == 0 {
+		return w.readFromFile(f, off, size)
 	}
 	c := w.s.chunk
 	var total int64
@@ -204,6 +218,9 @@ func (w *writer) flushTo(last bool, next *job) error {
 		return w.err
 	}
 	j.first, j.last = w.counter, last
+	if w.wa != nil {
+		j.wa, j.woff = w.wa, w.wbase+int64(j.first)*int64(w.s.stride())
+	}
 	w.counter += span
 	w.cur = next
 	w.queue = append(w.queue, j)
@@ -227,10 +244,18 @@ func overflowError(s *suite) error {
 func (w *writer) drainOne() error {
 	j := popFront(&w.queue)
 	w.pool.wait(j)
-	if _, err := w.dst.Write(j.sealed()); err != nil {
-		w.err = fmt.Errorf("stream: write chunks %d-%d: %w", j.first, j.first+uint64(j.n-1), err)
+	if j.err != nil {
+		// A positional job's read or write failed.
+		w.err = j.err
 		return w.err
 	}
+	if j.wa == nil {
+		if _, err := w.dst.Write(j.sealed()); err != nil {
+			w.err = fmt.Errorf("stream: write chunks %d-%d: %w", j.first, j.first+uint64(j.n-1), err)
+			return w.err
+		}
+	}
+	w.wrote += int64(len(j.sealed()))
 	w.free = append(w.free, j)
 	return nil
 }
@@ -255,6 +280,13 @@ func (w *writer) Close() error {
 		if err := w.drainOne(); err != nil {
 			w.drop()
 			return err
+		}
+	}
+	if w.wa != nil {
+		// Leave dst's offset after the stream, as sequential writes would.
+		if _, err := w.wseek.Seek(w.wbase+w.wrote, io.SeekStart); err != nil {
+			w.err = fmt.Errorf("stream: %w", err)
+			return w.err
 		}
 	}
 	return nil
