@@ -434,7 +434,7 @@ func (d *drill) verify(s *kmsSession) (verify.Report, error) {
 	if err != nil {
 		return verify.Report{}, err
 	}
-	return collectEvidence(d.ctx, d.f, s, g, nil, nil)
+	return collectEvidence(d.ctx, d.f, s, g, &VerifyOptions{}, nil)
 }
 
 func classOrOK(c provider.Class) string {

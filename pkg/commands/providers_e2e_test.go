@@ -61,6 +61,7 @@ const (
 	cellSample      = "a --sample that still decrypts"
 	cellWrongPlace  = "asked in the wrong place (another endpoint, cluster or copy)"
 	cellHistory     = "an earlier CMEK key still opens older wraps"
+	cellStray       = "a temporary key file a killed unlock left"
 )
 
 // e2eWorld is one KMS with its server(s), fresh for one test: a registry
@@ -1039,6 +1040,40 @@ var e2eCells = []e2eCell{
 			}
 			if o := v.outcomes("unwrap store key"); !slices.Equal(o, []string{want}) {
 				t.Errorf("store-key unwrap: %v, want %s", o, want)
+			}
+		}
+	}},
+	{name: cellStray, verdict: verify.Accessible, code: ExitAccessible, setup: func(t *testing.T, w *e2eWorld) ([]string, func(*testing.T, e2eVerify)) {
+		// unlock, then the temporary file a kill at unlock's rename
+		// leaves: revoke must purge it with the rest of the directory. A
+		// key file in a directory no record names (a hand copy) is found
+		// with --unlock-dir.
+		uri := w.newKey(t)
+		dirs, _ := w.enable(t, "c-"+e2eRand(), "r1", uri, 2)
+		run := filepath.Join(t.TempDir(), "run")
+		w.ok(t, nil, "unlock", "--keyring", dirs[0], "--out", run, "--allow-disk", "--store-path", "/mnt/data1", "-o", "json")
+		stray := filepath.Join(run, ".active.key.tmp-4242")
+		copyDir := t.TempDir()
+		copied := filepath.Join(copyDir, "store.key")
+		for _, f := range []string{stray, copied} {
+			if err := os.WriteFile(f, make([]byte, 32), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.ok(t, nil, append([]string{"revoke", "--kms-action", "none", "--yes", "-o", "json"}, keyringArgs(dirs...)...)...)
+		if _, err := os.Lstat(stray); !os.IsNotExist(err) {
+			t.Errorf("revoke left %s in the unlock directory: %v", stray, err)
+		}
+		w.hooks[cellDestroyed](t, w, uri)
+		return append(keyringArgs(dirs...), "--unlock-dir", copyDir), func(t *testing.T, v e2eVerify) {
+			var found []string
+			for _, c := range v.Checks {
+				if c.Outcome == verify.OutAccessible {
+					found = append(found, c.Target)
+				}
+			}
+			if !slices.Equal(found, []string{copied}) {
+				t.Errorf("accessible %v, want only the key file in --unlock-dir (%s)", found, copied)
 			}
 		}
 	}},

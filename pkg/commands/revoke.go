@@ -19,6 +19,7 @@ type RevokeOptions struct {
 	Reason      string
 	DryRun      bool
 	Yes         bool
+	UnlockDirs  []string
 	Cloud       CloudOptions
 }
 
@@ -34,7 +35,9 @@ func newCmdRevoke(f *Factory, p func() printer) *cobra.Command {
 		Use:   "revoke --keyring DIR... [--kms-action none|disable|schedule-deletion] [--pending-days N] [--dry-run] [--yes]",
 		Short: "Revoke the cluster's access to its keys (destructive)",
 		Long: `Revoke CMEK access for the nodes given, in four steps:
-  1. purge the store-key files that unlock wrote (overwritten, then removed);
+  1. purge every file in every directory unlock recorded (unlock records the
+     directory before it writes a key, so a killed unlock's temporary files
+     are purged too), and in each --unlock-dir (overwritten, then removed);
   2. optionally act on the CMEK key in the KMS: disable (reversible) or
      schedule-deletion (after --pending-days); default none, for when the
      cluster's IAM access to the key was already removed;
@@ -61,8 +64,9 @@ make, and changes nothing. Check the result with cmekctl verify-destroyed.`,
 	cmd.Flags().StringVar(&opts.Reason, "reason", "revoked by operator", "reason recorded in the keyrings")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan and the KMS calls; change nothing")
 	cmd.Flags().BoolVar(&opts.Yes, "yes", false, "confirm without a prompt (required in scripts)")
+	cmd.Flags().StringArrayVar(&opts.UnlockDirs, "unlock-dir", nil, "another directory unlock wrote keys to, to purge too (repeat)")
 	_ = cmd.MarkFlagRequired("keyring")
-	addCloudFlags(f, cmd, &opts.Cloud, cloudWrite, cloudHelp["revoke"], "keyring", "kms-action", "pending-days", "reason")
+	addCloudFlags(f, cmd, &opts.Cloud, cloudWrite, cloudHelp["revoke"], "keyring", "kms-action", "pending-days", "reason", "unlock-dir")
 	addRevokeStoreFlags(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("kms-action", cobra.FixedCompletions([]string{kmsActionNone, kmsActionDisable, kmsActionSchedule}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -115,7 +119,7 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 	rep := revokeReport{ClusterID: g.Cluster, DryRun: o.DryRun}
 	if o.DryRun {
 		for _, n := range todo {
-			files := keyring.UnlockedFiles(n.KR)
+			files := keyring.UnlockedFiles(n.KR, o.UnlockDirs...)
 			rep.Steps = append(rep.Steps, revokeStep{Step: "1 purge unlocked key files", Target: n.Store.Dir, Result: fmt.Sprintf("would overwrite and remove %d file(s)", len(files))})
 		}
 		for _, u := range uris {
@@ -151,7 +155,7 @@ func executeRevoke(ctx context.Context, f *Factory, s *kmsSession, g *keyring.Gr
 	now := f.Now().UTC()
 	// 1. Purge.
 	for _, n := range todo {
-		purged, err := keyring.PurgeUnlocked(n.KR, now)
+		purged, err := keyring.PurgeUnlocked(n.KR, now, o.UnlockDirs...)
 		if err != nil {
 			return rep, fmt.Errorf("purge unlocked key files of %s: %w (no keyring was marked)", n.Store.Dir, err)
 		}

@@ -18,7 +18,8 @@ import (
 
 // VerifyOptions are verify-destroyed's options.
 type VerifyOptions struct {
-	Keyrings []string
+	Keyrings   []string
+	UnlockDirs []string
 	Samples  []string
 	Accept   string
 	Cloud    CloudOptions
@@ -41,8 +42,10 @@ longer be used, and give a verdict that can be filed with an audit:
   - a real decrypt attempt of every --sample data file, and of the header
     wraps of every --sample backup file (only under CMEK keys the keyrings
     know; a wrap under another key is reported as not checked);
-  - a search of the keyring directories and of every path unlock wrote to,
-    for unwrapped key material left behind;
+  - a search of the keyring directories for key-like files, and of every
+    directory unlock recorded (it records the directory before it writes a
+    key) and every --unlock-dir, for any file left behind (dotfiles and
+    temporary files included);
   - a node start attempt per node.
 
 The evidence rule: DESTROYED needs positive proof, from the KMS that holds
@@ -66,9 +69,10 @@ Verdicts (the weakest check decides):
 	cmd.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
 	addSelectors(cmd)
 	cmd.Flags().StringArrayVar(&opts.Samples, "sample", nil, "a data file to try to decrypt, or a backup file whose header wraps to try (repeat)")
+	cmd.Flags().StringArrayVar(&opts.UnlockDirs, "unlock-dir", nil, "another directory unlock wrote keys to, to search too (repeat)")
 	cmd.Flags().StringVar(&opts.Accept, "accept", "", "accept a weaker verdict as success: revoked (for a revocation drill)")
 	_ = cmd.MarkFlagRequired("keyring")
-	addCloudFlags(f, cmd, &opts.Cloud, cloudRead, cloudHelp["verify"], "keyring", "sample")
+	addCloudFlags(f, cmd, &opts.Cloud, cloudRead, cloudHelp["verify"], "keyring", "sample", "unlock-dir")
 	_ = cmd.RegisterFlagCompletionFunc("accept", cobra.FixedCompletions([]string{"revoked"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -104,7 +108,7 @@ func verifyRun(ctx context.Context, f *Factory, p printer, o *VerifyOptions) err
 		samples[path] = h
 	}
 	s := f.newSession()
-	rep, err := collectEvidence(ctx, f, s, g, o.Samples, samples)
+	rep, err := collectEvidence(ctx, f, s, g, o, samples)
 	if err != nil {
 		return err
 	}
@@ -192,8 +196,7 @@ func sampleCheck(ctx context.Context, env keyring.Env, n *keyring.Node, path str
 
 // collectEvidence runs every check of verify-destroyed on the group and
 // decides the verdict.
-func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.Group, sampleList []string, samples map[string]sample) (verify.Report, error) {
-	o := struct{ Samples []string }{sampleList}
+func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.Group, o *VerifyOptions, samples map[string]sample) (verify.Report, error) {
 	now := func() time.Time { return f.Now() }
 	rep := verify.Report{StartedAt: f.Now().UTC()}
 	add := func(c verify.Check) { rep.Checks = append(rep.Checks, c) }
@@ -238,13 +241,20 @@ func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.
 		add(sampleCheck(ctx, env, node, path, now))
 	}
 	// Key material left on disk.
+	seenFile := map[string]bool{}
 	for _, n := range g.Nodes {
-		left := keyring.LeftoverKeyFiles(n.Store, n.KR)
+		var left []string
+		for _, l := range keyring.LeftoverKeyFiles(n.Store, n.KR, o.UnlockDirs...) {
+			if !seenFile[l] {
+				seenFile[l] = true
+				left = append(left, l)
+			}
+		}
 		if len(left) == 0 {
 			add(verify.Check{Target: n.Store.Dir, Check: "search for unwrapped key files", Result: "none found", Outcome: verify.OutPass, At: f.Now().UTC()})
 		}
 		for _, l := range left {
-			add(verify.Check{Target: l, Check: "search for unwrapped key files", Result: "FOUND: a store-key file is still on disk", Outcome: verify.OutAccessible, At: f.Now().UTC()})
+			add(verify.Check{Target: l, Check: "search for unwrapped key files", Result: "FOUND: a file is still in an unlock directory, or a key-like file in the keyring directory", Outcome: verify.OutAccessible, At: f.Now().UTC()})
 		}
 	}
 	// A node start per node.

@@ -187,6 +187,10 @@ type UnlockRecord struct {
 	Format string    `json:"format"`
 	At     time.Time `json:"at"`
 	Purged time.Time `json:"purged,omitzero"`
+	// Pending marks the intent record that unlock saves before it writes
+	// any plaintext: if unlock dies before it records the files, revoke
+	// still purges the directory and verify-destroyed still searches it.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // Revocation marks a revoked keyring.

@@ -3,37 +3,92 @@ package keyring
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"time"
 )
 
-// PurgeUnlocked overwrites and removes every store-key file that unlock
-// wrote for this keyring, and records when. It returns the files purged.
-func PurgeUnlocked(kr *Keyring, now time.Time) ([]string, error) {
-	var purged []string
-	for i := range kr.Unlocks {
-		u := &kr.Unlocks[i]
-		for _, f := range u.Files {
-			if _, err := os.Lstat(f); err != nil {
-				continue
-			}
-			if err := purgeFile(f); err != nil {
-				return purged, err
-			}
-			purged = append(purged, f)
+// UnlockDirs returns every directory unlock recorded for this keyring
+// (pending intents included), then extra, without duplicates.
+func UnlockDirs(kr *Keyring, extra ...string) []string {
+	var dirs []string
+	for _, u := range kr.Unlocks {
+		if !slices.Contains(dirs, u.Dir) {
+			dirs = append(dirs, u.Dir)
 		}
-		if u.Purged.IsZero() {
-			u.Purged = now
+	}
+	for _, d := range extra {
+		if abs, err := filepath.Abs(d); err == nil && !slices.Contains(dirs, abs) {
+			dirs = append(dirs, abs)
+		}
+	}
+	return dirs
+}
+
+// FilesIn lists every file an unlock directory holds: each entry that is
+// not a directory (regular files, dotfiles and temporary files, and
+// anything else, such as a symbolic link, that purge refuses to follow),
+// then the files a record names outside it. A missing directory holds
+// nothing.
+func FilesIn(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
+}
+
+// PurgeUnlocked overwrites and removes every file in every directory unlock
+// recorded for this keyring (a pending intent included: unlock records the
+// directory before it writes) and in extra, and every file a record names;
+// it records when. It returns the files purged.
+func PurgeUnlocked(kr *Keyring, now time.Time, extra ...string) ([]string, error) {
+	var purged []string
+	var files []string
+	for _, d := range UnlockDirs(kr, extra...) {
+		files = append(files, FilesIn(d)...)
+	}
+	for _, u := range kr.Unlocks {
+		for _, f := range u.Files {
+			if !slices.Contains(files, f) {
+				files = append(files, f)
+			}
+		}
+	}
+	for _, f := range files {
+		if _, err := os.Lstat(f); err != nil {
+			continue
+		}
+		if err := purgeFile(f); err != nil {
+			return purged, err
+		}
+		purged = append(purged, f)
+	}
+	for i := range kr.Unlocks {
+		if kr.Unlocks[i].Purged.IsZero() {
+			kr.Unlocks[i].Purged = now
 		}
 	}
 	return purged, nil
 }
 
-// UnlockedFiles lists the files unlock wrote that are still present.
-func UnlockedFiles(kr *Keyring) []string {
+// UnlockedFiles lists every file still present in a directory unlock
+// recorded (pending intents included) or in extra, and every file a record
+// names that is still present.
+func UnlockedFiles(kr *Keyring, extra ...string) []string {
 	var out []string
+	for _, d := range UnlockDirs(kr, extra...) {
+		out = append(out, FilesIn(d)...)
+	}
 	for _, u := range kr.Unlocks {
 		for _, f := range u.Files {
-			if _, err := os.Lstat(f); err == nil {
+			if _, err := os.Lstat(f); err == nil && !slices.Contains(out, f) {
 				out = append(out, f)
 			}
 		}

@@ -219,6 +219,12 @@ func Unlock(ctx context.Context, env Env, s Store, opt UnlockOptions) (*UnlockRe
 		}
 		plans = append(plans, h)
 	}
+	// Intent first: the directory is recorded before any plaintext is
+	// written there, so that a kill or a failed save later leaves nothing
+	// that revoke and verify-destroyed do not know of.
+	if err := recordIntent(s, kr, out, env.now()); err != nil {
+		return nil, err
+	}
 	b, err := UnwrapBundle(ctx, env, kr.ClusterID, kr.Region, kr.StoreWrap)
 	if err != nil {
 		return nil, err
@@ -312,9 +318,26 @@ func Unlock(ctx context.Context, env Env, s Store, opt UnlockOptions) (*UnlockRe
 	kr.Unlocks = recordUnlock(kr.Unlocks, UnlockRecord{Dir: out, Files: res.Files, Format: res.Format, At: now})
 	kr.Updated = now
 	if err := s.Save(kr); err != nil {
-		return res, fmt.Errorf("the store keys were written to %s but the keyring could not record it (revoke will not know to purge them, and the hand-over is not recorded: run unlock again): %w", out, err)
+		return res, fmt.Errorf("the store keys were written to %s but the keyring could not record them (the directory is recorded, so revoke purges it; the hand-over is not recorded: run unlock again): %w", out, err)
 	}
 	return res, nil
+}
+
+// recordIntent saves a pending record of dir (keeping the files an earlier
+// unlock there recorded) before unlock writes anything in it.
+func recordIntent(s Store, kr *Keyring, dir string, now time.Time) error {
+	u := UnlockRecord{Dir: dir, At: now, Pending: true}
+	for _, x := range kr.Unlocks {
+		if x.Dir == dir && x.Purged.IsZero() {
+			u.Files, u.Format = x.Files, x.Format
+		}
+	}
+	kr.Unlocks = recordUnlock(kr.Unlocks, u)
+	kr.Updated = now
+	if err := s.Save(kr); err != nil {
+		return fmt.Errorf("record the unlock directory %s before writing keys there (nothing was written): %w", dir, err)
+	}
+	return nil
 }
 
 func recordUnlock(list []UnlockRecord, u UnlockRecord) []UnlockRecord {
@@ -371,10 +394,11 @@ func purgeFile(p string) error {
 	return safefile.OS{}.SyncDir(filepath.Dir(p))
 }
 
-// LeftoverKeyFiles lists files that unlock wrote which are still present,
-// and key-like files (32 or 64 bytes, or a JWKS) in the keyring directory.
-func LeftoverKeyFiles(s Store, kr *Keyring) []string {
-	out := UnlockedFiles(kr)
+// LeftoverKeyFiles lists every file left in a directory unlock recorded
+// (see UnlockedFiles), and key-like files (32 or 64 bytes, or a JWKS) in
+// the keyring directory.
+func LeftoverKeyFiles(s Store, kr *Keyring, extra ...string) []string {
+	out := UnlockedFiles(kr, extra...)
 	entries, _ := os.ReadDir(s.Dir)
 	for _, e := range entries {
 		name := e.Name()
