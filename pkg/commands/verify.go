@@ -20,9 +20,9 @@ import (
 type VerifyOptions struct {
 	Keyrings   []string
 	UnlockDirs []string
-	Samples  []string
-	Accept   string
-	Cloud    CloudOptions
+	Samples    []string
+	Accept     string
+	Cloud      CloudOptions
 }
 
 func newCmdVerify(f *Factory, p func() printer) *cobra.Command {

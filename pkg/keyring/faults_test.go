@@ -115,6 +115,14 @@ func runDiskFaults(t *testing.T, cc crashCase) int {
 					if _, err := (keyring.Store{Dir: d}).Load(); err != nil {
 						t.Fatalf("%s: keyring %s does not open: %v", what, d, err)
 					}
+				case cc.name == "unlock" && !bytes.Equal(now, before[d]):
+					// unlock saves its intent (a pending record of the
+					// directory) before it writes a key: that and nothing
+					// else may have changed.
+					kr, err := (keyring.Store{Dir: d}).Load()
+					if err != nil || len(kr.Unlocks) != 1 || !kr.Unlocks[0].Pending {
+						t.Fatalf("%s: keyring %s changed beyond the pending unlock record: %v", what, d, err)
+					}
 				case !bytes.Equal(now, before[d]):
 					t.Fatalf("%s: keyring %s changed", what, d)
 				}

@@ -222,11 +222,16 @@ func Unlock(ctx context.Context, env Env, s Store, opt UnlockOptions) (*UnlockRe
 	// Intent first: the directory is recorded before any plaintext is
 	// written there, so that a kill or a failed save later leaves nothing
 	// that revoke and verify-destroyed do not know of.
+	prevUnlocks, prevUpdated := slices.Clone(kr.Unlocks), kr.Updated
 	if err := recordIntent(s, kr, out, env.now()); err != nil {
 		return nil, err
 	}
 	b, err := UnwrapBundle(ctx, env, kr.ClusterID, kr.Region, kr.StoreWrap)
 	if err != nil {
+		// Nothing was written: take the intent back (best effort; a
+		// pending record left behind only makes revoke look there).
+		kr.Unlocks, kr.Updated = prevUnlocks, prevUpdated
+		_ = s.Save(kr)
 		return nil, err
 	}
 	defer b.Wipe()
