@@ -30,7 +30,12 @@ func newCmdStatus(f *Factory, p func() printer) *cobra.Command {
 URI and the key version that wrapped the store key, when the next data-key
 rotation is due (30 days after the active key's creation), whether an
 interrupted rotation is pending, and the KMS's view of each CMEK key (one
-Describe call per key; --no-kms skips it).`,
+Describe call per key; --no-kms skips it).
+
+Per CockroachDB store: the store key it runs on and its file format, and the
+key it was handed when its start is not yet confirmed (cmekctl node started);
+per region: "N of M stores on the active store key". A store counts once its
+start on the region's active store key is confirmed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if storeMode(cmd) != "" {
@@ -76,6 +81,7 @@ type statusNode struct {
 	BehindRegion int                 `json:"behind_region_generation,omitempty"`
 	Revoked      *keyring.Revocation `json:"revoked,omitempty"`
 	Unlocks      int                 `json:"unlocks_recorded"`
+	Stores       []statusStore       `json:"stores"`
 }
 
 type kmsView struct {
@@ -104,6 +110,7 @@ func unprotectedTable(us []unprotectedNode) table {
 type statusReport struct {
 	Unprotected []unprotectedNode `json:"not_protected,omitempty"`
 	Nodes       []statusNode      `json:"nodes"`
+	Regions     []statusRegion    `json:"regions"`
 	KMS         []kmsView         `json:"kms"`
 	KMSCalls    KMSCalls          `json:"kms_calls"`
 }
@@ -146,6 +153,11 @@ func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) err
 	now := f.Now()
 	rep := statusReport{Nodes: []statusNode{}, KMS: []kmsView{}}
 	var uris []string
+	type genKey struct {
+		gen int
+		id  string
+	}
+	activeKeys := map[string]genKey{}
 	for _, n := range g.Nodes {
 		kr := n.KR
 		sn := statusNode{Keyring: n.Store.Dir, ClusterID: kr.ClusterID, Region: kr.Region, Node: kr.Node, EnabledAt: kr.EnabledAt,
@@ -161,6 +173,10 @@ func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) err
 		for _, d := range kr.DataKeys {
 			sn.DataKeys = append(sn.DataKeys, statusKey{ID: d.ID, State: d.State, Created: d.Created, StoreKeyID: d.StoreKeyID})
 		}
+		sn.Stores = storeStatus(kr)
+		if a, ok := activeKeys[kr.Region]; !ok || kr.StoreWrap.Generation > a.gen {
+			activeKeys[kr.Region] = genKey{kr.StoreWrap.Generation, kr.StoreWrap.KeyIDs[0]}
+		}
 		rep.Nodes = append(rep.Nodes, sn)
 		if !slices.Contains(uris, kr.StoreWrap.CMEKURI) {
 			uris = append(uris, kr.StoreWrap.CMEKURI)
@@ -175,6 +191,11 @@ func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) err
 			rep.Nodes[i].BehindRegion = newest[n.Region]
 		}
 	}
+	active := map[string]string{}
+	for r, a := range activeKeys {
+		active[r] = a.id
+	}
+	rep.Regions = regionStatus(rep.Nodes, active)
 	s := f.newSession()
 	if !o.NoKMS {
 		for _, u := range uris {
@@ -244,7 +265,7 @@ func statusTables(p printer, rep statusReport) []table {
 			keys.Rows = append(keys.Rows, []string{n.Node, "data", keyring.Short(d.ID), d.State, p.when(d.Created)})
 		}
 	}
-	out := []table{nodes, keys}
+	out := append([]table{nodes, keys}, storeTables(rep)...)
 	if len(rep.KMS) > 0 {
 		out = append(out, kmsTable(p, rep.KMS))
 	}
