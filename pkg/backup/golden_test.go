@@ -239,14 +239,14 @@ var goldenDirs = []struct {
 // goldenWant is what opening g in format version v should give: g.want,
 // except in FIPS 140-only mode, where a version 1 file that gets as far as
 // its stream is refused.
-func goldenWant(g golden, v int) (want error, released int) {
+func goldenWant(g golden, v int) (released int, want error) {
 	if v == VersionV1 && fips140.Enforced() {
 		switch {
 		case g.want == nil, errors.Is(g.want, stream.ErrAuth), errors.Is(g.want, stream.ErrTruncated), errors.Is(g.want, stream.ErrTrailingData):
-			return stream.ErrFIPSV1, 0
+			return 0, stream.ErrFIPSV1
 		}
 	}
-	return g.want, g.released
+	return g.released, g.want
 }
 
 func TestGolden(t *testing.T) {
@@ -269,7 +269,7 @@ func TestGolden(t *testing.T) {
 }
 
 func testGolden(t *testing.T, bk []byte, dir string, version int, g golden) {
-	want, released := goldenWant(g, version)
+	released, want := goldenWant(g, version)
 	for _, p := range []int{0, 2} {
 		t.Run(fmt.Sprintf("%s/%s/P=%d", dir, g.name, p), func(t *testing.T) {
 			file, err := os.ReadFile(filepath.Join(dir, g.name))

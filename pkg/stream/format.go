@@ -35,10 +35,6 @@ const (
 	// key, and NIST SP 800-38D bounds those to 2^32 per key. At the default
 	// chunk size that is 256 TiB.
 	MaxChunks = 1 << 32
-
-	// adSize is the counter and flag that start a version 2 chunk's
-	// additional data.
-	adSize = 9
 )
 
 // suite is one stream's cipher and framing: what every job needs to seal or
