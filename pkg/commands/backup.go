@@ -64,7 +64,7 @@ is not restorable.`,
 		sub("list --keyring DIR... | --cloud --cluster-id ID", "List backup keys (or the Cloud's managed backups) and whether each is restorable now", backupKeysList, func(c *cobra.Command, o *BackupKeysOptions) {
 			addCloudBackupFlags(f, c, &o.Cloud, "keyring")
 		}),
-		sub("verify --keyring DIR... [--all-regions]", "Unwrap every backup key for real: exit 50 if one is not restorable", backupKeysVerify, func(c *cobra.Command, o *BackupKeysOptions) {
+		sub("verify --keyring DIR... [--all-regions]", "Unwrap every backup key for real: exit 50 if one is not restorable, 23 if the KMS did not answer", backupKeysVerify, func(c *cobra.Command, o *BackupKeysOptions) {
 			c.Flags().BoolVar(&o.AllRegions, "all-regions", false, "unwrap with every wrapping region, not just the first that works")
 		}),
 		sub("rewrap --keyring DIR...", "Re-wrap backup keys under the CMEK keys' current versions", backupKeysRewrap, func(c *cobra.Command, o *BackupKeysOptions) {
