@@ -100,6 +100,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	)
 	registerCompletions(root)
 	requireKnownSubcommands(root)
+	addVersionFlag(root)
 	return root
 }
 

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"fmt"
 	"runtime"
 	"runtime/debug"
 
@@ -16,6 +17,7 @@ var (
 )
 
 type versionInfo struct {
+	Module    string `json:"module,omitempty"`
 	Version   string `json:"version"`
 	Commit    string `json:"commit"`
 	Date      string `json:"date"`
@@ -26,17 +28,35 @@ type versionInfo struct {
 }
 
 func buildInfo() versionInfo {
+	bi, _ := debug.ReadBuildInfo()
+	return versionFrom(bi)
+}
+
+// versionFrom fills what -ldflags did not set from the build information: a
+// release module version, else, for a build of a checkout, "devel" with the
+// VCS revision (and "+dirty" for uncommitted changes).
+func versionFrom(bi *debug.BuildInfo) versionInfo {
 	v := versionInfo{Version: Version, Commit: Commit, Date: Date, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v.Version == "" && bi.Main.Version != "" {
-			v.Version = bi.Main.Version
-		}
+	if bi != nil {
+		v.Module = bi.Main.Path
+		modified := false
 		for _, s := range bi.Settings {
 			switch {
 			case s.Key == "vcs.revision" && v.Commit == "":
 				v.Commit = s.Value
 			case s.Key == "vcs.time" && v.Date == "":
 				v.Date = s.Value
+			case s.Key == "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+		if v.Version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v.Version = bi.Main.Version
+		}
+		if v.Version == "" && v.Commit != "" {
+			v.Version = "devel-" + v.Commit[:min(12, len(v.Commit))]
+			if modified {
+				v.Version += "+dirty"
 			}
 		}
 	}
@@ -52,7 +72,11 @@ func newCmdVersion(f *Factory, p func() printer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Show cmekctl's version, commit, build date and Go version",
-		Args:  cobra.NoArgs,
+		Long: `Show cmekctl's version, VCS commit and build date (set at release, or read
+from the build information of a go install or a checkout build), the Go
+version and platform, and Go's FIPS 140-3 module.`,
+		Example: "  cmekctl version\n  cmekctl version -o json | jq -r .commit\n  cmekctl --version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v := buildInfo()
 			v.FIPS = f.fips()
@@ -60,4 +84,12 @@ func newCmdVersion(f *Factory, p func() printer) *cobra.Command {
 				Rows: [][]string{{v.Version, v.Commit, v.Date, v.GoVersion, v.Platform, v.FIPS.String()}}})
 		},
 	}
+}
+
+// addVersionFlag gives the root command --version: one line, as other
+// tools print it.
+func addVersionFlag(root *cobra.Command) {
+	v := buildInfo()
+	root.Version = v.Version
+	root.SetVersionTemplate(fmt.Sprintf("cmekctl %s (commit %s, %s, %s)\n", v.Version, v.Commit, v.GoVersion, v.Platform))
 }
