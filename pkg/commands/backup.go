@@ -512,6 +512,9 @@ func argAt(args []string, i int) string {
 }
 
 func backupEncryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
+	if err := refuseTerminal(f, o.Out); err != nil {
+		return err
+	}
 	in, closeIn, err := openStreamInput(f, o.In, &o.Parallel)
 	if err != nil {
 		return err

@@ -66,6 +66,11 @@ succeeds; a device or named pipe is written in place. One KMS unwrap per run.`,
 }
 
 func dataRun(ctx context.Context, f *Factory, o *DataOptions) error {
+	if !o.Decrypt {
+		if err := refuseTerminal(f, o.Out); err != nil {
+			return err
+		}
+	}
 	in, closeIn, err := openStreamInput(f, o.In, &o.Parallel)
 	if err != nil {
 		return err
@@ -209,4 +214,14 @@ func inputName(path string) string {
 		return "stdin"
 	}
 	return path
+}
+
+// refuseTerminal refuses to write ciphertext to a terminal (stdout, when
+// OUT is "" or "-"), as age does: it would garble the terminal, and nobody
+// can keep it.
+func refuseTerminal(f *Factory, out string) error {
+	if (out == "" || out == "-") && f.IO.IsStdoutTTY() {
+		return usageError("give OUT, or redirect: ... > FILE", "refusing to write ciphertext to a terminal")
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,8 +57,8 @@ interrupted, running the same command again finishes it without doubling it.`,
 		c.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan per region and node, and the KMS calls by kind; change nothing")
 		switch op {
 		case keyring.OpRotateDataKey:
-			c.Flags().DurationVar(&opts.IfOlderThan, "if-older-than", 0, "rotate only a data key older than this (e.g. 720h); otherwise say so and exit 0, for cron")
-			c.Example = "  # daily from cron: rotates once the key is 30 days old\n  cmekctl rotate data-key --keyring /var/lib/cockroach/n1/cmek --if-older-than 720h"
+			c.Flags().Var((*ageFlag)(&opts.IfOlderThan), "if-older-than", "rotate only a data key older than this (e.g. 30d or 720h); otherwise say so and exit 0, for cron")
+			c.Example = "  # daily from cron: rotates once the key is 30 days old\n  cmekctl rotate data-key --keyring /var/lib/cockroach/n1/cmek --if-older-than 30d"
 		case keyring.OpRotateCMEK:
 			c.Flags().StringVar(&opts.CMEK, "cmek", "", "re-wrap under this CMEK key instead of the current key's newest version")
 		}
@@ -174,5 +175,29 @@ func wholeRegions(f *Factory, op string, dirs []string) error {
 				"%s of part of region %s would leave %s on the old store key", op, r.Name, strings.Join(out, ", "))
 		}
 	}
+	return nil
+}
+
+// ageFlag is a duration flag that also takes days ("30d", "1.5d"), as
+// operators write a key's age.
+type ageFlag time.Duration
+
+func (a *ageFlag) String() string { return time.Duration(*a).String() }
+func (a *ageFlag) Type() string   { return "duration" }
+
+func (a *ageFlag) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseFloat(n, 64)
+		if err != nil || days < 0 {
+			return fmt.Errorf("%q: give a number of days (30d) or a duration (720h)", s)
+		}
+		*a = ageFlag(time.Duration(days * float64(24*time.Hour)))
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("%q: give a number of days (30d) or a duration (720h)", s)
+	}
+	*a = ageFlag(d)
 	return nil
 }
