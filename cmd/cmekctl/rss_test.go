@@ -143,3 +143,20 @@ func BenchmarkBackupRSS(b *testing.B) {
 		}
 	}
 }
+
+// TestBackupRSS16Workers: with --parallel 16 (the window of jobs in flight
+// full: 32 jobs of 512 KiB of plaintext) neither end of an encrypt | decrypt
+// pipe of 256 MiB peaks above 64 MiB of RSS.
+func TestBackupRSS16Workers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("pipes 256 MiB through two processes")
+	}
+	tmp := t.TempDir()
+	kr := rssKeyring(t, tmp)
+	enc, dec := rssPipe(t, tmp, kr, 256<<20, 16)
+	t.Logf("--parallel 16: peak RSS encrypt %d KiB, decrypt %d KiB", enc, dec)
+	const limit = 64 << 10 // KiB
+	if enc > limit || dec > limit {
+		t.Errorf("--parallel 16: peak RSS encrypt %d KiB, decrypt %d KiB; want at most %d KiB", enc, dec, limit)
+	}
+}

@@ -137,10 +137,13 @@ func (o Options) parallel() int {
 	return o.Parallel
 }
 
-// maxInflight bounds the bytes of the jobs in flight, so that a chunk size
-// read from an untrusted header (up to MaxChunkSize) cannot make a reader
-// hold more than this before chunk 0 authenticates, whatever Parallel is.
-const maxInflight = 32 << 20
+// maxInflight bounds the bytes of the jobs in flight (their input and output
+// buffers), so that a chunk size read from an untrusted header (up to
+// MaxChunkSize) cannot make a reader hold more than this before chunk 0
+// authenticates, whatever Parallel is; and so that a process with 16
+// workers stays within 64 MiB of RSS. With many workers the jobs get
+// smaller (batch) before the window gets shorter.
+const maxInflight = 8 << 20
 
 // window is the number of jobs in flight (being sealed or opened, or done
 // and waiting for their turn to be written or read) in parallel mode: two
@@ -167,5 +170,8 @@ func (o Options) batch(chunk int) int {
 	if o.parallel() == 1 {
 		return 1
 	}
-	return max(1, min(maxBatch, batchBytes/chunk))
+	// Two jobs per worker, each with an input and an output buffer of
+	// about its plaintext, within maxInflight.
+	perJob := min(batchBytes, maxInflight/(2*o.parallel())/2)
+	return max(1, min(maxBatch, perJob/chunk))
 }
