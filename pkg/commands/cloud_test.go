@@ -16,6 +16,7 @@ import (
 	"github.com/cmekctl/cmekctl/pkg/cloud/cloudtest"
 	"github.com/cmekctl/cmekctl/pkg/iostreams"
 	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/provider/registry"
 )
 
 // stubKMS stands in for AWS KMS behind the registry's aws-kms scheme: the
@@ -426,5 +427,24 @@ func TestCloudBackups(t *testing.T) {
 	}
 	if rep.KMSCalls.Describe != 2 || rep.Restorable != 1 || rep.NotRestorable != 4 {
 		t.Fatalf("counts: %+v restorable %d not %d", rep.KMSCalls, rep.Restorable, rep.NotRestorable)
+	}
+}
+
+// A key the Cloud API names is described through its provider with the
+// environment's credentials: the URI must open as it is (a gcp-kms URI
+// without AUTH means AUTH=specified and needs CREDENTIALS).
+func TestProviderURIOpens(t *testing.T) {
+	reg := registry.Default()
+	for _, spec := range []cloud.KeySpec{
+		{Type: cloud.KeyTypeAWSKMS, URI: arn1, AuthPrincipal: role},
+		{Type: cloud.KeyTypeGCPCloudKMS, URI: "projects/p/locations/us-east1/keyRings/r/cryptoKeys/k", AuthPrincipal: "sa@p.iam.gserviceaccount.com"},
+	} {
+		uri := providerURI(spec)
+		if _, err := reg.Open(uri); err != nil {
+			t.Errorf("%s: %s does not open: %v", spec.Type, uri, err)
+		}
+		if !strings.Contains(uri, "AUTH=implicit") {
+			t.Errorf("%s: %s: want AUTH=implicit", spec.Type, uri)
+		}
 	}
 }

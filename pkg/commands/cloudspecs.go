@@ -61,10 +61,12 @@ func resolveSpec(ctx context.Context, region, uri, principal string) (cloud.KeyS
 
 // providerURI is the URI to describe a key the API names through its
 // provider: cloud.URIFromSpec (REGION= from an AWS ARN), with AUTH=implicit
-// for AWS so that credentials come from the environment's chain.
+// for AWS and GCP so that credentials come from the environment (AWS's
+// chain, Google's Application Default Credentials): without it a gcp-kms
+// URI means AUTH=specified, as in CockroachDB, and needs CREDENTIALS.
 func providerURI(spec cloud.KeySpec) string {
 	u := cloud.URIFromSpec(spec)
-	if spec.Type == cloud.KeyTypeAWSKMS {
+	if spec.Type == cloud.KeyTypeAWSKMS || spec.Type == cloud.KeyTypeGCPCloudKMS {
 		if strings.Contains(u, "?") {
 			return u + "&AUTH=implicit"
 		}
