@@ -1,0 +1,240 @@
+package stream
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkPaths measures each path cmekctl streams through, for 1 ..
+// GOMAXPROCS workers, each beside its floor in the same run (docs/performance.md):
+//
+//	verify          NewReader(file) → io.Discard (backup verify)
+//	decrypt-null    NewReader(file) → /dev/null (backup decrypt FILE /dev/null)
+//	encrypt-null    file → NewWriter(/dev/null)
+//	floor-open      the same file read by the same number of goroutines, each
+//	                pread-ing its own jobs of chunks and opening them with
+//	                AES-GCM: the work without the pipeline
+//	floor-seal      the same for sealing the plaintext file
+//	encrypt-file, decrypt-file   file to file (a fresh output file each time)
+//	floor-copy      a plain copy of the file (io.Copy: copy_file_range, as cp)
+//
+// Files are on /dev/shm when it exists (tmpfs, as in the figures).
+// Run: go test ./pkg/stream -run X -bench Paths -benchtime 5x
+func BenchmarkPaths(b *testing.B) {
+	pt, ct, size := benchFiles(b)
+	for w := 1; w <= runtime.GOMAXPROCS(0); w++ {
+		opt := Options{Parallel: w}
+		run := func(name string, fn func(b *testing.B)) {
+			b.Run(fmt.Sprintf("%s/workers=%d", name, w), func(b *testing.B) {
+				b.SetBytes(size)
+				for range b.N {
+					fn(b)
+				}
+			})
+		}
+		run("floor-open", func(b *testing.B) { floorGCM(b, ct, w, true) })
+		run("verify", func(b *testing.B) { decryptPath(b, ct, io.Discard, opt) })
+		run("decrypt-null", func(b *testing.B) {
+			null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer null.Close()
+			decryptPath(b, ct, null, opt)
+		})
+		run("floor-seal", func(b *testing.B) { floorGCM(b, pt, w, false) })
+		run("encrypt-null", func(b *testing.B) {
+			null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer null.Close()
+			encryptPath(b, pt, null, opt)
+		})
+		run("floor-copy", func(b *testing.B) {
+			src, dst := openPair(b, pt)
+			if _, err := io.Copy(dst, src); err != nil {
+				b.Fatal(err)
+			}
+			closePair(b, src, dst)
+		})
+		run("encrypt-file", func(b *testing.B) {
+			src, dst := openPair(b, pt)
+			encryptPath(b, pt, dst, opt)
+			closePair(b, src, dst)
+		})
+		run("decrypt-file", func(b *testing.B) {
+			src, dst := openPair(b, pt)
+			decryptPath(b, ct, dst, opt)
+			closePair(b, src, dst)
+		})
+	}
+}
+
+const benchPathSize = 64 << 20
+
+var benchOnce struct {
+	sync.Once
+	dir, pt, ct string
+}
+
+// benchFiles writes 64 MiB of plaintext and its stream once per process.
+func benchFiles(b testing.TB) (pt, ct string, size int64) {
+	benchOnce.Do(func() {
+		base := ""
+		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+			base = "/dev/shm"
+		}
+		dir, err := os.MkdirTemp(base, "cmekctl-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchOnce.dir = dir
+		benchOnce.pt, benchOnce.ct = filepath.Join(dir, "pt"), filepath.Join(dir, "ct")
+		f, err := os.Create(benchOnce.pt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(f, io.LimitReader(newPattern(), benchPathSize)); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		out, err := os.Create(benchOnce.ct)
+		if err != nil {
+			b.Fatal(err)
+		}
+		encryptPath(b, benchOnce.pt, out, Options{Parallel: 2})
+		out.Close()
+	})
+	b.Cleanup(func() {}) // the files live until the process ends (os.RemoveAll below)
+	return benchOnce.pt, benchOnce.ct, benchPathSize
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchOnce.dir != "" {
+		os.RemoveAll(benchOnce.dir)
+	}
+	os.Exit(code)
+}
+
+func encryptPath(b testing.TB, pt string, dst io.Writer, opt Options) {
+	src, err := os.Open(pt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	w, err := NewWriter(dst, testKey, testHeader, opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(w, src); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func decryptPath(b *testing.B, ct string, dst io.Writer, opt Options) {
+	src, err := os.Open(ct)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	r, err := NewReader(src, testKey, testHeader, opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if n, err := io.Copy(dst, r); err != nil || n != benchPathSize {
+		b.Fatalf("decrypt: %d, %v", n, err)
+	}
+}
+
+// openPair opens in and a fresh output file beside it.
+func openPair(b *testing.B, in string) (*os.File, *os.File) {
+	src, err := os.Open(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst, err := os.Create(in + ".out")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return src, dst
+}
+
+func closePair(b *testing.B, src, dst *os.File) {
+	src.Close()
+	if err := dst.Close(); err != nil {
+		b.Fatal(err)
+	}
+	os.Remove(dst.Name())
+}
+
+// floorGCM is the floor of a path: workers goroutines, each taking the
+// next job of 8 chunks, pread-ing it from path at its offset and running
+// AES-GCM over its chunks (open: the stream's chunks, authenticated as the
+// stream's reader would; seal: 64 KiB plaintext chunks). No pipeline, no
+// ordering, no output.
+func floorGCM(b *testing.B, path string, workers int, open bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	salt := make([]byte, SaltSize)
+	if _, err := f.ReadAt(salt, 0); err != nil {
+		b.Fatal(err)
+	}
+	s, err := newSuite(V2, testKey, salt, testHeader, DefaultChunkSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const perJob = 8
+	unit, base := s.chunk, int64(0)
+	if open {
+		unit, base = s.stride(), SaltSize
+	}
+	body := fi.Size() - base
+	chunks := (body + int64(unit) - 1) / int64(unit)
+	jobs := (chunks + perJob - 1) / perJob
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			var sc scratch
+			buf := make([]byte, perJob*s.stride())
+			out := make([]byte, perJob*s.stride())
+			for {
+				k := next.Add(1) - 1
+				if k >= jobs {
+					return
+				}
+				off := base + k*perJob*int64(unit)
+				n, _ := f.ReadAt(buf[:min(int64(perJob*unit), fi.Size()-off)], off)
+				for i := 0; i*unit < n; i++ {
+					c := uint64(k*perJob) + uint64(i)
+					chunk := buf[i*unit : min(n, (i+1)*unit)]
+					last := int64(c) == chunks-1
+					if open {
+						if _, err := s.open(&sc, out[i*s.chunk:], chunk, c, last); err != nil {
+							b.Errorf("floor: chunk %d: %v", c, err)
+							return
+						}
+					} else {
+						s.seal(&sc, out[i*s.stride():], chunk, c, last)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
