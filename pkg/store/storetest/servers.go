@@ -140,6 +140,7 @@ func StartEtcd(t testing.TB) string {
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = fipstest.ServerEnv(os.Environ()) // the store's own crypto: not in cmekctl's FIPS mode
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
