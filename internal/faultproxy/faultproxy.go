@@ -36,6 +36,8 @@ type Fault struct {
 	// Times, when set, faults only that many matching requests; later
 	// ones are forwarded.
 	Times int
+	// Skip forwards the first Skip matching requests, then faults.
+	Skip int
 }
 
 // Proxy is a fault-injecting reverse proxy.
@@ -122,10 +124,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.requests++
 	f := p.fault
-	if (f.Method != "" && r.Method != f.Method) || (f.Times > 0 && p.matched >= f.Times) {
-		f = Fault{Latency: f.Latency}
-	} else if f.Method != "" || f.Times > 0 {
+	matching := f.Method == "" || r.Method == f.Method
+	if matching && (f.Method != "" || f.Times > 0 || f.Skip > 0) {
 		p.matched++
+	}
+	if !matching || (f.Times > 0 && p.matched > f.Skip+f.Times) || p.matched <= f.Skip && f.Skip > 0 {
+		f = Fault{Latency: f.Latency}
 	}
 	if f.Drop || f.Status != 0 || f.DropAnswer {
 		p.faulted++

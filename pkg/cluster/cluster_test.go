@@ -2,16 +2,20 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cmekctl/cmekctl/internal/faultproxy"
 	"github.com/cmekctl/cmekctl/pkg/cluster"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/store"
+	"github.com/cmekctl/cmekctl/pkg/store/storetest"
 )
 
 type fixture struct {
@@ -323,5 +327,100 @@ func TestUnlockOutage(t *testing.T) {
 	}
 	if _, err := f.unlock(t, t.TempDir(), "r1", "r1-n1"); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("store down, no cache: %v", err)
+	}
+}
+
+// The store refuses connections mid-rotation (a real S3 server behind a
+// proxy that resets every write after the first few): nothing is
+// half-applied that a rerun does not finish, with no new wrap.
+func TestRotateStoreRefusesConnections(t *testing.T) {
+	srv := storetest.StartS3(t, "keyrings")
+	storetest.SetAWSTestEnv(t)
+	p := faultproxy.Start(t, srv.URL)
+	s, err := store.Open(context.Background(), srv.URI(p.URL, "refuse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKMS(t)
+	for _, r := range []string{"r1", "r2"} {
+		if _, err := cluster.Enable(context.Background(), s, k.env(), "c1", r, k.create(t, r), nodeNames(r+"-n", 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k.reset()
+	// Lease and intent go through, then 2 keyrings, then every write is reset.
+	p.Set(faultproxy.Fault{Drop: true, Method: http.MethodPut, Skip: 4})
+	o := cluster.RotateOptions{Cluster: "c1", Op: keyring.OpRotateStoreKey, By: "a", Lease: cluster.LeaseOptions{Holder: "a", TTL: time.Second, Wait: 5 * time.Second}}
+	_, err = cluster.Rotate(context.Background(), s, k.env(), o)
+	if !errors.Is(err, keyring.ErrPartial) {
+		t.Fatalf("rotation with the store refusing connections: %v, want ErrPartial", err)
+	}
+	wraps := k.total().Wrap
+	p.Set(faultproxy.Fault{})
+	res, err := cluster.Rotate(context.Background(), s, k.env(), o)
+	if err != nil || !res.Resumed {
+		t.Fatalf("rerun: %v (resumed %v)", err, res != nil && res.Resumed)
+	}
+	if k.total().Wrap != wraps {
+		t.Fatalf("the rerun made %d new wraps", k.total().Wrap-wraps)
+	}
+	for _, r := range []string{"r1", "r2"} {
+		for _, n := range nodeNames(r+"-n", 3) {
+			kr, err := cluster.ReadKeyring(context.Background(), s, "c1", r, n)
+			if err != nil || kr.StoreWrap.Generation != 2 {
+				t.Fatalf("%s: %v generation %d", n, err, kr.StoreWrap.Generation)
+			}
+		}
+	}
+}
+
+// Two operators apply the same intent: the second takes over while the
+// first is between recording the intent and writing the keyrings (its
+// lease forced away). Both finish; the keyrings are rotated once.
+func TestTwoOperatorsSameIntent(t *testing.T) {
+	f := enabled(t, 3, "r1")
+	ctx := context.Background()
+	var second *keyring.Result
+	var secondErr error
+	o := rotate(f, keyring.OpRotateStoreKey)
+	o.Crash = func(step string) {
+		if step != "intent" {
+			return
+		}
+		body, _, err := f.st.Get(ctx, "c1/lease.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l cluster.Lease
+		if err := json.Unmarshal(body, &l); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cluster.ForceRelease(ctx, f.st, "c1", l.Token); err != nil {
+			t.Fatal(err)
+		}
+		second, secondErr = cluster.Rotate(ctx, f.st, f.kms.env(), rotate(f, keyring.OpRotateStoreKey))
+	}
+	first, err := cluster.Rotate(ctx, f.st, f.kms.env(), o)
+	if err != nil && !strings.Contains(err.Error(), "taken over") {
+		t.Fatalf("first operator: %v", err)
+	}
+	if secondErr != nil || !second.Resumed {
+		t.Fatalf("second operator: %v (resumed %v)", secondErr, second != nil && second.Resumed)
+	}
+	if first != nil {
+		for _, r := range first.Nodes {
+			if r.Action != "already done" && !strings.Contains(r.Detail, "another operator applied the same intent") {
+				t.Fatalf("first operator after the second finished: %+v", r)
+			}
+		}
+	}
+	if k := f.kms.total(); k.Wrap != 1 {
+		t.Fatalf("%d wraps, want 1", k.Wrap)
+	}
+	for _, n := range f.nodes["r1"] {
+		kr, _ := cluster.ReadKeyring(ctx, f.st, "c1", "r1", n)
+		if kr.StoreWrap.Generation != 2 {
+			t.Fatalf("%s: generation %d, want 2", n, kr.StoreWrap.Generation)
+		}
 	}
 }

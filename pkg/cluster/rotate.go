@@ -234,7 +234,7 @@ func applyDoc(ctx context.Context, s store.Store, env keyring.Env, o RotateOptio
 			return fail(err)
 		}
 		if kr.LastOp == in.ID {
-			r.Detail = "the write had landed; its answer was lost"
+			r.Detail = "the write had landed: its answer was lost, or another operator applied the same intent"
 			return r
 		}
 	}
