@@ -1,6 +1,7 @@
 package keyring_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -86,8 +87,12 @@ func (n *crdbNode) restart(format string) {
 
 func (n *crdbNode) confirm() {
 	n.t.Helper()
+	before := n.k.total()
 	if _, err := keyring.NodeStarted(context.Background(), n.k.env(), keyring.Store{Dir: n.dir}, keyring.StartedOptions{}); err != nil {
 		n.t.Fatalf("node started: %v", err)
+	}
+	if n.k.total() != before {
+		n.t.Fatal("node started made a KMS call")
 	}
 }
 
@@ -255,10 +260,50 @@ func TestCRDBRestoredKeyring(t *testing.T) {
 	if strings.Contains(err.Error(), "reactivated") {
 		t.Fatalf("cmekctl handed a replaced key: %v", err)
 	}
+	before, _ := os.ReadFile(filepath.Join(n.dir, keyring.FileName))
 	_, err = keyring.NodeStarted(context.Background(), k.env(), keyring.Store{Dir: n.dir}, keyring.StartedOptions{StorePaths: []string{"/mnt/data1"}, ActiveKeyID: n.db.ActiveKeyID("/mnt/data1")})
 	var he *keyring.HintError
 	if !errors.As(err, &he) || !strings.Contains(he.Hint, "restore") {
 		t.Fatalf("node started with the store's real key on a restored keyring: %v, want a refusal naming the restore", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(n.dir, keyring.FileName)); !bytes.Equal(before, after) {
+		t.Fatal("a refused node started changed the keyring")
+	}
+}
+
+// A keyring written by the format-1 cmekctl (bundle of the active and the
+// previous key, unlocked with both): upgraded on read, its node still
+// starts, whichever of the two keys its store is on, and moves on.
+func TestCRDBKeyringV1Upgrade(t *testing.T) {
+	for _, onPrevious := range []bool{true, false} {
+		k := newKMS(t)
+		c := newCluster(t, k, "c1", 1, 1)
+		n := newCRDBNodes(t, k, c)[0]
+		n.restart("")
+		n.confirm()
+		rotateStoreKey(t, k, c)
+		if !onPrevious {
+			n.restart("")
+		}
+		// Rewrite it as format 1 wrote it: no store records.
+		p := filepath.Join(n.dir, keyring.FileName)
+		kr := load(t, n.dir)
+		if len(kr.StoreWrap.KeyIDs) != 2 {
+			t.Fatalf("bundle of %d keys, want 2 for this test", len(kr.StoreWrap.KeyIDs))
+		}
+		kr.Version, kr.Stores, kr.Unrecorded = 1, nil, keyring.StoreState{}
+		b, _ := keyring.Marshal(kr)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.restart("")
+		n.confirm()
+		if n.activeKey("/mnt/data1") != kr.StoreWrap.KeyIDs[0] {
+			t.Fatal("the upgraded node did not reach the active key")
+		}
+		if got, _ := os.ReadFile(p); !bytes.Contains(got, []byte(`"version": 2,`)) {
+			t.Fatal("the keyring was not written back as version 2")
+		}
 	}
 }
 
