@@ -94,6 +94,13 @@ func unlockRun(ctx context.Context, f *Factory, p printer, o *UnlockOptions) err
 	if err != nil {
 		return err
 	}
+	return printUnlock(f, p, res, o.Format, unlockReport{UnlockResult: res, KMSCalls: s.Counts()})
+}
+
+// printUnlock prints what unlock wrote: the notes on stderr; on a terminal
+// or a pipe, one --enterprise-encryption value per store (--format raw: the
+// file paths), one per line; else the report.
+func printUnlock(f *Factory, p printer, res *keyring.UnlockResult, format string, report any) error {
 	for _, st := range res.Stores {
 		if st.Note != "" {
 			fmt.Fprintf(f.IO.ErrOut, "cmekctl: note: %s\n", st.Note)
@@ -101,11 +108,11 @@ func unlockRun(ctx context.Context, f *Factory, p printer, o *UnlockOptions) err
 	}
 	if p.format == OutputTable {
 		lines := res.Flags
-		if o.Format == keyring.FormatRaw {
+		if format == keyring.FormatRaw {
 			lines = res.Files
 		}
-		_, err = fmt.Fprintln(f.IO.Out, strings.Join(lines, "\n"))
+		_, err := fmt.Fprintln(f.IO.Out, strings.Join(lines, "\n"))
 		return err
 	}
-	return p.print(unlockReport{UnlockResult: res, KMSCalls: s.Counts()})
+	return p.print(report)
 }

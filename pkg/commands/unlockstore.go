@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -58,20 +57,7 @@ func unlockStoreRun(ctx context.Context, cmd *cobra.Command, f *Factory, p print
 	if res.StatusErr != "" {
 		fmt.Fprintf(f.IO.ErrOut, "cmekctl: warning: the node started, but its status could not be written to the store: %s\n", res.StatusErr)
 	}
-	for _, st := range res.Stores {
-		if st.Note != "" {
-			fmt.Fprintf(f.IO.ErrOut, "cmekctl: note: %s\n", st.Note)
-		}
-	}
-	if p.format == OutputTable {
-		lines := res.Flags
-		if o.Format == keyring.FormatRaw {
-			lines = res.Files
-		}
-		_, err = fmt.Fprintln(f.IO.Out, strings.Join(lines, "\n"))
-		return err
-	}
-	return p.print(unlockStoreReport{UnlockResult: res, KMSCalls: sess.Counts()})
+	return printUnlock(f, p, res.UnlockResult, o.Format, unlockStoreReport{UnlockResult: res, KMSCalls: sess.Counts()})
 }
 
 func addUnlockStoreFlags(cmd *cobra.Command) {
