@@ -4,10 +4,14 @@
 // a primary, AES-256-GCM wraps bound to the caller's additional data, and the
 // states enabled, disabled, pending deletion (with a date) and destroyed.
 // Destroying erases the key material; unwrapping then fails with a DESTROYED
-// error. State files are replaced crash-safely (package safefile).
+// error. State files are replaced crash-safely (package safefile); the
+// material in them is sealed under a per-key secret file that destroy
+// overwrites, so copies of earlier state files are useless (erase.go).
 //
 // It is the default for a first run, for drills on a laptop and for
-// air-gapped labs.
+// air-gapped labs: it is not a KMS for production keys (its material is on
+// the same disks as everything else, and copies of the secret file made
+// before a destroy restore the key).
 package filekms
 
 import (
@@ -36,7 +40,10 @@ const (
 	Scheme   = "file-kms"
 	name     = "file kms"
 	format   = "cmekctl-file-kms"
-	version  = 1
+	// version 2 seals each version's material under a per-key secret
+	// (erase.go); version 1 kept it in plain and is read, then rewritten
+	// as version 2 marked recoverable.
+	version  = 2
 	keyBytes = 32
 )
 
@@ -103,7 +110,8 @@ type versionFile struct {
 	State     string    `json:"state"`
 	Created   time.Time `json:"created"`
 	Destroyed time.Time `json:"destroyed,omitzero"`
-	Material  []byte    `json:"material,omitempty"`
+	Material  []byte    `json:"material,omitempty"` // version 1 only: in plain
+	Sealed    []byte    `json:"sealed,omitempty"`   // version 2: under the key's secret
 }
 
 type stateFile struct {
@@ -115,6 +123,10 @@ type stateFile struct {
 	DeletionDate time.Time     `json:"deletion_date,omitzero"`
 	Created      time.Time     `json:"created"`
 	Versions     []versionFile `json:"versions"`
+	// PlainSince is set on a key first written by a file-kms that kept
+	// material in plain (format 1): copies of those files still hold it,
+	// so the key is recoverable whatever destroy does.
+	PlainSince time.Time `json:"plain_since,omitzero"`
 }
 
 func (k *Key) load(op string) (*stateFile, error) {
@@ -136,8 +148,17 @@ func (k *Key) load(op string) (*stateFile, error) {
 	if err := dec.Decode(&st); err != nil || st.Format != format {
 		return nil, provider.Errorf(name, op, provider.Misuse, "Corrupt", "key file %s is corrupt or not a file-kms key", k.path())
 	}
-	if st.Version != version {
-		return nil, provider.Errorf(name, op, provider.Misuse, "UnknownVersion", "key file %s has format version %d; this cmekctl reads version %d: upgrade cmekctl", k.path(), st.Version, version)
+	switch st.Version {
+	case 1:
+		if st.PlainSince.IsZero() {
+			st.PlainSince = st.Created
+		}
+	case version:
+		if err := k.openMaterial(&st, op); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, provider.Errorf(name, op, provider.Misuse, "UnknownVersion", "key file %s has format version %d; this cmekctl reads versions 1 and %d: upgrade cmekctl", k.path(), st.Version, version)
 	}
 	// A deletion window that has passed destroys the key, as a real KMS does.
 	if st.State == string(provider.StatePendingDeletion) && !k.opt.Now().Before(st.DeletionDate) {
@@ -163,7 +184,11 @@ func destroy(st *stateFile, now time.Time) {
 // material, the old file's blocks are overwritten through an open handle
 // after the rename, so the material does not linger in the unlinked inode.
 func (k *Key) save(st *stateFile) error {
-	data, err := json.MarshalIndent(st, "", "  ")
+	disk, err := k.sealed(st)
+	if err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(disk, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -183,6 +208,11 @@ func (k *Key) save(st *stateFile) error {
 	}
 	if err != nil {
 		return &provider.Error{Provider: name, Op: "save", Class: provider.Transient, Code: "IOError", Message: err.Error(), Err: err}
+	}
+	if st.State == string(provider.StateDestroyed) {
+		// The state file no longer holds sealed material; the secret that
+		// sealed every earlier copy goes now.
+		return k.shredSecret()
 	}
 	return nil
 }
@@ -316,6 +346,11 @@ func (k *Key) state(st *stateFile) provider.KeyState {
 	}
 	for _, v := range st.Versions {
 		ks.Versions = append(ks.Versions, provider.VersionState{ID: strconv.Itoa(v.ID), State: provider.State(v.State), Created: v.Created})
+	}
+	if !st.PlainSince.IsZero() {
+		ks.Recoverable = true
+		ks.RecoverableReason = "an older file-kms (format 1) kept this key's material in plain in its state file since " +
+			st.PlainSince.UTC().Format(time.RFC3339) + ": any copy of those files restores it; create a new key and rotate cmek to it"
 	}
 	return ks
 }
