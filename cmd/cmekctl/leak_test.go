@@ -33,11 +33,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/keywrap"
 	"github.com/cmekctl/cmekctl/pkg/provider/registry"
 )
 
@@ -115,12 +117,28 @@ func (s *leakScan) harvest(kmsDir string, dirs []string) {
 			Versions []struct {
 				ID       int    `json:"id"`
 				Material []byte `json:"material"`
+				Sealed   []byte `json:"sealed"`
 			} `json:"versions"`
 		}
 		if err := json.Unmarshal(b, &st); err != nil {
 			t.Fatalf("file-kms key file %s: %v", e.Name(), err)
 		}
+		// Format 2 seals each version's material under the key's secret
+		// file (filekms erase.go): the secret is a canary too, and the
+		// material is unsealed with it.
+		keyName := strings.TrimSuffix(e.Name(), ".key.json")
+		secret, _ := os.ReadFile(filepath.Join(kmsDir, keyName+".secret"))
+		if len(secret) > 0 {
+			s.add("file-kms "+keyName+" secret", secret)
+		}
 		for _, v := range st.Versions {
+			if len(v.Sealed) > 0 && len(secret) > 0 {
+				m, err := keywrap.Open(secret, v.Sealed, []byte("cmekctl file-kms material\x00"+keyName+"\x00"+strconv.Itoa(v.ID)))
+				if err != nil {
+					t.Fatalf("file-kms %s version %d: unseal: %v", keyName, v.ID, err)
+				}
+				v.Material = m
+			}
 			if len(v.Material) > 0 {
 				s.add(fmt.Sprintf("file-kms %s version %d", e.Name(), v.ID), v.Material)
 			}
@@ -246,9 +264,9 @@ func TestLeakScan(t *testing.T) {
 		t.Fatalf("unlock's active.key (%d bytes) holds no store key the harvest found", len(ak))
 	}
 
-	// The scanner finds what is there: file-kms's key file holds its
-	// material in base64, unlock's file the store key raw.
-	kf, err := os.ReadFile(filepath.Join(kmsDir, "east.key.json"))
+	// The scanner finds what is there: file-kms's secret file holds the
+	// key's secret raw, unlock's file the store key raw.
+	kf, err := os.ReadFile(filepath.Join(kmsDir, "east.secret"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +319,7 @@ func TestLeakScan(t *testing.T) {
 		}
 		rel, _ := filepath.Rel(tmp, path)
 		// The files whose job is to hold a key.
-		if strings.HasSuffix(path, ".key.json") && filepath.Dir(path) == kmsDir ||
+		if (strings.HasSuffix(path, ".key.json") || strings.HasSuffix(path, ".secret")) && filepath.Dir(path) == kmsDir ||
 			(filepath.Dir(path) == run || filepath.Dir(path) == run2) && strings.HasSuffix(path, ".key") {
 			skipped++
 			return nil
