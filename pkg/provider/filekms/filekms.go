@@ -37,9 +37,9 @@ import (
 
 const (
 	// Scheme is the URI scheme of the embedded KMS.
-	Scheme   = "file-kms"
-	name     = "file kms"
-	format   = "cmekctl-file-kms"
+	Scheme = "file-kms"
+	name   = "file kms"
+	format = "cmekctl-file-kms"
 	// version 2 seals each version's material under a per-key secret
 	// (erase.go); version 1 kept it in plain and is read, then rewritten
 	// as version 2 marked recoverable.
