@@ -87,12 +87,34 @@ func TestUnlockCounts(t *testing.T) {
 
 func TestEnableRefusesExisting(t *testing.T) {
 	f := enabled(t, 2, "r1")
-	_, err := cluster.Enable(context.Background(), f.st, f.kms.env(), "c1", "r1", f.cmek["r1"], []string{"r1-n2", "r1-n3"})
+	_, err := cluster.Enable(context.Background(), f.st, f.kms.env(), "c1", "r1", f.cmek["r1"], []string{"r1-n1", "r1-n2"})
 	if !errors.Is(err, keyring.ErrAlreadyEnabled) {
-		t.Fatalf("enable over an existing keyring: %v", err)
+		t.Fatalf("enable over existing keyrings: %v", err)
 	}
-	if k := f.kms.total(); k.Wrap != 0 {
-		t.Fatalf("a refused enable made %d wraps", k.Wrap)
+	if k := f.kms.total(); k.Wrap+k.Unwrap != 0 {
+		t.Fatalf("a refused enable made KMS calls: %+v", k)
+	}
+}
+
+// An enable that stopped part way (some keyrings written) is finished by
+// the same command: the missing nodes join the region's store key, with one
+// unwrap and no wrap.
+func TestEnableResumes(t *testing.T) {
+	f := enabled(t, 2, "r1")
+	res, err := cluster.Enable(context.Background(), f.st, f.kms.env(), "c1", "r1", f.cmek["r1"], []string{"r1-n1", "r1-n2", "r1-n3"})
+	if err != nil || !res.Resumed {
+		t.Fatalf("enable with one node missing: %v", err)
+	}
+	if k := f.kms.total(); k.Wrap != 0 || k.Unwrap != 1 {
+		t.Fatalf("KMS %+v, want 1 unwrap, no wrap", k)
+	}
+	a, _ := cluster.ReadKeyring(context.Background(), f.st, "c1", "r1", "r1-n1")
+	b, err := cluster.ReadKeyring(context.Background(), f.st, "c1", "r1", "r1-n3")
+	if err != nil || a.ActiveStoreKey().ID != b.ActiveStoreKey().ID {
+		t.Fatalf("the joined node: %v, store key %v", err, b)
+	}
+	if _, err := f.unlock(t, t.TempDir(), "r1", "r1-n3"); err != nil {
+		t.Fatalf("the joined node cannot start: %v", err)
 	}
 }
 

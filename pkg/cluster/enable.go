@@ -12,26 +12,47 @@ import (
 )
 
 // Enable creates the cluster record (once) and the keyrings of a region's
-// nodes in the store: one KMS wrap, then one create-only write per node. A
-// node whose keyring the store already holds is refused before any KMS call.
+// nodes in the store: one KMS wrap, then one create-only write per node.
+// When some of the nodes' keyrings are already there (an enable that
+// stopped part way), the others join their store key (one unwrap, no
+// wrap); when all are, it is refused before any KMS call.
 func Enable(ctx context.Context, s store.Store, env keyring.Env, c, region, cmek string, nodes []string) (*keyring.Result, error) {
 	if err := CheckNames(append([]string{c, region}, nodes...)...); err != nil {
 		return nil, err
 	}
 	var exists []string
+	var missing []string
+	var src *keyring.Keyring
 	for _, n := range nodes {
-		_, _, err := s.Get(ctx, keyringKey(c, region, n))
+		kr, _, err := getKeyring(ctx, s, c, region, n)
 		switch {
 		case err == nil:
 			exists = append(exists, n)
-		case !errors.Is(err, store.ErrNotFound):
+			if src == nil || kr.StoreWrap.Generation > src.StoreWrap.Generation {
+				src = kr
+			}
+		case errors.Is(err, store.ErrNotFound):
+			missing = append(missing, n)
+		default:
 			return nil, err
 		}
 	}
-	if len(exists) > 0 {
-		return nil, fmt.Errorf("%s: %w for node(s) %v of region %s, cluster %s: nothing was changed", s, keyring.ErrAlreadyEnabled, exists, region, c)
+	if len(missing) == 0 {
+		return nil, fmt.Errorf("%s: %w for every node given (%v) of region %s, cluster %s: nothing was changed (use cmekctl status --store, or rotate)", s, keyring.ErrAlreadyEnabled, exists, region, c)
 	}
-	krs, err := keyring.NewRegionKeyrings(ctx, env, c, region, cmek, nodes)
+	var krs []*keyring.Keyring
+	var err error
+	resumed := src != nil
+	if resumed {
+		// An earlier enable of this region stopped part way: the missing
+		// nodes join the store key the others have (one unwrap, no wrap).
+		if cmek != "" && cmek != src.StoreWrap.CMEKURI {
+			return nil, fmt.Errorf("%s: %w for node(s) %v of region %s under CMEK key %s, not the one given: nothing was changed", s, keyring.ErrAlreadyEnabled, exists, region, src.StoreWrap.CMEKURI)
+		}
+		krs, err = keyring.JoinRegion(ctx, env, src, missing)
+	} else {
+		krs, err = keyring.NewRegionKeyrings(ctx, env, c, region, cmek, nodes)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +60,7 @@ func Enable(ctx context.Context, s store.Store, env keyring.Env, c, region, cmek
 	if _, err := s.CreateOnly(ctx, clusterKey(c), marshal(Record{Format: FormatCluster, ClusterID: c, Created: now})); err != nil && !errors.Is(err, store.ErrExists) {
 		return nil, err
 	}
-	res := &keyring.Result{Op: keyring.OpEnable, Nodes: make([]keyring.NodeResult, len(krs))}
+	res := &keyring.Result{Op: keyring.OpEnable, Resumed: resumed, Nodes: make([]keyring.NodeResult, len(krs))}
 	parallel(len(krs), func(i int) {
 		kr := krs[i]
 		r := keyring.NodeResult{Dir: s.String(), Region: region, Node: kr.Node, Action: "enabled"}
@@ -52,8 +73,11 @@ func Enable(ctx context.Context, s store.Store, env keyring.Env, c, region, cmek
 		}
 		res.Nodes[i] = r
 	})
+	for _, n := range exists {
+		res.Nodes = append(res.Nodes, keyring.NodeResult{Dir: s.String(), Region: region, Node: n, Action: "already enabled"})
+	}
 	if f := res.Failed(); f > 0 {
-		return res, fmt.Errorf("%w: %d of %d keyrings were not written to %s", keyring.ErrPartial, f, len(krs), s)
+		return res, fmt.Errorf("%w: %d of %d keyrings were not written to %s; run the same command again: the missing nodes join the region's store key", keyring.ErrPartial, f, len(krs), s)
 	}
 	return res, nil
 }

@@ -505,6 +505,25 @@ func AddNodes(ctx context.Context, env Env, src *Keyring, nodes []EnableNode) (*
 	return addNodes(ctx, env, src, nodes, false)
 }
 
+// joinKeyring is a new node's keyring on the store keys of src's region (b
+// unwrapped from src.StoreWrap): a data key under the active store key.
+// With adopted, its stores are taken to run on the region's adopted key.
+func joinKeyring(src *Keyring, node string, b *Bundle, now time.Time, adopted bool) *Keyring {
+	kr := &Keyring{Format: FormatName, Version: FormatVersion, ClusterID: src.ClusterID, Region: src.Region, Node: node,
+		EnabledAt: src.EnabledAt, StoreWrap: src.StoreWrap, Updated: now,
+		StoreKeys: slices.Clone(src.StoreKeys), BackupKeys: slices.Clone(src.BackupKeys)}
+	if adopted {
+		for _, sk := range src.StoreKeys {
+			if sk.Origin == "adopted" && slices.Contains(src.StoreWrap.KeyIDs, sk.ID) {
+				kr.Unrecorded = StoreState{On: KeyRef{ID: sk.ID, Format: adoptedFormat(src, sk.ID)}}
+			}
+		}
+	}
+	active := kr.ActiveStoreKey()
+	kr.DataKeys = []DataKey{newDataKey(kr, active.ID, b.Key(active.ID), now)}
+	return kr
+}
+
 // addNodes is AddNodes; with adopted, the new nodes' stores are taken to run
 // on the region's adopted key (an enable --adopt-key finished by a re-run).
 func addNodes(ctx context.Context, env Env, src *Keyring, nodes []EnableNode, adopted bool) (*Result, error) {
@@ -542,18 +561,7 @@ func addNodes(ctx context.Context, env Env, src *Keyring, nodes []EnableNode, ad
 	res := &Result{Op: OpEnable, Nodes: make([]NodeResult, len(nodes))}
 	forEach(indexes(len(nodes)), func(i int) {
 		n := nodes[i]
-		kr := &Keyring{Format: FormatName, Version: FormatVersion, ClusterID: src.ClusterID, Region: src.Region, Node: n.Name,
-			EnabledAt: src.EnabledAt, StoreWrap: src.StoreWrap, Updated: now,
-			StoreKeys: slices.Clone(src.StoreKeys), BackupKeys: slices.Clone(src.BackupKeys)}
-		if adopted {
-			for _, sk := range src.StoreKeys {
-				if sk.Origin == "adopted" && slices.Contains(src.StoreWrap.KeyIDs, sk.ID) {
-					kr.Unrecorded = StoreState{On: KeyRef{ID: sk.ID, Format: adoptedFormat(src, sk.ID)}}
-				}
-			}
-		}
-		active := kr.ActiveStoreKey()
-		kr.DataKeys = []DataKey{newDataKey(kr, active.ID, b.Key(active.ID), now)}
+		kr := joinKeyring(src, n.Name, b, now, adopted)
 		res.Nodes[i] = finish(env, kr, n.Store, "enabled (joined the region's store key)", n.Store.Save(kr))
 	})
 	if res.Failed() > 0 {

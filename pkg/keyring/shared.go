@@ -56,6 +56,26 @@ func newNodeKeyring(cluster, region, node string, w StoreWrap, b *Bundle, now ti
 	return kr
 }
 
+// JoinRegion makes keyrings in memory for nodes that join the region of
+// src, on its store keys: one KMS unwrap, no wrap. A shared store's enable
+// that stopped part way is finished with it.
+func JoinRegion(ctx context.Context, env Env, src *Keyring, nodes []string) ([]*Keyring, error) {
+	if src.Revoked != nil {
+		return nil, fmt.Errorf("%w: the region's keyrings are revoked: no node can join", ErrRevoked)
+	}
+	b, err := UnwrapBundle(ctx, env, src.ClusterID, src.Region, src.StoreWrap)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Wipe()
+	now := env.now()
+	out := make([]*Keyring, len(nodes))
+	for i, n := range nodes {
+		out[i] = joinKeyring(src, n, b, now, false)
+	}
+	return out, nil
+}
+
 // PlanKeyrings makes the KMS calls of a fresh rotation of one region's
 // keyrings (one unwrap; one wrap for store-key and CMEK rotations): the
 // bundle to apply (nil for a CMEK rotation) and the new wrap (zero for a
