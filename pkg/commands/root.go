@@ -68,7 +68,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	addLockWaitFlag(root, &g.LockWait)
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputJSON, OutputYAML}, cobra.ShellCompDirectiveNoFileComp))
 	cobra.AddTemplateFunc("exitCodes", ExitCodesHelp)
-	root.SetUsageTemplate(root.UsageTemplate() + "\nExit status:\n{{exitCodes}}")
+	root.SetUsageTemplate(root.UsageTemplate() + exitStatusPointer)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError("see: "+c.CommandPath()+" --help", "%v", err)
 	})
@@ -101,6 +101,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	registerCompletions(root)
 	requireKnownSubcommands(root)
 	addVersionFlag(root)
+	addExamples(root)
 	return root
 }
 
