@@ -50,7 +50,9 @@ The exit status is the worst class among the files, in this order:
    6 foreign         a backup of another cluster
   50 not-restorable  no region's CMEK key unwraps the backup key (refused, disabled
                      or destroyed: one class, the reason says which), or the
-                     keyrings do not record it
+                     keyrings do not record it; or a version 1 backup in
+                     FIPS 140-only mode (decrypt it with a standard build,
+                     then encrypt it again)
   23 kms-unavailable the KMS did not answer: nothing is known
    0 ok              every file is RESTORABLE
 
