@@ -40,6 +40,9 @@ type Factory struct {
 	// cloud whether it works on the Cloud (interrupt.go).
 	stamps map[string]string
 	cloud  bool
+	// trust is this run's KMS trust settings (kmstrust.go; nil: the
+	// strictest, nothing allowed).
+	trust *kmsTrust
 	// OpenStore opens a shared store URI (nil: store.Open).
 	OpenStore func(ctx context.Context, uri string) (store.Store, error)
 }
@@ -55,13 +58,23 @@ type kmsSession struct {
 	audit    *audit.Log
 	verb     string
 	auditErr func(error)
+	trust    *kmsTrust
 	mu       sync.Mutex
 	keys     map[string]*provider.Counting
 }
 
 func (f *Factory) newSession() *kmsSession {
 	return &kmsSession{reg: f.Registry(), keys: map[string]*provider.Counting{}, audit: f.Audit, verb: f.Verb,
-		auditErr: func(err error) { f.warnAudit(err) }}
+		auditErr: func(err error) { f.warnAudit(err) }, trust: f.kmsTrust()}
+}
+
+// kmsTrust returns this run's KMS trust settings, the strictest when the
+// root command did not set them (a run function called directly).
+func (f *Factory) kmsTrust() *kmsTrust {
+	if f.trust != nil {
+		return f.trust
+	}
+	return &kmsTrust{operator: map[string]bool{}, getenv: f.Getenv}
 }
 
 // Open returns the key of uri, opened once.
@@ -70,6 +83,9 @@ func (s *kmsSession) Open(uri string) (provider.Key, error) {
 	defer s.mu.Unlock()
 	if k, ok := s.keys[uri]; ok {
 		return k, nil
+	}
+	if err := s.trust.check(uri); err != nil {
+		return nil, err
 	}
 	k, err := s.reg.Open(uri)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cmekctl/cmekctl/pkg/backup"
 	"github.com/cmekctl/cmekctl/pkg/iostreams"
+	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/provider/registry"
 	"github.com/cmekctl/cmekctl/pkg/stream"
 )
@@ -252,4 +253,92 @@ func TestEscrowImportKnownKeys(t *testing.T) {
 		t.Errorf("no note that region west's wraps were left out:\n%s", errOut)
 	}
 	e.ok(t, "backup-keys", "verify", "--keyring", east2, "--all-regions")
+}
+
+// tamperCMEKURI rewrites the CMEK URI a keyring records for its store key.
+func tamperCMEKURI(t *testing.T, kr, uri string) {
+	t.Helper()
+	path := filepath.Join(kr, "keyring.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["store_wrap"].(map[string]any)["cmek_uri"] = uri
+	b, err = json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A keyring whose recorded CMEK URI was changed to another endpoint is not
+// followed there: the operator must name the endpoint (--kms-endpoint), and
+// plaintext outside loopback needs --insecure-kms as well.
+func TestTamperedKeyringEndpointRefused(t *testing.T) {
+	e := newHostileEnv(t)
+	kr, _ := e.enable(t, "east")
+	const host = "kms.attacker.invalid:8200"
+	tamperCMEKURI(t, kr, "vault-transit://"+host+"/transit/keys/k")
+	for _, args := range [][]string{
+		{"rotate", "store-key", "--keyring", kr},
+		{"unlock", "--keyring", kr, "--out", filepath.Join(t.TempDir(), "run"), "--allow-disk", "--store-path", "*"},
+		{"backup-keys", "create", "--keyring", kr},
+	} {
+		code, _, errOut := e.run(t, args...)
+		if code != ExitUsage || !strings.Contains(errOut, "endpoint "+host+" is named by a recorded CMEK URI, not by you: refusing to send credentials there") {
+			t.Errorf("cmekctl %s on a keyring pointing at %s: exit %d, want %d and the refusal:\n%s", args[0], host, code, ExitUsage, errOut)
+		}
+		if !strings.Contains(errOut, "cmekctl: hint: if "+host+" is your KMS, allow it: --kms-endpoint") {
+			t.Errorf("no hint on how to allow it:\n%s", errOut)
+		}
+	}
+	// Allowed as an endpoint, but in clear: still refused without --insecure-kms.
+	tamperCMEKURI(t, kr, "vault-transit://"+host+"/transit/keys/k?tls=false")
+	code, _, errOut := e.run(t, "rotate", "store-key", "--keyring", kr, "--kms-endpoint", "kms.attacker.invalid")
+	if code != ExitUsage || !strings.Contains(errOut, "plaintext transport to "+host+" refused") {
+		t.Errorf("plaintext to an allowed endpoint: exit %d\n%s", code, errOut)
+	}
+	// The operator's own URI on the command line: plaintext is refused too.
+	code, _, errOut = e.run(t, "kms", "describe", "vault-transit://"+host+"/transit/keys/k?tls=false")
+	if code != ExitUsage || !strings.Contains(errOut, "pass --insecure-kms on the command line") {
+		t.Errorf("kms describe over plaintext: exit %d\n%s", code, errOut)
+	}
+}
+
+func TestKMSTrustCheck(t *testing.T) {
+	vaultAt := func(h string) string { return "vault-transit://" + h + "/transit/keys/k" }
+	aws := func(ep string) string { return "aws-kms:///alias/k?REGION=us-east-1&AWS_ENDPOINT=" + ep }
+	env := func(k string) string { return map[string]string{"VAULT_ADDR": "http://vault.corp.example:8200"}[k] }
+	cases := []struct {
+		name  string
+		trust kmsTrust
+		uri   string
+		ok    bool
+	}{
+		{"provider default", kmsTrust{}, "aws-kms:///alias/k?REGION=us-east-1", true},
+		{"file-kms", kmsTrust{}, "file-kms:///tmp/k", true},
+		{"loopback endpoint", kmsTrust{}, aws("http://127.0.0.1:4566"), true},
+		{"loopback vault in clear", kmsTrust{}, vaultAt("localhost:8200") + "?tls=false", true},
+		{"recorded endpoint", kmsTrust{}, aws("https://kms.evil.example"), false},
+		{"allowed host", kmsTrust{allowed: []string{"kms.corp.example"}}, aws("https://kms.corp.example:443"), true},
+		{"allowed host:port", kmsTrust{allowed: []string{"vault.corp.example:8200"}}, vaultAt("vault.corp.example:8200"), true},
+		{"other port", kmsTrust{allowed: []string{"vault.corp.example:8200"}}, vaultAt("vault.corp.example:8201"), false},
+		{"operator's URI", kmsTrust{operator: map[string]bool{provider.Identity(vaultAt("vault.corp.example:8200")): true}}, vaultAt("vault.corp.example:8200"), true},
+		{"http endpoint", kmsTrust{allowed: []string{"kms.corp.example"}}, aws("http://kms.corp.example"), false},
+		{"http endpoint, --insecure-kms", kmsTrust{allowed: []string{"kms.corp.example"}, insecure: true}, aws("http://kms.corp.example"), true},
+		{"VAULT_ADDR in clear", kmsTrust{getenv: env}, "vault-transit:///transit/keys/k?tls=false", false},
+		{"VAULT_ADDR in clear, --insecure-kms", kmsTrust{getenv: env, insecure: true}, "vault-transit:///transit/keys/k?tls=false", true},
+	}
+	for _, c := range cases {
+		err := c.trust.check(c.uri)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: check(%s) = %v, want ok=%v", c.name, c.uri, err, c.ok)
+		}
+	}
 }

@@ -87,6 +87,9 @@ cannot destroy at once), cmekctl says so and what to do instead.`,
 			if _, err := f.Registry().Open(args[0]); err != nil {
 				return usageError("check the URI; cmekctl kms --help lists the forms", "%v", err)
 			}
+			if err := f.kmsTrust().check(args[0]); err != nil {
+				return err
+			}
 			k, err := f.newSession().Open(args[0])
 			if err != nil {
 				return usageError("check the URI; cmekctl kms --help lists the forms", "%v", err)
@@ -105,6 +108,9 @@ cannot destroy at once), cmekctl says so and what to do instead.`,
 }
 
 func kmsRun(ctx context.Context, f *Factory, p printer, o *KMSOptions, run func(context.Context, provider.Admin, *KMSOptions) (provider.KeyState, error)) error {
+	if err := f.kmsTrust().check(o.URI); err != nil {
+		return err
+	}
 	k, err := f.Registry().Open(o.URI)
 	if err != nil {
 		return usageError("check the URI; cmekctl kms --help lists the forms", "%v", err)

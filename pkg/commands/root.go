@@ -41,6 +41,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 			if err := loadConfig(f, cmd.Root(), cmd, g.Config, cmd.Flags().Changed("config")); err != nil {
 				return err
 			}
+			f.trust = newKMSTrust(f, cmd, args, f.Config)
 			f.stamps = keyringStamps(flagValues(cmd, "keyring"))
 			if err := lockPolicy(f, cmd, g.LockWait); err != nil {
 				return err
@@ -63,6 +64,8 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	root.PersistentFlags().StringVarP(&g.Output, "output", "o", OutputTable, "output format: table, json or yaml")
 	root.PersistentFlags().BoolVar(&g.NoColor, "no-color", false, "no colour in output (also NO_COLOR)")
 	root.PersistentFlags().StringVar(&g.Config, "config", "", "cluster config file (default $XDG_CONFIG_HOME/cmekctl/config.yaml; also CMEKCTL_CONFIG)")
+	root.PersistentFlags().Bool("insecure-kms", false, "allow plaintext transport (tls=false, http://) to a KMS outside loopback, for this run (command line only)")
+	root.PersistentFlags().StringSlice("kms-endpoint", nil, "KMS endpoints (host or host:port) that CMEK URIs recorded in keyrings may name (AWS_ENDPOINT, a Vault host); also in the config file")
 	root.PersistentFlags().StringVar(&g.AuditLog, "audit-log", "", "append-only audit log (default $XDG_STATE_HOME/cmekctl/audit.log; \"off\" for none)")
 	root.PersistentFlags().BoolVar(&g.RequireFIPS, "require-fips", false, "refuse to run unless this is a FIPS build running with GODEBUG=fips140=only (also CMEKCTL_REQUIRE_FIPS; see cmekctl version)")
 	addLockWaitFlag(root, &g.LockWait)
