@@ -23,6 +23,10 @@ type DrillOptions struct {
 	Keep     bool
 	Provider string
 	CMEK     string
+	// Existing names a key that exists and may be disabled and destroyed
+	// (with Yes, or typed confirmation on a terminal).
+	Existing string
+	Yes      bool
 }
 
 // drillCaps are what a KMS can show in a drill.
@@ -60,7 +64,13 @@ encrypt sample data on each node; rotate the data key, the store key, and the
 CMEK key to a new version; read all data back; disable the CMEK key and show
 that unlock and decrypt now fail; destroy the key and show that nothing can
 be decrypted. It prints a table of steps with what each showed, and exits
-with 60 if any step did not behave.`,
+with 60 if any step did not behave.
+
+The drill creates its own key: --cmek names a key that does not exist yet in
+your KMS (the default is a new file-kms key in the sandbox). A key that
+already exists is disabled and destroyed by the drill, so it is refused unless
+you confirm: on a terminal by typing its URI, in a script with --yes and
+--destroy-existing naming the same key. Nothing is done before that.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return drillRun(cmd.Context(), f, p(), opts)
@@ -69,7 +79,9 @@ with 60 if any step did not behave.`,
 	cmd.Flags().StringVar(&opts.Dir, "dir", "", "sandbox directory (default: a new temporary directory, removed afterwards)")
 	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "keep the temporary sandbox for inspection")
 	cmd.Flags().StringVar(&opts.Provider, "provider", "file", "KMS to rehearse on: file, aws, gcp or vault (with --cmek)")
-	cmd.Flags().StringVar(&opts.CMEK, "cmek", "", "a TEST key in your KMS to rehearse on (it is disabled and destroyed by the drill)")
+	cmd.Flags().StringVar(&opts.CMEK, "cmek", "", "a TEST key in your KMS to rehearse on, not created yet: the drill creates it, then disables and destroys it")
+	cmd.Flags().StringVar(&opts.Existing, "destroy-existing", "", "rehearse on this EXISTING key (the --cmek key again): it is disabled and destroyed; with --yes in a script")
+	cmd.Flags().BoolVar(&opts.Yes, "yes", false, "with --destroy-existing: confirm without a prompt")
 	_ = cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions([]string{"file", "aws", "gcp", "vault"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -145,6 +157,9 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 	}
 	if !strings.HasPrefix(uri, scheme+"://") {
 		return usageError("make --provider and the --cmek URI agree", "--cmek %s is not a %s URI", redact(uri), scheme)
+	}
+	if err := drillKeyIsNew(ctx, f, uri, o); err != nil {
+		return err
 	}
 	caps := capsOf(scheme)
 	d.rep.CMEK, d.rep.Note = redact(uri), caps.note

@@ -1198,7 +1198,7 @@ func TestProvidersE2ERealCloud(t *testing.T) {
 		st := w.kmsVerb(t, "create", u.String())
 		u.Path = "/" + st.Details["arn"]
 		var rep drillReport
-		w.ok(t, &rep, "drill", "--provider", "aws", "--cmek", u.String(), "-o", "json")
+		w.ok(t, &rep, "drill", "--provider", "aws", "--cmek", u.String(), "--destroy-existing", u.String(), "--yes", "-o", "json")
 		if !rep.OK {
 			t.Fatalf("aws drill: %+v", rep.Steps)
 		}
@@ -1216,7 +1216,7 @@ func TestProvidersE2ERealCloud(t *testing.T) {
 		w := real("gcp")
 		w.kmsVerb(t, "create", u.String())
 		var rep drillReport
-		w.ok(t, &rep, "drill", "--provider", "gcp", "--cmek", u.String(), "-o", "json")
+		w.ok(t, &rep, "drill", "--provider", "gcp", "--cmek", u.String(), "--destroy-existing", u.String(), "--yes", "-o", "json")
 		if !rep.OK {
 			t.Fatalf("gcp drill: %+v", rep.Steps)
 		}
