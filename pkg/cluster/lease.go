@@ -42,6 +42,9 @@ type Held struct {
 	err   error
 	now   func() time.Time
 	once  sync.Once
+	// native: an etcd lease (release revokes it; lost closes when it ends).
+	native func(context.Context) error
+	lost   <-chan struct{}
 }
 
 // BusyError says who holds the lease.
@@ -75,6 +78,9 @@ func AcquireLease(ctx context.Context, s store.Store, c, op string, o LeaseOptio
 	now := o.Now().UTC()
 	mine := Lease{Format: FormatLease, Token: hex.EncodeToString(tok[:]), Holder: o.Holder, Op: op, Acquired: now, Renewed: now, TTL: Duration(o.TTL)}
 	key := leaseKey(c)
+	if l, ok := s.(store.Leaser); ok {
+		return acquireNative(ctx, s, l, key, mine, o, poll)
+	}
 	start := time.Now() // monotonic
 	var seen store.Version
 	var seenAt time.Time
@@ -149,6 +155,14 @@ func (h *Held) renew(ctx context.Context, every time.Duration) {
 
 // Lost returns an error if the lease was taken from this holder.
 func (h *Held) Lost() error {
+	if h.native != nil {
+		select {
+		case <-h.lost:
+			return errors.New("the cluster's lease ended before the work did (forced, or the store lost this holder's keep-alives)")
+		default:
+			return nil
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.err
@@ -160,12 +174,18 @@ func (h *Held) Token() string { return h.lease.Token }
 // StopRenewing stops the renewals without releasing: what a holder that
 // dies leaves behind (tests).
 func (h *Held) StopRenewing() {
+	if h.native != nil {
+		return
+	}
 	h.once.Do(func() { close(h.stop) })
 	<-h.done
 }
 
 // Release stops renewing and marks the lease released.
 func (h *Held) Release(ctx context.Context) error {
+	if h.native != nil {
+		return h.native(ctx)
+	}
 	h.StopRenewing()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -193,9 +213,37 @@ func ForceRelease(ctx context.Context, s store.Store, c, token string) (*Lease, 
 	if cur.Token != token {
 		return &cur, fmt.Errorf("the lease of cluster %s has token %s, not %s (held by %s for %s): nothing was changed", c, cur.Token, token, cur.Holder, cur.Op)
 	}
+	if l, ok := s.(store.Leaser); ok {
+		return &cur, l.LeaseRevoke(ctx, leaseKey(c))
+	}
 	cur.Released = true
 	if _, err := s.ReplaceIfUnchanged(ctx, leaseKey(c), marshal(cur), ver); err != nil {
 		return &cur, err
 	}
 	return &cur, nil
+}
+
+// acquireNative takes the lease as a key bound to a native store lease
+// (etcd): it exists only while its holder keeps the lease alive, and the
+// server ends it a TTL after the holder stops, so a waiter only polls.
+func acquireNative(ctx context.Context, s store.Store, l store.Leaser, key string, mine Lease, o LeaseOptions, poll time.Duration) (*Held, error) {
+	start := time.Now()
+	for {
+		release, lost, err := l.LeaseCreate(ctx, key, marshal(mine), o.TTL)
+		if err == nil {
+			return &Held{s: s, key: key, lease: mine, now: o.Now, native: release, lost: lost}, nil
+		}
+		if !errors.Is(err, store.ErrExists) {
+			return nil, err
+		}
+		var cur Lease
+		if _, gerr := getJSON(ctx, s, key, FormatLease, &cur); gerr == nil && time.Since(start) >= o.Wait {
+			return nil, &BusyError{Holder: cur.Holder, Op: cur.Op, Token: cur.Token, Acquired: cur.Acquired}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(poll):
+		}
+	}
 }

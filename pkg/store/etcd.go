@@ -180,3 +180,77 @@ func etcdErr(err error) error {
 	}
 	return err
 }
+
+// Leaser is a store with native leases: etcd's. The operator lease uses it
+// when the store has it: the key lives only as long as its holder keeps the
+// lease alive, and the server, not a waiter's clock, lets it go.
+type Leaser interface {
+	// LeaseCreate writes body under key bound to a new lease of ttl, if
+	// no document is there (ErrExists otherwise), and keeps the lease
+	// alive until release. lost is closed if the lease ends first.
+	LeaseCreate(ctx context.Context, key string, body []byte, ttl time.Duration) (release func(context.Context) error, lost <-chan struct{}, err error)
+	// LeaseRevoke ends the lease that key is bound to, deleting it.
+	LeaseRevoke(ctx context.Context, key string) error
+}
+
+var _ Leaser = (*Etcd)(nil)
+
+// LeaseCreate puts key with a new lease in a transaction on
+// CreateRevision == 0, and keeps the lease alive.
+func (e *Etcd) LeaseCreate(ctx context.Context, key string, body []byte, ttl time.Duration) (func(context.Context) error, <-chan struct{}, error) {
+	if err := CheckKey(key); err != nil {
+		return nil, nil, err
+	}
+	secs := max(int64(ttl/time.Second), 2)
+	octx, cancel := context.WithTimeout(ctx, etcdOpTimeout)
+	defer cancel()
+	g, err := e.Client.Grant(octx, secs)
+	if err != nil {
+		return nil, nil, wrapErr("etcd store", "lease", key, etcdErr(err))
+	}
+	k := e.Key(key)
+	resp, err := e.Client.Txn(octx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, string(encode(1, body)), clientv3.WithLease(g.ID))).Commit()
+	if err != nil || !resp.Succeeded {
+		_, _ = e.Client.Revoke(context.WithoutCancel(ctx), g.ID)
+		if err != nil {
+			return nil, nil, wrapErr("etcd store", "lease", key, etcdErr(err))
+		}
+		return nil, nil, wrapErr("etcd store", "lease", key, ErrExists)
+	}
+	kctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	ch, err := e.Client.KeepAlive(kctx, g.ID)
+	if err != nil {
+		stop()
+		_, _ = e.Client.Revoke(context.WithoutCancel(ctx), g.ID)
+		return nil, nil, wrapErr("etcd store", "lease", key, etcdErr(err))
+	}
+	lost := make(chan struct{})
+	go func() {
+		for range ch {
+		}
+		close(lost)
+	}()
+	release := func(ctx context.Context) error {
+		stop()
+		rctx, cancel := context.WithTimeout(ctx, etcdOpTimeout)
+		defer cancel()
+		_, err := e.Client.Revoke(rctx, g.ID)
+		return err
+	}
+	return release, lost, nil
+}
+
+// LeaseRevoke revokes the lease key is bound to.
+func (e *Etcd) LeaseRevoke(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, etcdOpTimeout)
+	defer cancel()
+	resp, err := e.Client.Get(ctx, e.Key(key))
+	if err != nil {
+		return wrapErr("etcd store", "lease", key, etcdErr(err))
+	}
+	if len(resp.Kvs) == 0 || resp.Kvs[0].Lease == 0 {
+		return wrapErr("etcd store", "lease", key, ErrNotFound)
+	}
+	_, err = e.Client.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+	return err
+}
