@@ -37,12 +37,14 @@ type Entry struct {
 	KeyIDs     []string  `json:"key_ids,omitempty"`
 	CMEKURI    string    `json:"cmek_uri,omitempty"`
 	KeyVersion string    `json:"key_version,omitempty"`
-	RequestID  string    `json:"kms_request_id,omitempty"`
-	Result     string    `json:"result"` // ok, error, or a verdict
-	ErrorClass string    `json:"error_class,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	Prev       string    `json:"prev"`
-	Hash       string    `json:"hash"`
+	// Dir is the directory a verb wrote plaintext keys to (unlock's --out).
+	Dir        string `json:"dir,omitempty"`
+	RequestID  string `json:"kms_request_id,omitempty"`
+	Result     string `json:"result"` // ok, error, or a verdict
+	ErrorClass string `json:"error_class,omitempty"`
+	Error      string `json:"error,omitempty"`
+	Prev       string `json:"prev"`
+	Hash       string `json:"hash"`
 }
 
 // genesis is the "previous hash" of the first line.

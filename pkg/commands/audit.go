@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +22,26 @@ var auditedVerbs = []string{"enable", "rotate data-key", "rotate store-key", "ro
 	"kms schedule-deletion", "kms cancel-deletion", "kms destroy", "backup-keys create", "backup-keys verify",
 	"backup-keys rewrap", "backup-keys export", "backup-keys import", "backup encrypt", "backup decrypt", "node add"}
 
+// destructiveVerbs fail closed: they do not run unless their audit log
+// takes an entry first, or --audit-log off was given on the command line.
+var destructiveVerbs = []string{"revoke", "kms destroy", "kms schedule-deletion"}
+
+// auditSubject records what the summary entry names: the key URI of a kms
+// verb, the directory unlock writes to.
+func auditSubject(f *Factory, cmd *cobra.Command, args []string) {
+	if strings.HasPrefix(f.Verb, "kms ") && len(args) > 0 {
+		f.auditURI = provider.RedactURI(args[0])
+	}
+	if f.Verb == "unlock" {
+		if out, err := cmd.Flags().GetString("out"); err == nil && out != "" {
+			if abs, err := filepath.Abs(out); err == nil {
+				out = abs
+			}
+			f.auditDir = out
+		}
+	}
+}
+
 func openAudit(f *Factory, g *globalOptions, explicit bool) error {
 	if g.AuditLog == "off" || strings.HasPrefix(f.Verb, "audit") || !slices.Contains(auditedVerbs, f.Verb) && f.Verb != "status" && f.Verb != "kms describe" {
 		return nil
@@ -29,8 +50,17 @@ func openAudit(f *Factory, g *globalOptions, explicit bool) error {
 	if path == "" {
 		path = audit.DefaultPath(f.Getenv)
 	}
+	destructive := slices.Contains(destructiveVerbs, f.Verb)
 	l, err := audit.Open(path, f.Now)
+	if err == nil && destructive {
+		// Fail closed: the log must take an entry before anything is done.
+		err = l.Append(audit.Entry{Verb: f.Verb, Op: "start", CMEKURI: f.auditURI, Result: "started"})
+	}
 	if err != nil {
+		if destructive {
+			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%s is destructive and its audit log cannot be written, so nothing was done: %w", f.Verb, err),
+				Hint: "fix the audit log (--audit-log FILE), or run without one by passing --audit-log off on the command line"}
+		}
 		if explicit {
 			return err
 		}
@@ -46,7 +76,7 @@ func auditSummary(f *Factory, err error) {
 	if f.Audit == nil || !slices.Contains(auditedVerbs, f.Verb) {
 		return
 	}
-	e := audit.Entry{Verb: f.Verb, Op: "command", Result: "ok"}
+	e := audit.Entry{Verb: f.Verb, Op: "command", CMEKURI: f.auditURI, Dir: f.auditDir, Result: "ok"}
 	if err != nil {
 		e.Result, e.Error = "error", oneLine(err.Error())
 		var pe *provider.Error
@@ -77,8 +107,18 @@ func newCmdAudit(f *Factory, p func() printer) *cobra.Command {
 		Long: `Every key operation (wrap, unwrap, describe, rotate, revoke, verify, backup-key
 use, and every failure) appends one JSON line to the audit log: time, user,
 host, verb, cluster, region, node, key IDs, CMEK URI, the KMS request ID where
-the KMS returns one, result and error class. Never a secret. Each line carries
-the hash of the previous one, so audit verify detects a line deleted or edited.`,
+the KMS returns one, result and error class; kms verbs name the key URI and
+unlock names the directory it wrote keys to. Never a secret. Each line carries
+the hash of the previous one, so audit verify detects a line deleted or edited
+in the middle.
+
+Destructive verbs (revoke, kms destroy, kms schedule-deletion) fail closed:
+they append a "start" entry first and do nothing if the log cannot take it,
+unless --audit-log off is given on the command line.
+
+What the log does not protect against (yet): whoever can write the file can
+truncate its tail, delete it whole, or rewrite it and re-chain the hashes,
+and audit verify will not see it; keep a copy of the log elsewhere.`,
 	}
 	show := &cobra.Command{
 		Use:   "show [--since 24h|2026-11-01T00:00:00Z]",

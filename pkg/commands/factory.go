@@ -32,7 +32,9 @@ type Factory struct {
 	// Audit is the audit log of this run (nil: none), and Verb the command
 	// being run; set by the root command before a verb runs.
 	Audit *audit.Log
-	Verb  string
+	// auditURI and auditDir are what the verb's summary entry names.
+	auditURI, auditDir string
+	Verb               string
 	// Config is the cluster config file, if one was found.
 	Config      *config.Config
 	flagSources map[string]string

@@ -58,6 +58,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 					return err
 				}
 			}
+			auditSubject(f, cmd, args)
 			return openAudit(f, g, cmd.Flags().Changed("audit-log"))
 		},
 	}
