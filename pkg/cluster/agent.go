@@ -51,15 +51,21 @@ func AgentOnce(ctx context.Context, s store.Store, o UnlockOptions) (*AgentResul
 	return res, err
 }
 
-// Agent runs AgentOnce every interval until ctx ends; each pass's result
-// or error goes to report.
+// Agent runs AgentOnce every interval until ctx ends, and at once when the
+// store says the keyring changed (etcd's watch); each pass's result or error
+// goes to report.
 func Agent(ctx context.Context, s store.Store, o UnlockOptions, every time.Duration, report func(*AgentResult, error)) {
+	var changed <-chan struct{}
+	if w, ok := s.(store.Watcher); ok {
+		changed = w.Watch(ctx, keyringKey(o.Cluster, o.Region, o.Node))
+	}
 	for {
 		res, err := AgentOnce(ctx, s, o)
 		report(res, err)
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
 		case <-time.After(every):
 		}
 	}

@@ -503,3 +503,48 @@ func TestLeaseEtcdNative(t *testing.T) {
 		t.Fatalf("a dead holder's lease was taken after %s, before its TTL", time.Since(start))
 	}
 }
+
+// The node agent on etcd wakes on the watch: a revocation is purged and
+// acknowledged long before its next tick.
+func TestAgentWatchEtcd(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := store.Open(ctx, "etcd://"+storetest.StartEtcd(t)+"/agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := newKMS(t)
+	if _, err := cluster.Enable(ctx, s, k.env(), "c1", "r1", k.create(t, "r1"), []string{"n1"}); err != nil {
+		t.Fatal(err)
+	}
+	host := t.TempDir()
+	o := cluster.UnlockOptions{Cluster: "c1", Region: "r1", Node: "n1", Cache: filepath.Join(host, "cache"),
+		Unlock: keyring.UnlockOptions{Out: filepath.Join(host, "out"), AllowDisk: true, StorePaths: []string{"/mnt/d1"}}}
+	res, err := cluster.Unlock(ctx, s, k.env(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := make(chan struct{})
+	go cluster.Agent(ctx, s, o, time.Hour, func(r *cluster.AgentResult, err error) {
+		if err == nil && r.Acked {
+			close(acked)
+		}
+	})
+	time.Sleep(300 * time.Millisecond) // the watch is set up
+	revs, err := cluster.MarkRevoked(ctx, s, cluster.RevokeOptions{Cluster: "c1", Reason: "drill", Lease: cluster.LeaseOptions{Holder: "op"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-acked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent did not wake on the watch")
+	}
+	if _, err := os.Stat(res.Key); !os.IsNotExist(err) {
+		t.Fatalf("the key file is still there: %v", err)
+	}
+	if un, err := cluster.WaitAcks(ctx, s, "c1", revs, time.Second, 100*time.Millisecond); err != nil || len(un) != 0 {
+		t.Fatalf("acks: %v %v", un, err)
+	}
+}

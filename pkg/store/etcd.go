@@ -254,3 +254,29 @@ func (e *Etcd) LeaseRevoke(ctx context.Context, key string) error {
 	_, err = e.Client.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
 	return err
 }
+
+// Watcher is a store that can say when a document changes (etcd's watch),
+// so a loop that polls it can wake at once instead of at its next tick.
+type Watcher interface {
+	// Watch returns a channel that receives after each change of key,
+	// until ctx ends.
+	Watch(ctx context.Context, key string) <-chan struct{}
+}
+
+var _ Watcher = (*Etcd)(nil)
+
+// Watch watches key.
+func (e *Etcd) Watch(ctx context.Context, key string) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	wc := e.Client.Watch(clientv3.WithRequireLeader(ctx), e.Key(key))
+	go func() {
+		defer close(out)
+		for range wc {
+			select {
+			case out <- struct{}{}:
+			default: // one wake-up pending is enough
+			}
+		}
+	}()
+	return out
+}
