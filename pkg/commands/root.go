@@ -50,7 +50,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 			if g.NoColor {
 				f.IO.NoColor = true
 			}
-			if err := checkOutput(g.Output); err != nil {
+			if err := checkOutputFor(f.Verb, g.Output); err != nil {
 				return err
 			}
 			if g.RequireFIPS {

@@ -18,6 +18,7 @@ import (
 type StatusOptions struct {
 	Keyrings []string
 	NoKMS    bool
+	Check    bool
 	Cloud    CloudOptions
 }
 
@@ -47,6 +48,7 @@ start on the region's active store key is confirmed.`,
 	cmd.Flags().StringArrayVar(&opts.Keyrings, "keyring", nil, "keyring directory (repeat for several nodes)")
 	addSelectors(cmd)
 	cmd.Flags().BoolVar(&opts.NoKMS, "no-kms", false, "do not ask the KMS (no network call)")
+	cmd.Flags().BoolVar(&opts.Check, "check", false, "for monitoring: exit 80 (and say why on stderr) if a node is unprotected, revoked, mid-rotation or behind its region, a rotation is overdue, or a CMEK key is not enabled; -o prometheus writes node_exporter textfile metrics")
 	_ = cmd.MarkFlagRequired("keyring")
 	_ = cmd.MarkFlagDirname("keyring")
 	addCloudFlags(f, cmd, &opts.Cloud, cloudRead, cloudHelp["status"], "keyring", "no-kms")
@@ -139,7 +141,7 @@ func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) err
 		}
 		if len(dirs) == 0 {
 			rep := statusReport{Nodes: []statusNode{}, KMS: []kmsView{}, Unprotected: unprotected}
-			return p.print(rep, unprotectedTable(unprotected))
+			return statusOutput(f, p, o, rep, unprotectedTable(unprotected))
 		}
 	}
 	g, err := keyring.LoadGroup(ctx, stores(dirs), false)
@@ -208,7 +210,7 @@ func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) err
 	if len(unprotected) > 0 {
 		tables = append(tables, unprotectedTable(unprotected))
 	}
-	return p.print(rep, tables...)
+	return statusOutput(f, p, o, rep, tables...)
 }
 
 func describeView(ctx context.Context, s *kmsSession, uri string) kmsView {
