@@ -119,6 +119,7 @@ func New(opts Options) (*Client, error) {
 	if c.hc == nil {
 		c.hc = &http.Client{Timeout: 60 * time.Second}
 	}
+	c.hc = sameOriginRedirects(c.hc)
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -240,4 +241,32 @@ func (c *Client) roundTrip(ctx context.Context, cl call, payload []byte) (int, h
 		return 0, nil, nil, fmt.Errorf("read response: %w", err)
 	}
 	return resp.StatusCode, resp.Header, data, nil
+}
+
+// errCrossOriginRedirect fails a redirect to another scheme or host (never
+// retried: the server will answer the same).
+var errCrossOriginRedirect = errors.New("cloud api: refusing a redirect")
+
+// sameOriginRedirects returns a copy of hc that follows a redirect only to
+// the same scheme and host (with port) as the request it answers: the
+// Authorization header carries the API key, and net/http keeps it across a
+// change of scheme (https to http) or of port. Any other redirect fails
+// before the new request is sent. hc's own CheckRedirect still applies.
+func sameOriginRedirects(hc *http.Client) *http.Client {
+	cp := *hc
+	prev := hc.CheckRedirect
+	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		from := via[0].URL
+		if !strings.EqualFold(req.URL.Scheme, from.Scheme) || !strings.EqualFold(req.URL.Host, from.Host) {
+			return fmt.Errorf("%w from %s://%s to %s://%s: the API key goes only to the server it was given for", errCrossOriginRedirect, from.Scheme, from.Host, req.URL.Scheme, req.URL.Host)
+		}
+		if prev != nil {
+			return prev(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("cloud api: stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cp
 }
