@@ -548,3 +548,35 @@ func TestAgentWatchEtcd(t *testing.T) {
 		t.Fatalf("acks: %v %v", un, err)
 	}
 }
+
+// rotate data-key --if-older-than skips young keys, with no KMS call and no
+// intent when nothing is due.
+func TestRotateIfOlderThan(t *testing.T) {
+	f := enabled(t, 2, "r1")
+	o := rotate(f, keyring.OpRotateDataKey)
+	o.Rotate.IfOlderThan = 720 * time.Hour
+	res, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Nodes {
+		if r.Action != "skipped" {
+			t.Fatalf("%+v, want skipped", r)
+		}
+	}
+	if k := f.kms.total(); k.Unwrap != 0 {
+		t.Fatalf("%d unwraps for nothing due", k.Unwrap)
+	}
+	kr, _ := cluster.ReadKeyring(context.Background(), f.st, "c1", "r1", "r1-n1")
+	if len(kr.DataKeys) != 1 {
+		t.Fatalf("%d data keys, want 1", len(kr.DataKeys))
+	}
+	o.Rotate.IfOlderThan = 0
+	if _, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), o); err != nil {
+		t.Fatal(err)
+	}
+	kr, _ = cluster.ReadKeyring(context.Background(), f.st, "c1", "r1", "r1-n1")
+	if len(kr.DataKeys) != 2 {
+		t.Fatalf("%d data keys after a rotation, want 2", len(kr.DataKeys))
+	}
+}

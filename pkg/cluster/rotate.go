@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/store"
@@ -93,14 +94,27 @@ func Rotate(ctx context.Context, s store.Store, env keyring.Env, o RotateOptions
 	}()
 	byRegion := map[string][]*nodeDoc{}
 	var regions []string
+	var kept []*nodeDoc
 	for _, d := range docs {
 		if d.kr.Revoked != nil {
 			return nil, fmt.Errorf("%s %s: %w: nothing is rotated", s, d.ref, keyring.ErrRevoked)
 		}
+		if !resume && o.Op == keyring.OpRotateDataKey && o.Rotate.IfOlderThan > 0 {
+			if age := utc(env.Now).Sub(d.kr.ActiveDataKey().Created); age < o.Rotate.IfOlderThan {
+				res.Nodes = append(res.Nodes, keyring.NodeResult{Dir: s.String(), Region: d.ref.Region, Node: d.ref.Node, Action: "skipped",
+					Detail: fmt.Sprintf("data key is %s old, younger than %s", age.Round(time.Second), o.Rotate.IfOlderThan)})
+				continue
+			}
+		}
+		kept = append(kept, d)
 		if byRegion[d.ref.Region] == nil {
 			regions = append(regions, d.ref.Region)
 		}
 		byRegion[d.ref.Region] = append(byRegion[d.ref.Region], d)
+	}
+	docs = kept
+	if len(docs) == 0 {
+		return res, nil // nothing due: no intent, no KMS call
 	}
 	if resume {
 		res.Resumed = true
