@@ -36,9 +36,26 @@ Describe call per key; --no-kms skips it).
 Per CockroachDB store: the store key it runs on and its file format, and the
 key it was handed when its start is not yet confirmed (cmekctl node started);
 per region: "N of M stores on the active store key". A store counts once its
-start on the region's active store key is confirmed.`,
+start on the region's active store key is confirmed.
+
+For monitoring (docs/monitoring.md): --check exits 80 (check-failed), one
+stderr line per finding, when a node of the cluster config has no keyring, a
+data-key rotation is overdue, a node is mid-rotation, behind its region or
+revoked, or a CMEK key is not enabled; the report is printed all the same.
+-o prometheus prints node_exporter textfile metrics: key ages, time to the
+next rotation, stores on the active store key, revoked, CMEK key enabled.
+Both read keyrings: not yet with --store or --cloud.`,
+		Example: `  # cron: exit 80 when something needs an operator
+  cmekctl status --check --no-kms > /dev/null
+
+  # node_exporter textfile collector: write, then rename (never a half file)
+  cmekctl status -o prometheus > /var/lib/node_exporter/textfile/cmekctl.prom.tmp &&
+    mv /var/lib/node_exporter/textfile/cmekctl.prom.tmp /var/lib/node_exporter/textfile/cmekctl.prom`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkStatusMode(cmd, opts, p().format); err != nil {
+				return err
+			}
 			if storeMode(cmd) != "" {
 				return statusStoreRun(cmd.Context(), cmd, f, p())
 			}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 )
@@ -64,7 +66,7 @@ func statusProblems(rep statusReport, _ time.Time) []string {
 }
 
 // writePrometheus writes status as node_exporter textfile metrics.
-func writePrometheus(w io.Writer, rep statusReport, now time.Time) error {
+func writePrometheus(w io.Writer, rep statusReport, clusterID string, now time.Time) error {
 	var b strings.Builder
 	metric := func(name, help string, rows []promRow) {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
@@ -101,7 +103,7 @@ func writePrometheus(w io.Writer, rep statusReport, now time.Time) error {
 		protected = append(protected, promRow{l, 1})
 	}
 	for _, u := range rep.Unprotected {
-		protected = append(protected, promRow{promLabels("cluster", "", "region", u.Region, "node", u.Node), 0})
+		protected = append(protected, promRow{promLabels("cluster", clusterID, "region", u.Region, "node", u.Node), 0})
 	}
 	metric("cmekctl_data_key_age_seconds", "Age of the node's active data key.", dkAge)
 	metric("cmekctl_store_key_age_seconds", "Age of the node's active store key.", skAge)
@@ -112,6 +114,16 @@ func writePrometheus(w io.Writer, rep statusReport, now time.Time) error {
 	metric("cmekctl_store_key_generation", "The node's store-key generation.", gen)
 	metric("cmekctl_keyring_revoked", "1 if the node's keyring is marked revoked.", revoked)
 	metric("cmekctl_node_protected", "1 if the node has a keyring (CMEK enabled), 0 if the cluster config lists it without one.", protected)
+	var stores, onActive []promRow
+	for _, r := range rep.Regions {
+		l := promLabels("cluster", clusterID, "region", r.Region)
+		stores = append(stores, promRow{l, float64(r.Stores)})
+		onActive = append(onActive, promRow{l, float64(r.StoresOnActive)})
+	}
+	if len(stores) > 0 {
+		metric("cmekctl_region_stores", "CockroachDB stores of the region's nodes.", stores)
+		metric("cmekctl_region_stores_on_active_store_key", "Stores whose start on the region's active store key is confirmed (node started).", onActive)
+	}
 	var kms []promRow
 	for _, k := range rep.KMS {
 		kms = append(kms, promRow{promLabels("cmek", k.URI), b01(k.State != nil && k.State.State == provider.StateEnabled)})
@@ -143,7 +155,7 @@ func statusOutput(f *Factory, p printer, o *StatusOptions, rep statusReport, tab
 	now := f.Now()
 	var err error
 	if p.format == OutputPrometheus {
-		err = writePrometheus(f.IO.Out, rep, now)
+		err = writePrometheus(f.IO.Out, rep, statusClusterID(f, rep), now)
 	} else {
 		err = p.print(rep, tables...)
 	}
@@ -158,4 +170,29 @@ func statusOutput(f *Factory, p printer, o *StatusOptions, rep statusReport, tab
 		return &silentError{code: ExitCheckFailed}
 	}
 	return nil
+}
+
+// statusClusterID is the cluster of the report's keyrings, else the
+// cluster config's (every node of it unprotected).
+func statusClusterID(f *Factory, rep statusReport) string {
+	if len(rep.Nodes) > 0 {
+		return rep.Nodes[0].ClusterID
+	}
+	if f.Config != nil {
+		return f.Config.ClusterID
+	}
+	return ""
+}
+
+// checkStatusMode refuses --check and -o prometheus where status does not
+// read keyrings (--store, --cloud), instead of exiting 0 unchecked.
+func checkStatusMode(cmd *cobra.Command, o *StatusOptions, format string) error {
+	if !o.Check && format != OutputPrometheus {
+		return nil
+	}
+	if storeMode(cmd) == "" && !o.Cloud.Cloud {
+		return nil
+	}
+	return usageError("run status --check or -o prometheus on the node's keyrings (--keyring, or the cluster config)",
+		"status --check and -o prometheus read keyrings: not yet with --store or --cloud")
 }
