@@ -26,6 +26,8 @@ import (
 
 // Entry is one line of the log.
 type Entry struct {
+	// Seq numbers the entries 1, 2, 3...: a checkpoint names the head by it.
+	Seq        uint64    `json:"seq,omitempty"`
 	Time       time.Time `json:"time"`
 	User       string    `json:"user"`
 	Host       string    `json:"host"`
@@ -121,11 +123,11 @@ func (l *Log) Append(e Entry) error {
 	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		return fmt.Errorf("audit log: %s has mode %04o: run chmod 0600 %s", l.path, fi.Mode().Perm(), l.path)
 	}
-	prev, err := lastHash(f)
+	last, err := lastEntry(f)
 	if err != nil {
 		return err
 	}
-	e.Time, e.User, e.Host, e.Prev = l.now().UTC(), l.user, l.host, prev
+	e.Time, e.User, e.Host, e.Prev, e.Seq = l.now().UTC(), l.user, l.host, last.Hash, last.Seq+1
 	e.Hash = hashOf(e)
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -140,20 +142,21 @@ func (l *Log) Append(e Entry) error {
 	return nil
 }
 
-// lastHash reads the hash of the log's last line (reading the tail only).
-func lastHash(f *os.File) (string, error) {
+// lastEntry reads the log's last line (reading the tail only); an empty
+// log gives the genesis hash and sequence 0.
+func lastEntry(f *os.File) (Entry, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return "", err
+		return Entry{}, err
 	}
 	if fi.Size() == 0 {
-		return genesis, nil
+		return Entry{Hash: genesis}, nil
 	}
 	const tail = 64 << 10
 	off := max(fi.Size()-tail, 0)
 	buf := make([]byte, fi.Size()-off)
 	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-		return "", err
+		return Entry{}, err
 	}
 	buf = bytes.TrimRight(buf, "\n")
 	if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
@@ -161,9 +164,9 @@ func lastHash(f *os.File) (string, error) {
 	}
 	var e Entry
 	if err := json.Unmarshal(buf, &e); err != nil || e.Hash == "" {
-		return "", fmt.Errorf("audit log: the last line of %s is damaged: check it with cmekctl audit verify", f.Name())
+		return Entry{}, fmt.Errorf("audit log: the last line of %s is damaged: check it with cmekctl audit verify", f.Name())
 	}
-	return e.Hash, nil
+	return e, nil
 }
 
 // Read returns every entry of the log at path, in order.
@@ -196,14 +199,17 @@ type Problem struct {
 func Verify(entries []Entry) []Problem {
 	var out []Problem
 	prev := genesis
+	var prevSeq uint64
 	for i, e := range entries {
 		switch {
+		case e.Seq != 0 && prevSeq != 0 && e.Seq != prevSeq+1:
+			out = append(out, Problem{Line: i + 1, Reason: fmt.Sprintf("sequence %d follows %d: entries were deleted or inserted", e.Seq, prevSeq)})
 		case e.Prev != prev:
 			out = append(out, Problem{Line: i + 1, Reason: "does not follow the previous line: a line was deleted or inserted before it"})
 		case hashOf(e) != e.Hash:
 			out = append(out, Problem{Line: i + 1, Reason: "its content does not match its hash: the line was edited"})
 		}
-		prev = e.Hash
+		prev, prevSeq = e.Hash, e.Seq
 	}
 	return out
 }

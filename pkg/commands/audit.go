@@ -1,9 +1,11 @@
 package commands
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/cmekctl/cmekctl/pkg/audit"
 	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/safefile"
 )
 
 // auditedVerbs get a summary line in the audit log (their KMS calls get a
@@ -95,8 +98,12 @@ func auditSummary(f *Factory, err error) {
 
 // AuditOptions are the audit verbs' options.
 type AuditOptions struct {
-	Path  string
-	Since string
+	Path       string
+	Since      string
+	Checkpoint string // verify: a signed head to check the log against
+	PublicKey  string // verify: the key the checkpoint must be signed by (hex)
+	Key        string // checkpoint: the Ed25519 signing key file (made if absent)
+	Out        string // checkpoint: where to write it ("-" for stdout)
 }
 
 func newCmdAudit(f *Factory, p func() printer) *cobra.Command {
@@ -116,9 +123,13 @@ Destructive verbs (revoke, kms destroy, kms schedule-deletion) fail closed:
 they append a "start" entry first and do nothing if the log cannot take it,
 unless --audit-log off is given on the command line.
 
-What the log does not protect against (yet): whoever can write the file can
-truncate its tail, delete it whole, or rewrite it and re-chain the hashes,
-and audit verify will not see it; keep a copy of the log elsewhere.`,
+Entries carry a sequence number. The hash chain alone does not stop whoever
+can write the file: they can cut its tail, delete it whole, or delete entries
+and re-chain the rest. audit checkpoint exports a signed head (Ed25519) to keep
+elsewhere; audit verify --checkpoint FILE detects all of those against it.
+What it cannot see: changes after the last checkpoint (checkpoint often, e.g.
+after each destructive verb), and a writer who also holds the signing key.
+The entries are not MACed with a forward-secure key chain.`,
 	}
 	show := &cobra.Command{
 		Use:   "show [--since 24h|2026-11-01T00:00:00Z]",
@@ -130,14 +141,39 @@ and audit verify will not see it; keep a copy of the log elsewhere.`,
 	}
 	show.Flags().StringVar(&opts.Since, "since", "", "only entries after this duration ago or RFC 3339 time")
 	verify := &cobra.Command{
-		Use:   "verify",
-		Short: "Check the audit log's hash chain: exit 4 if a line was deleted or edited",
-		Args:  cobra.NoArgs,
+		Use:   "verify [--checkpoint FILE [--public-key HEX]]",
+		Short: "Check the audit log's hash chain, and against a signed checkpoint: exit 4 on tampering",
+		Long: `Check every line's hash, its link to the line before and its sequence number.
+With --checkpoint FILE (made by audit checkpoint and kept where the log's
+writer cannot change it), also check that the entry the checkpoint signed is
+in the log with the same hash: a truncated tail, entries deleted and the rest
+re-chained, a log deleted whole or an older copy put back are detected.
+--public-key HEX requires the checkpoint to be signed by that key.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return auditVerifyRun(f, p(), cmd)
+			return auditVerifyRun(f, p(), opts, cmd)
 		},
 	}
-	cmd.AddCommand(show, verify)
+	verify.Flags().StringVar(&opts.Checkpoint, "checkpoint", "", "a signed checkpoint (audit checkpoint) to check the log against")
+	verify.Flags().StringVar(&opts.PublicKey, "public-key", "", "the Ed25519 public key (hex) the checkpoint must be signed by")
+	checkpoint := &cobra.Command{
+		Use:   "checkpoint --key FILE [--out FILE]",
+		Short: "Export a signed head of the audit log (Ed25519), to keep elsewhere",
+		Long: `Sign the audit log's head (its last entry's sequence number and hash) with the
+Ed25519 key in --key (a 32-byte seed, mode 0600; made there if it does not
+exist) and write the checkpoint as JSON (--out, default stdout). Keep it where
+whoever writes the log cannot change it; audit verify --checkpoint then detects
+a truncated, rewritten, deleted or rolled-back log. Keep the key away from the
+log's writer too: with it, a rewritten log can be checkpointed again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return auditCheckpointRun(f, opts, cmd)
+		},
+	}
+	checkpoint.Flags().StringVar(&opts.Key, "key", "", "Ed25519 signing key file (made if it does not exist)")
+	checkpoint.Flags().StringVar(&opts.Out, "out", "-", "where to write the checkpoint (- for stdout)")
+	_ = checkpoint.MarkFlagRequired("key")
+	cmd.AddCommand(show, verify, checkpoint)
 	return cmd
 }
 
@@ -187,12 +223,26 @@ func auditShowRun(f *Factory, p printer, o *AuditOptions, cmd *cobra.Command) er
 	return p.print(out, t)
 }
 
-func auditVerifyRun(f *Factory, p printer, cmd *cobra.Command) error {
+func auditVerifyRun(f *Factory, p printer, o *AuditOptions, cmd *cobra.Command) error {
 	es, path, err := readAudit(f, cmd)
 	if err != nil {
 		return err
 	}
 	probs := audit.Verify(es)
+	if o.Checkpoint != "" {
+		b, err := os.ReadFile(o.Checkpoint)
+		if err != nil {
+			return exitf(ExitUsage, "--checkpoint: %v", err)
+		}
+		var cp audit.Checkpoint
+		if err := json.Unmarshal(b, &cp); err != nil {
+			return exitf(ExitCorrupt, "--checkpoint %s: not a checkpoint: %v", o.Checkpoint, err)
+		}
+		if err := cp.CheckSignature(o.PublicKey); err != nil {
+			return exitf(ExitCorrupt, "--checkpoint %s: %v", o.Checkpoint, err)
+		}
+		probs = audit.VerifyAgainst(es, cp)
+	}
 	rep := struct {
 		Path     string          `json:"path"`
 		Lines    int             `json:"lines"`
@@ -210,10 +260,36 @@ func auditVerifyRun(f *Factory, p printer, cmd *cobra.Command) error {
 		return err
 	}
 	if len(probs) > 0 {
-		return exitf(ExitCorrupt, "audit log %s: %d line(s) break the hash chain", path, len(probs))
+		return exitf(ExitCorrupt, "audit log %s: %d problem(s): the log was tampered with", path, len(probs))
 	}
 	if p.format == OutputTable {
 		fmt.Fprintf(f.IO.ErrOut, "audit log %s: %d lines, chain intact\n", path, len(es))
 	}
+	return nil
+}
+
+func auditCheckpointRun(f *Factory, o *AuditOptions, cmd *cobra.Command) error {
+	es, path, err := readAudit(f, cmd)
+	if err != nil {
+		return err
+	}
+	key, err := audit.LoadOrCreateSigningKey(o.Key)
+	if err != nil {
+		return exitf(ExitPermissions, "%v", err)
+	}
+	cp, err := audit.MakeCheckpoint(path, es, key, f.Now())
+	if err != nil {
+		return exitf(ExitCorrupt, "audit log %s: %v", path, err)
+	}
+	b, _ := json.MarshalIndent(cp, "", "  ")
+	b = append(b, '\n')
+	if o.Out == "-" {
+		_, err = f.IO.Out.Write(b)
+		return err
+	}
+	if err := safefile.WriteFile(safefile.OS{}, o.Out, b, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(f.IO.ErrOut, "checkpoint of %s: entry %d, key %s, written to %s\n", path, cp.Seq, cp.KeyID(), o.Out)
 	return nil
 }
