@@ -580,3 +580,22 @@ func TestRotateIfOlderThan(t *testing.T) {
 		t.Fatalf("%d data keys after a rotation, want 2", len(kr.DataKeys))
 	}
 }
+
+// The dry run's KMS calls are the ones the rotation makes; it writes nothing.
+func TestPlanRotateMatches(t *testing.T) {
+	f := enabled(t, 2, "r1", "r2")
+	plan, err := cluster.PlanRotate(context.Background(), f.st, rotate(f, keyring.OpRotateStoreKey), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := f.st.counts(); c["create"]+c["replace"] != 0 {
+		t.Fatalf("the plan wrote: %v", c)
+	}
+	wrap, unwrap := plan.Calls()
+	if _, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), rotate(f, keyring.OpRotateStoreKey)); err != nil {
+		t.Fatal(err)
+	}
+	if k := f.kms.total(); int(k.Wrap) != wrap || int(k.Unwrap) != unwrap || wrap != 2 {
+		t.Fatalf("plan wrap %d unwrap %d; rotation %+v", wrap, unwrap, k)
+	}
+}

@@ -18,14 +18,19 @@ func rotateStoreRun(ctx context.Context, cmd *cobra.Command, f *Factory, p print
 	if err != nil {
 		return err
 	}
-	if o.DryRun {
-		return usageError("run without --dry-run; cmekctl status --store shows the cluster", "--dry-run is not offered with --store yet")
-	}
 	s, err := openStore(ctx, f, t.URI)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	if o.DryRun {
+		plan, err := cluster.PlanRotate(ctx, s, cluster.RotateOptions{Cluster: t.Cluster, Regions: t.Regions, Nodes: t.Nodes, Op: o.Op,
+			Rotate: keyring.RotateOptions{IfOlderThan: o.IfOlderThan, NewCMEK: o.CMEK}}, f.Now().UTC())
+		if err != nil {
+			return err
+		}
+		return printPlan(p, plan)
+	}
 	ttl, _ := cmd.Flags().GetDuration("lease-ttl")
 	wait, _ := cmd.Flags().GetDuration("lease-wait")
 	sess := f.newSession()
