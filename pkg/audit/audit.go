@@ -115,7 +115,7 @@ func (l *Log) Append(e Entry) error {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	defer lock.Release()
-	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_APPEND|safefile.NoFollow, 0o600) // never through a planted symlink
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cmekctl/cmekctl/pkg/keyring"
 )
 
 // globalOptions are the flags every command has.
@@ -111,6 +113,9 @@ Start with a drill on the embedded KMS (no cloud account needed):
 
 // Main runs cmekctl with args and returns the exit code.
 func Main(f *Factory, args []string) int {
+	// Before anything can hold a key: no core file, not dumpable (every
+	// verb, not only the unwrap paths).
+	keyring.DisableCoreDumps()
 	ctx, stop := signalContext()
 	defer stop()
 	root := NewRootCmd(f)

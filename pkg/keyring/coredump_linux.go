@@ -24,3 +24,8 @@ func CoreDumpsDisabled() bool {
 	v, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
 	return err == nil && v == 0
 }
+
+// DisableCoreDumps is disableCoreDumps for the command line, which calls it
+// first thing in every verb (a crash in enable must not dump the new store
+// key either).
+func DisableCoreDumps() { disableCoreDumps() }

@@ -7,3 +7,6 @@ func disableCoreDumps() {}
 
 // CoreDumpsDisabled reports false: this platform cannot say.
 func CoreDumpsDisabled() bool { return false }
+
+// DisableCoreDumps is a no-op where the platform has no equivalent.
+func DisableCoreDumps() {}

@@ -89,6 +89,11 @@ func (s Store) Prepare() error {
 // (default: wait up to 30 s); s.LockWait, if set, overrides its wait. A lock
 // still held is ErrLocked, naming the holder (pid, verb, since).
 func (s Store) Lock(ctx context.Context) (*safefile.Lock, error) {
+	// The directory first: a lock file is created in it, so one that others
+	// can write (or a symlink) is refused before anything is opened there.
+	if err := safefile.CheckPrivate(s.fs(), s.Dir, true); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPermissions, err)
+	}
 	o := safefile.LockOptions{Wait: 30 * time.Second}
 	if p, ok := ctx.Value(lockPolicyKey{}).(LockPolicy); ok {
 		o = safefile.LockOptions{Wait: p.Wait, Owner: p.Owner}
@@ -100,6 +105,9 @@ func (s Store) Lock(ctx context.Context) (*safefile.Lock, error) {
 		o.Wait = s.LockWait
 	}
 	l, err := safefile.AcquireWith(ctx, filepath.Join(s.Dir, LockName), o)
+	if errors.Is(err, safefile.ErrUnsafe) {
+		return nil, fmt.Errorf("%w: %v", ErrPermissions, err)
+	}
 	var le *safefile.LockedError
 	if errors.As(err, &le) {
 		if le.Waited > 0 {

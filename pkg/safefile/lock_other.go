@@ -31,3 +31,7 @@ type LockOptions struct {
 func AcquireWith(ctx context.Context, path string, o LockOptions) (*Lock, error) {
 	return Acquire(ctx, path, o.Wait)
 }
+
+// NoFollow is the open flag that refuses a symbolic link (0 where the
+// platform has none).
+const NoFollow = 0

@@ -4,6 +4,7 @@ package safefile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,9 +41,21 @@ func Acquire(ctx context.Context, path string, wait time.Duration) (*Lock, error
 // lock when it must wait. A lock still held after o.Wait is a *LockedError
 // naming the holder (errors.Is ErrLocked).
 func AcquireWith(ctx context.Context, path string, o LockOptions) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// Never follow a symbolic link planted in place of the lock (it would
+	// name any file of the user's), and never take another user's file.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("open lock file: %s is a symbolic link: refusing to follow it; remove it: %w", path, ErrUnsafe)
+		}
 		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("open lock file: %s is not a regular file: remove it: %w", path, ErrUnsafe)
+	} else if uid, ok := owner(fi); ok && uid != os.Geteuid() {
+		f.Close()
+		return nil, fmt.Errorf("open lock file: %s is owned by uid %d, not by you (uid %d): remove it: %w", path, uid, os.Geteuid(), ErrUnsafe)
 	}
 	start := time.Now()
 	deadline := start.Add(o.Wait)
@@ -54,8 +67,9 @@ func AcquireWith(ctx context.Context, path string, o LockOptions) (*Lock, error)
 			if o.Owner != "" {
 				info += fmt.Sprintf("verb %s\nsince %s\n", oneLine(o.Owner), time.Now().UTC().Format(time.RFC3339))
 			}
-			_ = f.Truncate(0)
-			_, _ = f.WriteAt([]byte(info), 0)
+			// A fixed-size record, never a truncate: the file is only
+			// ever this size, and a stale longer record cannot remain.
+			_, _ = f.WriteAt(lockRecord(info), 0)
 			return &Lock{f: f}, nil
 		}
 		if err != syscall.EWOULDBLOCK {
@@ -114,6 +128,19 @@ func lockHolder(f *os.File) string {
 	return s
 }
 
+// lockRecordSize is the lock file's record: the holder's lines, padded
+// with newlines.
+const lockRecordSize = 512
+
+func lockRecord(info string) []byte {
+	b := make([]byte, lockRecordSize)
+	for i := range b {
+		b[i] = '\n'
+	}
+	copy(b[:lockRecordSize-1], info)
+	return b
+}
+
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // Release drops the lock.
@@ -128,3 +155,7 @@ func (l *Lock) Release() error {
 	l.f = nil
 	return err
 }
+
+// NoFollow is the open flag that refuses a symbolic link (0 where the
+// platform has none).
+const NoFollow = syscall.O_NOFOLLOW

@@ -158,6 +158,10 @@ func CheckPrivate(fsys FS, path string, isDir bool) error {
 	return nil
 }
 
+// ErrUnsafe: a file in the place of a lock is a symbolic link, not a
+// regular file, or another user's.
+var ErrUnsafe = errors.New("unsafe lock file")
+
 // ErrLocked is returned when another writer holds the lock past the wait.
 var ErrLocked = errors.New("locked by another cmekctl process")
 
