@@ -198,7 +198,7 @@ func (k *Key) Wrap(ctx context.Context, plaintext, aad []byte) (provider.Wrapped
 // checking an Encrypt response's name.
 func (k *Key) isVersion(name string) bool {
 	v, ok := strings.CutPrefix(name, k.name+"/cryptoKeyVersions/")
-	return ok && reVersion.MatchString(v)
+	return ok && reVersion().MatchString(v)
 }
 
 // Unwrap decrypts w; aad must be the one given to Wrap. Cloud KMS finds the

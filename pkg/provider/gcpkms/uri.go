@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cmekctl/cmekctl/pkg/provider"
 )
@@ -30,11 +31,14 @@ const (
 	ParamEndpoint = "ENDPOINT"
 )
 
+// Compiled on first use, not at start-up: the counted repetitions expand
+// into thousands of allocations, paid by every cmekctl run otherwise
+// (cmekctl version included; BenchmarkStartup in cmd/cmekctl).
 var (
-	reProject  = regexp.MustCompile(`^[a-z0-9][a-z0-9.:-]{0,99}$`)
-	reLocation = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	reID       = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,63}$`)
-	reVersion  = regexp.MustCompile(`^[0-9]{1,19}$`)
+	reProject  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9.:-]{0,99}$`) })
+	reLocation = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`) })
+	reID       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_-]{1,63}$`) })
+	reVersion  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]{1,19}$`) })
 )
 
 // Config is a parsed gcp-kms URI.
@@ -87,7 +91,7 @@ func ParseURI(u *url.URL) (Config, error) {
 	var cfg Config
 	switch {
 	case len(segs) == 10 && segs[8] == "cryptoKeyVersions":
-		if !reVersion.MatchString(segs[9]) {
+		if !reVersion().MatchString(segs[9]) {
 			return Config{}, parseErr("%s: key version %q is not a number", red, segs[9])
 		}
 		cfg.StrippedVersion = segs[9]
@@ -102,13 +106,13 @@ func ParseURI(u *url.URL) (Config, error) {
 		}
 	}
 	switch {
-	case !reProject.MatchString(segs[1]):
+	case !reProject().MatchString(segs[1]):
 		return Config{}, parseErr("%s: invalid project %q", red, segs[1])
-	case !reLocation.MatchString(segs[3]):
+	case !reLocation().MatchString(segs[3]):
 		return Config{}, parseErr("%s: invalid location %q", red, segs[3])
-	case !reID.MatchString(segs[5]):
+	case !reID().MatchString(segs[5]):
 		return Config{}, parseErr("%s: invalid key ring %q (letters, digits, _ and -, at most 63)", red, segs[5])
-	case !reID.MatchString(segs[7]):
+	case !reID().MatchString(segs[7]):
 		return Config{}, parseErr("%s: invalid key %q (letters, digits, _ and -, at most 63)", red, segs[7])
 	}
 	cfg.KeyName = strings.Join(segs, "/")
