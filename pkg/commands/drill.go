@@ -80,6 +80,7 @@ you confirm: on a terminal by typing its URI, in a script with --yes and
 	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "keep the temporary sandbox for inspection")
 	cmd.Flags().StringVar(&opts.Provider, "provider", "file", "KMS to rehearse on: file, aws, gcp or vault (with --cmek)")
 	cmd.Flags().StringVar(&opts.CMEK, "cmek", "", "a TEST key in your KMS to rehearse on, not created yet: the drill creates it, then disables and destroys it")
+	addURIFileFlag(cmd, "cmek")
 	cmd.Flags().StringVar(&opts.Existing, "destroy-existing", "", "rehearse on this EXISTING key (the --cmek key again): it is disabled and destroyed; with --yes in a script")
 	cmd.Flags().BoolVar(&opts.Yes, "yes", false, "with --destroy-existing: confirm without a prompt")
 	_ = cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions([]string{"file", "aws", "gcp", "vault"}, cobra.ShellCompDirectiveNoFileComp))

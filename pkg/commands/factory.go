@@ -45,6 +45,8 @@ type Factory struct {
 	// trust is this run's KMS trust settings (kmstrust.go; nil: the
 	// strictest, nothing allowed).
 	trust *kmsTrust
+	// uriFromFile is the URI argument --cmek-file gave (urifile.go).
+	uriFromFile string
 	// OpenStore opens a shared store URI (nil: store.Open).
 	OpenStore func(ctx context.Context, uri string) (store.Store, error)
 }

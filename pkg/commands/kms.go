@@ -30,6 +30,10 @@ func newCmdKMS(f *Factory, p func() printer) *cobra.Command {
     (ENDPOINT=http://127.0.0.1:PORT: an emulator, plain text, no credentials)
   vault-transit://host:port/<mount>/keys/<name>                 Vault transit
 
+A URI that carries credentials (AWS_SECRET_ACCESS_KEY=, AWS_SESSION_TOKEN=,
+CREDENTIALS=) is refused as an argument, where every local user sees it:
+put it in a file only you can read and pass --cmek-file FILE (- for stdin).
+
 Where a KMS has no equivalent of a verb (Vault has no disable, a cloud KMS
 cannot destroy at once), cmekctl says so and what to do instead.`,
 	}
@@ -65,12 +69,17 @@ cannot destroy at once), cmekctl says so and what to do instead.`,
 		c := &cobra.Command{
 			Use:   v.name + " URI",
 			Short: v.short,
-			Args:  cobra.ExactArgs(1),
+			Args:  uriOrFileArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				opts.URI = args[0]
+				uri, err := uriArg(f, args)
+				if err != nil {
+					return err
+				}
+				opts.URI = uri
 				return kmsRun(cmd.Context(), f, p(), opts, v.run)
 			},
 		}
+		addURIFileFlag(c, "cmek")
 		switch v.name {
 		case "schedule-deletion":
 			c.Flags().IntVar(&opts.PendingDays, "pending-days", 7, "days before the key is destroyed (AWS: 7 to 30)")
@@ -82,15 +91,19 @@ cannot destroy at once), cmekctl says so and what to do instead.`,
 	describe := &cobra.Command{
 		Use:   "describe URI",
 		Short: "Show the KMS's view of a key: state, versions, deletion date, whether material could come back",
-		Args:  cobra.ExactArgs(1),
+		Args:  uriOrFileArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := f.Registry().Open(args[0]); err != nil {
-				return usageError("check the URI; cmekctl kms --help lists the forms", "%v", err)
-			}
-			if err := f.kmsTrust().check(args[0]); err != nil {
+			uri, err := uriArg(f, args)
+			if err != nil {
 				return err
 			}
-			k, err := f.newSession().Open(args[0])
+			if _, err := f.Registry().Open(uri); err != nil {
+				return usageError("check the URI; cmekctl kms --help lists the forms", "%v", err)
+			}
+			if err := f.kmsTrust().check(uri); err != nil {
+				return err
+			}
+			k, err := f.newSession().Open(uri)
 			if err != nil {
 				return usageError("check the URI; cmekctl kms --help lists the forms", "%v", err)
 			}
@@ -98,11 +111,12 @@ cannot destroy at once), cmekctl says so and what to do instead.`,
 			if err != nil {
 				// %w keeps the provider's class: an unreachable KMS exits
 				// as kms rotate does (23), a refused key 20.
-				return fmt.Errorf("describe %s: %w", redact(args[0]), err)
+				return fmt.Errorf("describe %s: %w", redact(uri), err)
 			}
 			return printKeyState(p(), st)
 		},
 	}
+	addURIFileFlag(describe, "cmek")
 	cmd.AddCommand(describe)
 	return cmd
 }

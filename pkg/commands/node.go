@@ -142,6 +142,7 @@ cmekctl enable --region R for it.`,
 	}
 	add.Flags().StringVar(&o.Region, "region", "", "the region's name")
 	add.Flags().StringVar(&o.CMEK, "cmek", "", "the region's CMEK key URI")
+	addURIFileFlag(add, "cmek")
 	add.Flags().StringVar(&o.AuthPrincipal, "auth-principal", "", "the Cloud's auth principal for the key (IAM role ARN or service account); with --cloud, REGION=PRINCIPAL or PRINCIPAL")
 	add.Flags().StringArrayVar(&o.Nodes, "node", nil, "a node of the region (repeat, paired with --keyring)")
 	add.Flags().StringArrayVar(&o.Keyrings, "keyring", nil, "the node's keyring directory (repeat, paired with --node)")

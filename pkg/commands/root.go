@@ -43,7 +43,11 @@ Start with a drill on the embedded KMS (no cloud account needed):
 			if err := loadConfig(f, cmd.Root(), cmd, g.Config, cmd.Flags().Changed("config")); err != nil {
 				return err
 			}
-			f.trust = newKMSTrust(f, cmd, args, f.Config)
+			uriArgs, err := resolveURIFiles(f, cmd, args)
+			if err != nil {
+				return err
+			}
+			f.trust = newKMSTrust(f, cmd, uriArgs, f.Config)
 			f.stamps = keyringStamps(flagValues(cmd, "keyring"))
 			if err := lockPolicy(f, cmd, g.LockWait); err != nil {
 				return err

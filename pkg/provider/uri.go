@@ -121,3 +121,29 @@ func Identity(raw string) string {
 	}
 	return s
 }
+
+// SecretsIn lists the secret parts of a URI (query parameters whose values
+// are credentials, as the provider parsers accept them, and a userinfo
+// password), sorted; none for anything else.
+func SecretsIn(raw string) []string {
+	if !strings.Contains(raw, "://") {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			out = append(out, "a password")
+		}
+	}
+	for k := range u.Query() {
+		if slices.Contains(secretParams, strings.ToUpper(k)) {
+			out = append(out, k+"=")
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,173 @@
+package commands
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cmekctl/cmekctl/pkg/provider"
+)
+
+// Secrets never on argv: a KMS URI that carries credentials
+// (AWS_SECRET_ACCESS_KEY=, AWS_SESSION_TOKEN=, CREDENTIALS=, ...) is
+// refused on the command line, where every local user sees it (ps,
+// /proc/PID/cmdline) and the shell keeps it in its history. Such a URI comes
+// from a file instead: --cmek-file FILE, or --cmek-file - for stdin. The
+// root command checks every verb's flags and arguments here, before the
+// trust settings are built, so that a URI read from a file counts as the
+// operator's own.
+
+// uriFileSuffix names the file variant of a URI flag: --cmek-file.
+const uriFileSuffix = "-file"
+
+// addURIFileFlag gives cmd --NAME-file FILE, the file variant of its --NAME
+// URI flag (or, where the URI is the verb's argument, of that argument).
+func addURIFileFlag(cmd *cobra.Command, name string) {
+	what := "the --" + name + " URI"
+	if cmd.Flags().Lookup(name) == nil {
+		what = "the key's URI (instead of the URI argument)"
+	}
+	cmd.Flags().String(name+uriFileSuffix, "", "read "+what+" from FILE (- for stdin): for a URI that carries credentials, which the command line refuses")
+	_ = cmd.MarkFlagFilename(name + uriFileSuffix)
+}
+
+// resolveURIFiles refuses secrets given on the command line, and reads each
+// --NAME-file given into its --NAME flag (or, for a verb whose URI is its
+// argument, returns it as the argument). It returns the verb's arguments
+// with that URI added, for the trust settings.
+func resolveURIFiles(f *Factory, cmd *cobra.Command, args []string) ([]string, error) {
+	var err error
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if err != nil || strings.HasSuffix(fl.Name, uriFileSuffix) {
+			return
+		}
+		if src, ok := f.flagSources[fl.Name]; ok && src != srcFlag {
+			return // the checked config file or the environment: not argv
+		}
+		vals := []string{fl.Value.String()}
+		if sv, ok := fl.Value.(pflag.SliceValue); ok {
+			vals = sv.GetSlice()
+		}
+		for _, v := range vals {
+			if s := secretsOf(f, v); len(s) > 0 {
+				err = secretOnArgv(cmd, "--"+fl.Name, fl.Name, s)
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range args {
+		if s := secretsOf(f, a); len(s) > 0 {
+			return nil, secretOnArgv(cmd, "the URI argument", "cmek", s)
+		}
+	}
+	f.uriFromFile = ""
+	var out []string
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		name, ok := strings.CutSuffix(fl.Name, uriFileSuffix)
+		if err != nil || !ok {
+			return
+		}
+		var uri string
+		if uri, err = readURIFile(f, fl.Name, fl.Value.String()); err != nil {
+			return
+		}
+		target := cmd.Flags().Lookup(name)
+		switch {
+		case target == nil && len(args) > 0:
+			err = usageError("give the URI either as the argument or with --"+fl.Name, "both a URI argument and --%s given", fl.Name)
+		case target == nil:
+			f.uriFromFile = uri
+			out = append(out, uri)
+		case target.Changed && f.flagSources[name] == srcFlag:
+			err = usageError("give the URI either with --"+name+" or with --"+fl.Name, "both --%s and --%s given", name, fl.Name)
+		default:
+			err = cmd.Flags().Set(name, uri)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]string(nil), args...), out...), nil
+}
+
+// uriArg is a verb's URI: its argument, or the one --cmek-file gave.
+func uriArg(f *Factory, args []string) (string, error) {
+	switch {
+	case len(args) == 1:
+		return args[0], nil
+	case f.uriFromFile != "":
+		return f.uriFromFile, nil
+	}
+	return "", usageError("give the key's URI as the argument, or --cmek-file FILE for one that carries credentials", "no key URI given")
+}
+
+// uriOrFileArgs accepts one URI argument, or none with --cmek-file.
+func uriOrFileArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 1 {
+		return usageError("give one key URI", "%d arguments given: want one key URI", len(args))
+	}
+	if len(args) == 0 && !cmd.Flags().Changed("cmek"+uriFileSuffix) {
+		return usageError("give the key's URI as the argument, or --cmek-file FILE for one that carries credentials", "no key URI given")
+	}
+	return nil
+}
+
+// secretsOf lists the secrets in a KMS URI value, or in the KMS URI of a
+// NAME=URI value (--region-key). Other URIs (a store's) are their own
+// parsers' business.
+func secretsOf(f *Factory, v string) []string {
+	kms := func(u string) []string {
+		scheme, _, ok := strings.Cut(u, "://")
+		if _, known := f.Registry()[scheme]; !ok || !known {
+			return nil
+		}
+		return provider.SecretsIn(u)
+	}
+	if s := kms(v); len(s) > 0 {
+		return s
+	}
+	if _, after, ok := strings.Cut(v, "="); ok {
+		return kms(after)
+	}
+	return nil
+}
+
+func secretOnArgv(cmd *cobra.Command, where, name string, secrets []string) error {
+	hint := "put credentials in the environment or the provider's credentials file and give the URI without them"
+	if cmd.Flags().Lookup(name+uriFileSuffix) != nil {
+		hint = "put the URI in a file only you can read and pass --" + name + uriFileSuffix + " FILE (or --" + name + uriFileSuffix + " - to read it from stdin)"
+	}
+	return usageError(hint, "%s carries %s: a secret on the command line is seen by every local user (ps, /proc) and kept in shell history; refusing (nothing was done)",
+		where, strings.Join(secrets, ", "))
+}
+
+// readURIFile reads one URI from path (- for stdin), at most 64 KiB.
+func readURIFile(f *Factory, flag, path string) (string, error) {
+	var r io.Reader
+	if path == "-" {
+		r = f.IO.In
+	} else {
+		fh, err := os.Open(path)
+		if err != nil {
+			return "", usageError("give a readable file holding one URI", "--%s: %v", flag, err)
+		}
+		defer fh.Close()
+		r = fh
+	}
+	b, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", flag, err)
+	}
+	uri := strings.TrimSpace(string(b))
+	if uri == "" || strings.ContainsAny(uri, "\n\r") || !strings.Contains(uri, "://") {
+		return "", usageError("the file holds one URI, scheme://..., on one line", "--%s %s: not one URI", flag, path)
+	}
+	return uri, nil
+}
