@@ -21,8 +21,12 @@ import (
 // trust settings are built, so that a URI read from a file counts as the
 // operator's own.
 
-// uriFileSuffix names the file variant of a URI flag: --cmek-file.
-const uriFileSuffix = "-file"
+// uriFileSuffix names the file variant of a URI flag: --cmek-file; the
+// annotation uriFileOf marks it (other -file flags name files of their own).
+const (
+	uriFileSuffix = "-file"
+	uriFileOf     = "cmekctl_uri_file_of"
+)
 
 // addURIFileFlag gives cmd --NAME-file FILE, the file variant of its --NAME
 // URI flag (or, where the URI is the verb's argument, of that argument).
@@ -33,6 +37,7 @@ func addURIFileFlag(cmd *cobra.Command, name string) {
 	}
 	cmd.Flags().String(name+uriFileSuffix, "", "read "+what+" from FILE (- for stdin): for a URI that carries credentials, which the command line refuses")
 	_ = cmd.MarkFlagFilename(name + uriFileSuffix)
+	_ = cmd.Flags().SetAnnotation(name+uriFileSuffix, uriFileOf, []string{name})
 }
 
 // resolveURIFiles refuses secrets given on the command line, and reads each
@@ -42,7 +47,7 @@ func addURIFileFlag(cmd *cobra.Command, name string) {
 func resolveURIFiles(f *Factory, cmd *cobra.Command, args []string) ([]string, error) {
 	var err error
 	cmd.Flags().Visit(func(fl *pflag.Flag) {
-		if err != nil || strings.HasSuffix(fl.Name, uriFileSuffix) {
+		if err != nil || fl.Annotations[uriFileOf] != nil {
 			return
 		}
 		if src, ok := f.flagSources[fl.Name]; ok && src != srcFlag {
@@ -70,10 +75,11 @@ func resolveURIFiles(f *Factory, cmd *cobra.Command, args []string) ([]string, e
 	f.uriFromFile = ""
 	var out []string
 	cmd.Flags().Visit(func(fl *pflag.Flag) {
-		name, ok := strings.CutSuffix(fl.Name, uriFileSuffix)
-		if err != nil || !ok {
+		of := fl.Annotations[uriFileOf]
+		if err != nil || len(of) != 1 {
 			return
 		}
+		name := of[0]
 		var uri string
 		if uri, err = readURIFile(f, fl.Name, fl.Value.String()); err != nil {
 			return
