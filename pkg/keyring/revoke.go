@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -56,6 +57,11 @@ func PurgeUnlocked(kr *Keyring, now time.Time, extra ...string) ([]string, error
 	}
 	for _, u := range kr.Unlocks {
 		for _, f := range u.Files {
+			// Only a file inside the directory the record names: a changed
+			// keyring must not make revoke zero any file of the user's.
+			if rel, err := filepath.Rel(u.Dir, f); err != nil || u.Dir == "" || rel == "." || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) {
+				continue
+			}
 			if !slices.Contains(files, f) {
 				files = append(files, f)
 			}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cmekctl/cmekctl/pkg/safefile"
@@ -375,7 +376,9 @@ func purgeFile(p string) error {
 		}
 		return fmt.Errorf("purge %s: it is %s, not the file unlock wrote; it was not followed or changed: check it, remove it by hand and run again", p, what)
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	// Never through a symlink or into a FIFO swapped in since the Lstat (a
+	// FIFO with no reader fails at once instead of hanging the purge).
+	f, err := os.OpenFile(p, os.O_WRONLY|safefile.NoFollow|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("purge %s: %w", p, err)
 	}
