@@ -700,14 +700,23 @@ func testVerbs(t *testing.T, start func(*testing.T) *e2eWorld, figs *e2eFigures)
 	if p == "aws" {
 		// A URI with credentials works for a KMS verb, never printing them,
 		// but a keyring must not record it: enable refuses, writing nothing.
+		// On the command line it is refused (secrets never on argv); from
+		// --cmek-file it works.
 		spec := w.specifiedURI(t, strings.SplitN(strings.TrimPrefix(uri, "aws-kms:///"), "?", 2)[0])
+		if r := w.run(t, "kms", "describe", "-o", "json", spec); r.code != ExitUsage || strings.Contains(r.out+r.errOut, awskmstest.SecretKey) {
+			t.Errorf("aws kms describe with AUTH=specified on argv: exit %d, secret printed: %v; want exit %d", r.code, strings.Contains(r.out+r.errOut, awskmstest.SecretKey), ExitUsage)
+		}
+		specFile := filepath.Join(t.TempDir(), "uri.txt")
+		if err := os.WriteFile(specFile, []byte(spec+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		var sd provider.KeyState
-		r := w.ok(t, &sd, "kms", "describe", "-o", "json", spec)
+		r := w.ok(t, &sd, "kms", "describe", "-o", "json", "--cmek-file", specFile)
 		if sd.State != provider.StateEnabled || strings.Contains(r.out+r.errOut, awskmstest.SecretKey) {
 			t.Errorf("aws kms describe with AUTH=specified: state %s; secret printed: %v", sd.State, strings.Contains(r.out+r.errOut, awskmstest.SecretKey))
 		}
 		dir := filepath.Join(t.TempDir(), "n1")
-		r = w.run(t, "enable", "--cluster-id", "c-e2e", "--region", "r1", "--cmek", spec, "--keyring", dir, "--node", "n1", "-o", "json")
+		r = w.run(t, "enable", "--cluster-id", "c-e2e", "--region", "r1", "--cmek-file", specFile, "--keyring", dir, "--node", "n1", "-o", "json")
 		if _, err := os.Stat(dir); r.code != ExitUsage || !strings.Contains(r.errOut, "credentials") || strings.Contains(r.errOut, awskmstest.SecretKey) || err == nil {
 			t.Errorf("aws enable with AUTH=specified: exit %d, stderr %q, keyring written: %v; want exit %d naming the credentials, nothing written", r.code, r.errOut, err == nil, ExitUsage)
 		}
