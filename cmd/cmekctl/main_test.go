@@ -45,10 +45,13 @@ func TestScripts(t *testing.T) {
 		// cloudfake: the Cloud API fake and local-kms for cloud_*.txtar (cloud_test.go).
 		// cutfile, flipbyte, mkfifo: damaged inputs (filecmds_test.go).
 		Cmds: mergeCmds(cloudCmds(t), fileCmds()),
-		// [fips]: a GOFIPS140 build running with GODEBUG=fips140=only.
+		// [fips]: a GOFIPS140 build running with GODEBUG=fips140=only; [root]: euid 0.
 		Condition: func(cond string) (bool, error) {
-			if cond == "fips" {
+			switch cond {
+			case "fips":
 				return fips140.Enforced() && fips140.Version() != "latest", nil
+			case "root": // can chown a file to another user
+				return os.Geteuid() == 0, nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},

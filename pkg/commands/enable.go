@@ -60,7 +60,7 @@ Shred the file once every node has started with cmekctl unlock.`,
 	cmd.Flags().StringVar(&opts.ClusterID, "cluster-id", "", "cluster ID")
 	cmd.Flags().StringVar(&opts.Region, "region", "", "region of the nodes")
 	cmd.Flags().StringVar(&opts.CMEK, "cmek", "", "URI of the region's CMEK key")
-	addURIFileFlag(cmd, "cmek")
+	addRecordedURIFileFlag(cmd, "cmek")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "print the plan per region and node, and the KMS calls; change nothing")
 	cmd.Flags().StringVar(&opts.AdoptKey, "adopt-key", "", "adopt the store key the nodes' stores run on now: a cockroach gen encryption-key file (v1 or v2); one region only")
 	_ = cmd.MarkFlagDirname("keyring")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cmekctl/cmekctl/pkg/config"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/provider"
 )
 
 // NodeAddOptions are node add's options.
@@ -142,7 +143,7 @@ cmekctl enable --region R for it.`,
 	}
 	add.Flags().StringVar(&o.Region, "region", "", "the region's name")
 	add.Flags().StringVar(&o.CMEK, "cmek", "", "the region's CMEK key URI")
-	addURIFileFlag(add, "cmek")
+	addRecordedURIFileFlag(add, "cmek")
 	add.Flags().StringVar(&o.AuthPrincipal, "auth-principal", "", "the Cloud's auth principal for the key (IAM role ARN or service account); with --cloud, REGION=PRINCIPAL or PRINCIPAL")
 	add.Flags().StringArrayVar(&o.Nodes, "node", nil, "a node of the region (repeat, paired with --keyring)")
 	add.Flags().StringArrayVar(&o.Keyrings, "keyring", nil, "the node's keyring directory (repeat, paired with --node)")
@@ -162,6 +163,9 @@ func regionAddRun(f *Factory, p printer, root *cobra.Command, o *RegionAddOption
 	}
 	if _, ok := f.Config.Region(o.Region); ok {
 		return usageError("use a new region name", "region %q is already in %s", o.Region, f.Config.Path)
+	}
+	if provider.RedactURI(o.CMEK) != o.CMEK {
+		return usageError(recordedHint, "--cmek carries credentials, and region add writes it into %s, which may be shared; refusing (nothing was changed)", f.Config.Path)
 	}
 	path := f.Config.Path
 	r := config.Region{Name: o.Region, CMEK: o.CMEK, AuthPrincipal: o.AuthPrincipal}

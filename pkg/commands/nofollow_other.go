@@ -3,3 +3,5 @@
 package commands
 
 const noFollow = 0
+
+const nonBlock = 0

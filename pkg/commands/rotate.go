@@ -61,7 +61,7 @@ interrupted, running the same command again finishes it without doubling it.`,
 			c.Example = "  # daily from cron: rotates once the key is 30 days old\n  cmekctl rotate data-key --keyring /var/lib/cockroach/n1/cmek --if-older-than 30d"
 		case keyring.OpRotateCMEK:
 			c.Flags().StringVar(&opts.CMEK, "cmek", "", "re-wrap under this CMEK key instead of the current key's newest version")
-			addURIFileFlag(c, "cmek")
+			addRecordedURIFileFlag(c, "cmek")
 		}
 		if op != keyring.OpRotateDataKey {
 			c.Flags().BoolVar(&opts.Partial, "partial", false, "rotate only the keyrings given although the cluster config lists more nodes of their region (the others are left on the old store key)")

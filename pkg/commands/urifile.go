@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cmekctl/cmekctl/pkg/provider"
+	"github.com/cmekctl/cmekctl/pkg/safefile"
 )
 
 // Secrets never on argv: a KMS URI that carries credentials
@@ -26,7 +27,13 @@ import (
 const (
 	uriFileSuffix = "-file"
 	uriFileOf     = "cmekctl_uri_file_of"
+	uriRecorded   = "cmekctl_uri_recorded"
 )
+
+// recordedHint is the advice for a verb that records its CMEK URI in a
+// keyring or the config file: neither holds a secret, so the URI must carry
+// none, from the command line or from a file.
+const recordedHint = "this verb records the URI (keyring, config file), which must hold no secret: give it without credentials and let the KMS's own chain supply them (AWS profile or AWS_* variables, GCP application default credentials, VAULT_TOKEN)"
 
 // addURIFileFlag gives cmd --NAME-file FILE, the file variant of its --NAME
 // URI flag (or, where the URI is the verb's argument, of that argument).
@@ -40,6 +47,16 @@ func addURIFileFlag(cmd *cobra.Command, name string) {
 	_ = cmd.Flags().SetAnnotation(name+uriFileSuffix, uriFileOf, []string{name})
 }
 
+// addRecordedURIFileFlag is addURIFileFlag for a verb that records the URI
+// (enable, rotate cmek, region add): the file only spares typing it, since a
+// URI with credentials is refused from a file too.
+func addRecordedURIFileFlag(cmd *cobra.Command, name string) {
+	cmd.Flags().String(name+uriFileSuffix, "", "read the --"+name+" URI from FILE (- for stdin); it is recorded, so it carries no credentials (the KMS's own chain supplies them)")
+	_ = cmd.MarkFlagFilename(name + uriFileSuffix)
+	_ = cmd.Flags().SetAnnotation(name+uriFileSuffix, uriFileOf, []string{name})
+	_ = cmd.Flags().SetAnnotation(name+uriFileSuffix, uriRecorded, []string{"true"})
+}
+
 // resolveURIFiles refuses secrets given on the command line, and reads each
 // --NAME-file given into its --NAME flag (or, for a verb whose URI is its
 // argument, returns it as the argument). It returns the verb's arguments
@@ -50,8 +67,9 @@ func resolveURIFiles(f *Factory, cmd *cobra.Command, args []string) ([]string, e
 		if err != nil || fl.Annotations[uriFileOf] != nil {
 			return
 		}
-		if src, ok := f.flagSources[fl.Name]; ok && src != srcFlag {
-			return // the checked config file or the environment: not argv
+		src, ok := f.flagSources[fl.Name]
+		if ok && src != srcFlag && src != srcEnv {
+			return // the checked config file (mode 0600, yours): not argv
 		}
 		vals := []string{fl.Value.String()}
 		if sv, ok := fl.Value.(pflag.SliceValue); ok {
@@ -59,7 +77,11 @@ func resolveURIFiles(f *Factory, cmd *cobra.Command, args []string) ([]string, e
 		}
 		for _, v := range vals {
 			if s := secretsOf(f, v); len(s) > 0 {
-				err = secretOnArgv(cmd, "--"+fl.Name, fl.Name, s)
+				if src == srcEnv {
+					err = secretInEnv(cmd, fl.Name, s)
+				} else {
+					err = secretOnArgv(cmd, "--"+fl.Name, fl.Name, s)
+				}
 				return
 			}
 		}
@@ -146,25 +168,47 @@ func secretsOf(f *Factory, v string) []string {
 }
 
 func secretOnArgv(cmd *cobra.Command, where, name string, secrets []string) error {
-	hint := "put credentials in the environment or the provider's credentials file and give the URI without them"
-	if cmd.Flags().Lookup(name+uriFileSuffix) != nil {
-		hint = "put the URI in a file only you can read and pass --" + name + uriFileSuffix + " FILE (or --" + name + uriFileSuffix + " - to read it from stdin)"
-	}
-	return usageError(hint, "%s carries %s: a secret on the command line is seen by every local user (ps, /proc) and kept in shell history; refusing (nothing was done)",
+	return usageError(secretHint(cmd, name), "%s carries %s: a secret on the command line is seen by every local user (ps, /proc) and kept in shell history; refusing (nothing was done)",
 		where, strings.Join(secrets, ", "))
 }
 
-// readURIFile reads one URI from path (- for stdin), at most 64 KiB.
+// secretInEnv refuses a CMEKCTL_* variable whose KMS URI carries
+// credentials: every child process inherits it, and CI systems and unit
+// files print their environments.
+func secretInEnv(cmd *cobra.Command, name string, secrets []string) error {
+	return usageError("unset "+envName(name)+"; "+secretHint(cmd, name), "%s carries %s: a secret in a CMEKCTL_* variable is inherited by every child process and often logged; refusing (nothing was done)",
+		envName(name), strings.Join(secrets, ", "))
+}
+
+// secretHint says where a URI that carries credentials goes instead.
+func secretHint(cmd *cobra.Command, name string) string {
+	if fl := cmd.Flags().Lookup(name + uriFileSuffix); fl != nil && fl.Annotations[uriRecorded] != nil {
+		return recordedHint
+	}
+	if cmd.Flags().Lookup(name+uriFileSuffix) != nil {
+		return "put the URI in a file only you can read and pass --" + name + uriFileSuffix + " FILE (or --" + name + uriFileSuffix + " - to read it from stdin)"
+	}
+	return "put credentials in the environment or the provider's credentials file and give the URI without them"
+}
+
+// readURIFile reads one URI from path (- for stdin), at most 64 KiB. A
+// file gets the keyring's owner and mode checks on the descriptor it is read
+// from: a file others can read has given its secret away, and one another
+// user owns can be changed under the operator to steer credentials. A pipe
+// of the operator's (--cmek-file <(vault kv get ...)) passes, as stdin does.
 func readURIFile(f *Factory, flag, path string) (string, error) {
 	var r io.Reader
 	if path == "-" {
 		r = f.IO.In
 	} else {
-		fh, err := os.Open(path)
+		fh, err := os.OpenFile(path, os.O_RDONLY|nonBlock, 0)
 		if err != nil {
 			return "", usageError("give a readable file holding one URI", "--%s: %v", flag, err)
 		}
 		defer fh.Close()
+		if err := checkURIFile(fh, flag, path); err != nil {
+			return "", err
+		}
 		r = fh
 	}
 	b, err := io.ReadAll(io.LimitReader(r, 64<<10))
@@ -176,4 +220,27 @@ func readURIFile(f *Factory, flag, path string) (string, error) {
 		return "", usageError("the file holds one URI, scheme://..., on one line", "--%s %s: not one URI", flag, path)
 	}
 	return uri, nil
+}
+
+// checkURIFile refuses a --NAME-file that is not a regular file or pipe of
+// the user running cmekctl with no access for others.
+func checkURIFile(fh *os.File, flag, path string) error {
+	fi, err := fh.Stat()
+	if err != nil {
+		return fmt.Errorf("--%s: %w", flag, err)
+	}
+	refuse := func(format string, args ...any) error {
+		return &ExitError{Code: ExitPermissions, Err: fmt.Errorf("--%s %s: "+format+"; refusing (nothing was done)", append([]any{flag, path}, args...)...),
+			Hint: "a URI file may hold credentials: keep it yours and private (chmod 600 FILE), or pass --" + flag + " - and give the URI on stdin"}
+	}
+	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeNamedPipe == 0 {
+		return refuse("not a regular file or a pipe")
+	}
+	if uid, ok := safefile.Owner(fi); ok && uid != os.Geteuid() {
+		return refuse("owned by uid %d, not by you (uid %d)", uid, os.Geteuid())
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return refuse("mode %04o lets others read or change it", fi.Mode().Perm())
+	}
+	return nil
 }
