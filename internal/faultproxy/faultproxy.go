@@ -53,6 +53,8 @@ type Proxy struct {
 	requests int
 	faulted  int
 	matched  int
+	statuses map[int]int // answers forwarded from the server, by status
+	body     int64       // bytes of those answers' bodies
 }
 
 // Start proxies to target (an http:// URL on 127.0.0.1) until the test ends.
@@ -103,7 +105,55 @@ func (p *Proxy) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.requests, p.faulted, p.matched = 0, 0, 0
+	p.statuses, p.body = nil, 0
 }
+
+// Answers returns, since Start or Reset, how many answers the server sent
+// back through the proxy by HTTP status, and the bytes of their bodies.
+func (p *Proxy) Answers() (map[int]int, int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[int]int{}
+	for k, v := range p.statuses {
+		out[k] = v
+	}
+	return out, p.body
+}
+
+// counting is a ResponseWriter that records an answer's status and body
+// size in its proxy before they reach the client, so a client that has its
+// answer sees it counted.
+type counting struct {
+	http.ResponseWriter
+	p      *Proxy
+	status int
+}
+
+func (c *counting) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+		c.p.mu.Lock()
+		if c.p.statuses == nil {
+			c.p.statuses = map[int]int{}
+		}
+		c.p.statuses[status]++
+		c.p.mu.Unlock()
+	}
+	c.ResponseWriter.WriteHeader(status)
+}
+
+func (c *counting) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.WriteHeader(http.StatusOK)
+	}
+	c.p.mu.Lock()
+	c.p.body += int64(len(b))
+	c.p.mu.Unlock()
+	return c.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (c *counting) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // reset closes the client's connection without an answer.
 func reset(w http.ResponseWriter) {
@@ -155,7 +205,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(f.Status)
 		_, _ = w.Write([]byte(f.Body))
 	default:
-		p.rp.ServeHTTP(w, r)
+		p.rp.ServeHTTP(&counting{ResponseWriter: w, p: p}, r)
 	}
 }
 

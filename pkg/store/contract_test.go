@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -146,4 +147,47 @@ func (b blindReplace) ReplaceIfUnchanged(ctx context.Context, key string, body [
 		return store.Version{}, err
 	}
 	return b.Dir.ReplaceIfUnchanged(ctx, key, body, cur)
+}
+
+// A conditional read of an unchanged document is one request answered 304
+// with no body, on gofakes3 and on versitygw; a changed one reads the body.
+func TestGetIfChangedSendsNoBodyS3(t *testing.T) {
+	for name, start := range map[string]func(testing.TB, string) *storetest.S3Server{
+		"gofakes3": storetest.StartS3, "versitygw": storetest.StartVersity,
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := start(t, "keyrings")
+			storetest.SetAWSTestEnv(t)
+			p := faultproxy.Start(t, srv.URL)
+			s := opener(srv.URI(p.URL, "p"))(t)
+			ctx := context.Background()
+			doc := bytes.Repeat([]byte("k"), 4096)
+			v1, err := s.CreateOnly(ctx, "c/keyring.json", doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Reset()
+			for range 5 {
+				body, got, changed, err := store.GetIfChanged(ctx, s, "c/keyring.json", v1)
+				if err != nil || changed || body != nil || got != v1 {
+					t.Fatalf("unchanged: %d bytes %+v changed=%v %v", len(body), got, changed, err)
+				}
+			}
+			statuses, n0 := p.Answers()
+			if p.Requests() != 5 || statuses[http.StatusNotModified] != 5 || n0 != 0 {
+				t.Fatalf("5 polls of an unchanged document: %d requests, answers %v, %d body bytes; want 5 requests answered 304 with no body",
+					p.Requests(), statuses, n0)
+			}
+			v2, err := s.ReplaceIfUnchanged(ctx, "c/keyring.json", doc, v1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Reset()
+			body, got, changed, err := store.GetIfChanged(ctx, s, "c/keyring.json", v1)
+			statuses, n := p.Answers()
+			if err != nil || !changed || len(body) != len(doc) || got != v2 || statuses[http.StatusOK] != 1 || n < int64(len(doc)) {
+				t.Fatalf("changed: %d bytes %+v changed=%v %v; answers %v, %d body bytes", len(body), got, changed, err, statuses, n)
+			}
+		})
+	}
 }

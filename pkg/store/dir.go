@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,18 +56,52 @@ func (d *Dir) path(key string) string {
 }
 
 func (d *Dir) read(key string) ([]byte, Version, error) {
-	raw, err := os.ReadFile(d.path(key))
+	body, v, _, err := d.readIfChanged(key, Version{})
+	return body, v, err
+}
+
+var _ ConditionalGetter = (*Dir)(nil)
+
+// GetIfChanged reads the revision line only while the document is at prev;
+// the rest of the file is read when the revision differs. The file read is
+// one snapshot: a write replaces it by a rename, never in place.
+func (d *Dir) GetIfChanged(ctx context.Context, key string, prev Version) ([]byte, Version, bool, error) {
+	if err := CheckKey(key); err != nil {
+		return nil, Version{}, false, err
+	}
+	return d.readIfChanged(key, prev)
+}
+
+func (d *Dir) readIfChanged(key string, prev Version) ([]byte, Version, bool, error) {
+	f, err := os.Open(d.path(key))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, Version{}, wrapErr("dir store", "get", key, ErrNotFound)
+		return nil, Version{}, false, wrapErr("dir store", "get", key, ErrNotFound)
 	}
 	if err != nil {
-		return nil, Version{}, wrapErr("dir store", "get", key, err)
+		return nil, Version{}, false, wrapErr("dir store", "get", key, err)
 	}
-	rev, body, err := decode(raw)
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64)
+	line, err := br.ReadSlice('\n')
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, Version{}, false, wrapErr("dir store", "get", key, err)
+	}
+	rev, _, err := decode(line)
 	if err != nil {
-		return nil, Version{}, wrapErr("dir store", "get", key, err)
+		return nil, Version{}, false, wrapErr("dir store", "get", key, err)
 	}
-	return body, Version{Rev: rev, Token: strconv.FormatUint(rev, 10)}, nil
+	cur := Version{Rev: rev, Token: strconv.FormatUint(rev, 10)}
+	if prev.Token != "" && cur == prev {
+		return nil, prev, false, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(br, maxDoc+1))
+	if err != nil {
+		return nil, Version{}, false, wrapErr("dir store", "get", key, err)
+	}
+	if len(body) > maxDoc {
+		return nil, Version{}, false, wrapErr("dir store", "get", key, fmt.Errorf("%w: larger than %d bytes", ErrCorrupt, maxDoc))
+	}
+	return body, cur, true, nil
 }
 
 // Get reads a document. A rename is atomic, so no lock is needed.

@@ -86,26 +86,53 @@ func (s *S3) objectKey(key string) string {
 
 // Get reads a document and its ETag.
 func (s *S3) Get(ctx context.Context, key string) ([]byte, Version, error) {
-	if err := CheckKey(key); err != nil {
-		return nil, Version{}, err
+	body, v, _, err := s.get(ctx, key, "")
+	return body, v, err
+}
+
+var _ ConditionalGetter = (*S3)(nil)
+
+// GetIfChanged reads with If-None-Match: the ETag of prev; S3 answers 304
+// Not Modified, with no body, while the document is unchanged (the revision
+// line makes every write's ETag new, so an ETag never comes back).
+func (s *S3) GetIfChanged(ctx context.Context, key string, prev Version) ([]byte, Version, bool, error) {
+	body, v, notModified, err := s.get(ctx, key, prev.Token)
+	if notModified || err == nil && v == prev {
+		return nil, prev, false, err
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.objectKey(key))})
+	return body, v, err == nil, err
+}
+
+// get is a GetObject, conditional on ifNoneMatch when it is set.
+func (s *S3) get(ctx context.Context, key, ifNoneMatch string) ([]byte, Version, bool, error) {
+	if err := CheckKey(key); err != nil {
+		return nil, Version{}, false, err
+	}
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.objectKey(key))}
+	if ifNoneMatch != "" {
+		in.IfNoneMatch = aws.String(ifNoneMatch)
+	}
+	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
-		return nil, Version{}, wrapErr("s3 store", "get", key, s3Err(err, ErrNotFound))
+		var re *smithyhttp.ResponseError
+		if ifNoneMatch != "" && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotModified {
+			return nil, Version{}, true, nil
+		}
+		return nil, Version{}, false, wrapErr("s3 store", "get", key, s3Err(err, ErrNotFound))
 	}
 	defer out.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(out.Body, maxDoc+1))
 	if err != nil {
-		return nil, Version{}, wrapErr("s3 store", "get", key, fmt.Errorf("%w: %v", ErrUnavailable, err))
+		return nil, Version{}, false, wrapErr("s3 store", "get", key, fmt.Errorf("%w: %v", ErrUnavailable, err))
 	}
 	if len(raw) > maxDoc {
-		return nil, Version{}, wrapErr("s3 store", "get", key, fmt.Errorf("%w: larger than %d bytes", ErrCorrupt, maxDoc))
+		return nil, Version{}, false, wrapErr("s3 store", "get", key, fmt.Errorf("%w: larger than %d bytes", ErrCorrupt, maxDoc))
 	}
 	rev, body, err := decode(raw)
 	if err != nil {
-		return nil, Version{}, wrapErr("s3 store", "get", key, err)
+		return nil, Version{}, false, wrapErr("s3 store", "get", key, err)
 	}
-	return body, Version{Rev: rev, Token: aws.ToString(out.ETag)}, nil
+	return body, Version{Rev: rev, Token: aws.ToString(out.ETag)}, false, nil
 }
 
 // CreateOnly puts with If-None-Match: *.

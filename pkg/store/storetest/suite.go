@@ -73,6 +73,37 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatalf("replace from the zero version: %v, want ErrConflict", err)
 		}
 	})
+	t.Run("get-if-changed", func(t *testing.T) {
+		v1, err := s.CreateOnly(ctx, "contract/cond", []byte("one"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, got, changed, err := store.GetIfChanged(ctx, s, "contract/cond", v1)
+		if err != nil || changed || body != nil || got != v1 {
+			t.Fatalf("unchanged: %q %+v changed=%v %v, want no body at %+v", body, got, changed, err, v1)
+		}
+		body, got, changed, err = store.GetIfChanged(ctx, s, "contract/cond", store.Version{})
+		if err != nil || !changed || string(body) != "one" || got != v1 {
+			t.Fatalf("from the zero version: %q %+v changed=%v %v, want one at %+v", body, got, changed, err, v1)
+		}
+		// A, B, A: the third write's bytes equal the first's; it is still
+		// a change.
+		v2, err := s.ReplaceIfUnchanged(ctx, "contract/cond", []byte("two"), v1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v3, err := s.ReplaceIfUnchanged(ctx, "contract/cond", []byte("one"), v2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, got, changed, err = store.GetIfChanged(ctx, s, "contract/cond", v1)
+		if err != nil || !changed || string(body) != "one" || got != v3 {
+			t.Fatalf("after two writes: %q %+v changed=%v %v, want one at %+v", body, got, changed, err, v3)
+		}
+		if _, _, _, err := store.GetIfChanged(ctx, s, "contract/cond-missing", v1); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a missing key: %v, want ErrNotFound", err)
+		}
+	})
 	t.Run("no-aba", func(t *testing.T) {
 		// A, B, A again: identical bytes must not pass a compare made
 		// against the first A (an S3 ETag alone would).
