@@ -48,7 +48,14 @@ func newCmdRevoke(f *Factory, p func() printer) *cobra.Command {
 
 It is destructive: on a terminal it asks you to type the cluster ID; in a
 script it needs --yes. --dry-run prints each step and the KMS calls it would
-make, and changes nothing. Check the result with cmekctl verify-destroyed.`,
+make, and changes nothing. Check the result with cmekctl verify-destroyed.
+
+On keyrings already revoked, revoke runs step 1 again and nothing else (no
+KMS action, no new mark): a key file that appeared in a recorded unlock
+directory or an --unlock-dir since (verify-destroyed reports it ACCESSIBLE)
+is overwritten and removed, and listed. Exit 0 when it purged something;
+8 (revoked-keyring) when nothing was left to purge, and nothing changed.
+A keyring given with others still unrevoked is purged again in step 1 too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if storeMode(cmd) != "" {
@@ -73,10 +80,11 @@ make, and changes nothing. Check the result with cmekctl verify-destroyed.`,
 }
 
 type revokeStep struct {
-	Step     string `json:"step"`
-	Target   string `json:"target"`
-	Result   string `json:"result"`
-	KMSCalls string `json:"kms_calls,omitempty"`
+	Step     string   `json:"step"`
+	Target   string   `json:"target"`
+	Result   string   `json:"result"`
+	Files    []string `json:"files,omitempty"`
+	KMSCalls string   `json:"kms_calls,omitempty"`
 }
 
 type revokeReport struct {
@@ -107,8 +115,7 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 		}
 	}
 	if len(todo) == 0 {
-		r := g.Nodes[0].KR.Revoked
-		return exitf(ExitRevokedKeyring, "every keyring given is already revoked (first on %s: %s); nothing was changed", r.At.Format("2006-01-02T15:04:05Z07:00"), r.Reason)
+		return repurgeRun(f, p, g, o)
 	}
 	var uris []string
 	for _, n := range todo {
@@ -118,9 +125,9 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 	}
 	rep := revokeReport{ClusterID: g.Cluster, DryRun: o.DryRun}
 	if o.DryRun {
-		for _, n := range todo {
-			files := keyring.UnlockedFiles(n.KR, o.UnlockDirs...)
-			rep.Steps = append(rep.Steps, revokeStep{Step: "1 purge unlocked key files", Target: n.Store.Dir, Result: fmt.Sprintf("would overwrite and remove %d file(s)", len(files))})
+		for _, n := range g.Nodes {
+			files := keyring.PurgeList(n.KR, o.UnlockDirs...)
+			rep.Steps = append(rep.Steps, revokeStep{Step: "1 purge unlocked key files", Target: n.Store.Dir, Result: fmt.Sprintf("would overwrite and remove %d file(s)", len(files)) + listFiles(files) + alreadyRevoked(n)})
 		}
 		for _, u := range uris {
 			calls := "0"
@@ -153,13 +160,13 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 // executeRevoke does revoke's four steps on the nodes not yet revoked.
 func executeRevoke(ctx context.Context, f *Factory, s *kmsSession, g *keyring.Group, todo []*keyring.Node, uris []string, o *RevokeOptions, rep revokeReport) (revokeReport, error) {
 	now := f.Now().UTC()
-	// 1. Purge.
-	for _, n := range todo {
-		purged, err := keyring.PurgeUnlocked(n.KR, now, o.UnlockDirs...)
+	// 1. Purge, on the nodes already revoked too.
+	for _, n := range g.Nodes {
+		step, _, err := purgeNode(n, now, o.UnlockDirs)
 		if err != nil {
-			return rep, fmt.Errorf("purge unlocked key files of %s: %w (no keyring was marked)", n.Store.Dir, err)
+			return rep, fmt.Errorf("%w (no keyring was marked)", err)
 		}
-		rep.Steps = append(rep.Steps, revokeStep{Step: "1 purge unlocked key files", Target: n.Store.Dir, Result: fmt.Sprintf("%d file(s) overwritten and removed", len(purged))})
+		rep.Steps = append(rep.Steps, step)
 	}
 	// 2. KMS action.
 	for _, u := range uris {

@@ -51,6 +51,24 @@ func FilesIn(dir string) []string {
 // it records when. It returns the files purged.
 func PurgeUnlocked(kr *Keyring, now time.Time, extra ...string) ([]string, error) {
 	var purged []string
+	for _, f := range PurgeList(kr, extra...) {
+		if err := purgeFile(f); err != nil {
+			return purged, err
+		}
+		purged = append(purged, f)
+	}
+	for i := range kr.Unlocks {
+		if kr.Unlocks[i].Purged.IsZero() {
+			kr.Unlocks[i].Purged = now
+		}
+	}
+	return purged, nil
+}
+
+// PurgeList lists the files PurgeUnlocked would purge now: every entry of
+// every recorded directory and of extra that is not a directory, and every
+// file a record names inside its own directory, if present.
+func PurgeList(kr *Keyring, extra ...string) []string {
 	var files []string
 	for _, d := range UnlockDirs(kr, extra...) {
 		files = append(files, FilesIn(d)...)
@@ -67,21 +85,13 @@ func PurgeUnlocked(kr *Keyring, now time.Time, extra ...string) ([]string, error
 			}
 		}
 	}
+	var present []string
 	for _, f := range files {
-		if _, err := os.Lstat(f); err != nil {
-			continue
-		}
-		if err := purgeFile(f); err != nil {
-			return purged, err
-		}
-		purged = append(purged, f)
-	}
-	for i := range kr.Unlocks {
-		if kr.Unlocks[i].Purged.IsZero() {
-			kr.Unlocks[i].Purged = now
+		if _, err := os.Lstat(f); err == nil {
+			present = append(present, f)
 		}
 	}
-	return purged, nil
+	return present
 }
 
 // UnlockedFiles lists every file still present in a directory unlock
