@@ -142,6 +142,14 @@ func (c *counted) Get(ctx context.Context, key string) ([]byte, store.Version, e
 	return c.Store.Get(ctx, key)
 }
 
+// GetIfChanged counts one get and keeps the inner store's conditional read.
+func (c *counted) GetIfChanged(ctx context.Context, key string, prev store.Version) ([]byte, store.Version, bool, error) {
+	if err := c.hit("get"); err != nil {
+		return nil, store.Version{}, false, err
+	}
+	return store.GetIfChanged(ctx, c.Store, key, prev)
+}
+
 func (c *counted) CreateOnly(ctx context.Context, key string, body []byte) (store.Version, error) {
 	if err := c.hit("create"); err != nil {
 		return store.Version{}, err

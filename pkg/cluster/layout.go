@@ -184,14 +184,20 @@ func getKeyring(ctx context.Context, s store.Store, c, r, n string) (*keyring.Ke
 	if err != nil {
 		return nil, ver, err
 	}
+	kr, err := parseKeyring(s, body, c, r, n)
+	return kr, ver, err
+}
+
+// parseKeyring parses the keyring document of node c/r/n read from s.
+func parseKeyring(s store.Store, body []byte, c, r, n string) (*keyring.Keyring, error) {
 	kr, err := keyring.Parse(body)
 	if err != nil {
-		return nil, ver, fmt.Errorf("%s: %s: %w", s, keyringKey(c, r, n), err)
+		return nil, fmt.Errorf("%s: %s: %w", s, keyringKey(c, r, n), err)
 	}
 	if kr.ClusterID != c || kr.Region != r || kr.Node != n {
-		return nil, ver, fmt.Errorf("%s: %s holds the keyring of %s/%s/%s: %w", s, keyringKey(c, r, n), kr.ClusterID, kr.Region, kr.Node, keyring.ErrForeign)
+		return nil, fmt.Errorf("%s: %s holds the keyring of %s/%s/%s: %w", s, keyringKey(c, r, n), kr.ClusterID, kr.Region, kr.Node, keyring.ErrForeign)
 	}
-	return kr, ver, nil
+	return kr, nil
 }
 
 // NodeRef names a node of the cluster.

@@ -18,8 +18,10 @@ func newCmdNodeAgent(f *Factory, p func() printer) *cobra.Command {
 		Use:   "agent --store URI --cluster-id C --region R --node N --keyring CACHE [--interval 30s] [--once]",
 		Short: "Watch a node's keyring in the shared store and purge its key files when it is revoked",
 		Long: `node agent is a small loop for a systemd unit or a Kubernetes sidecar: every
---interval it reads the node's keyring from the store (one request); once the
-keyring is revoked it overwrites and removes the store-key files unlock wrote
+--interval it reads the node's keyring from the store: one conditional read,
+which on S3 (If-None-Match: ETag) and a directory store transfers nothing while
+the keyring is unchanged (304 Not Modified); on etcd a watch wakes it at once.
+Once the keyring is revoked it overwrites and removes the store-key files unlock wrote
 (as the local cache, --keyring, records them) and acknowledges the purge in the
 node's status, which revoke --store --wait-acks waits for. --once makes one pass.`,
 		Args: cobra.NoArgs,
@@ -51,7 +53,7 @@ node's status, which revoke --store --wait-acks waits for. --once makes one pass
 			cluster.Agent(ctx, s, o, every, func(res *cluster.AgentResult, err error) {
 				if err != nil {
 					fmt.Fprintf(f.IO.ErrOut, "cmekctl: node agent: %v\n", err)
-				} else if res.Revoked && res.Acked {
+				} else if res.Revoked && res.Acked && !res.Unchanged {
 					fmt.Fprintf(f.IO.ErrOut, "cmekctl: node agent: keyring revoked; %d key file(s) purged; acknowledged\n", len(res.Purged))
 				}
 				last = err
