@@ -62,7 +62,7 @@ var exitTable = []exitRow{
 	{ExitAlreadyEnabled, "already-enabled", "CMEK is already enabled in that keyring, or on that Cloud cluster (--cloud)"},
 	{ExitRevokedKeyring, "revoked-keyring", "the keyring is marked revoked: nothing is unlocked, decrypted or rotated"},
 	{ExitLocked, "locked", "another cmekctl holds the keyring's lock"},
-	{ExitPartial, "partial", "some nodes failed; run the same command again to finish"},
+	{ExitPartial, "partial", "some nodes failed, or a rotation is half done: the hint names the command that finishes it"},
 	{ExitNotFIPS, "not-fips", "--require-fips, and cmekctl is not a FIPS build running with GODEBUG=fips140=only"},
 	{ExitKeyRevoked, "key-revoked", "the CMEK key refused: disabled, pending deletion or access denied (a node cannot start)"},
 	{ExitKeyDestroyed, "key-destroyed", "the CMEK key is destroyed: its material is gone (a node cannot start)"},
@@ -149,7 +149,7 @@ func ExitCode(err error) int {
 		return ExitRevokedKeyring
 	case errors.Is(err, keyring.ErrLocked):
 		return ExitLocked
-	case errors.Is(err, keyring.ErrPending):
+	case errors.Is(err, keyring.ErrPending), errors.Is(err, keyring.ErrSplitRegion):
 		return ExitPartial
 	case errors.Is(err, stream.ErrAuth), errors.Is(err, stream.ErrTruncated), errors.Is(err, stream.ErrTrailingData):
 		return ExitMisuse
@@ -214,6 +214,9 @@ func hintFor(err error) string {
 	case ExitKMSUnavailable:
 		return "the KMS did not answer; nothing was written; retry later"
 	case ExitPartial:
+		if errors.Is(err, keyring.ErrSplitRegion) {
+			return "run cmekctl rotate store-key with every keyring of the region first (cmekctl status names the command): it brings every node onto one new store key"
+		}
 		if errors.Is(err, keyring.ErrPending) {
 			return "finish the interrupted operation the message names first; cmekctl status shows which nodes are mid-rotation"
 		}

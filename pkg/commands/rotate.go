@@ -34,7 +34,14 @@ func newCmdRotate(f *Factory, p func() printer) *cobra.Command {
   cmek       the store key re-wrapped under the CMEK key's current version, or under --cmek (one unwrap + one wrap per region)
 
 A rotation over several nodes writes an intent journal first; if it is
-interrupted, running the same command again finishes it without doubling it.`,
+interrupted, running the same command again finishes it without doubling it.
+
+With a cluster config, a store-key or CMEK rotation of part of a region is
+refused unless --partial. A region whose nodes hold different store keys
+(after --partial) is reconciled by rotate store-key of every node of the
+region (cmekctl rotate store-key --region R): one unwrap per distinct bundle,
+then one new store key for all; every key a store may still run on is kept.
+cmekctl status flags such a region and names that command.`,
 	}
 	sub := func(op, use, short string) *cobra.Command {
 		opts := &RotateOptions{Op: op}
@@ -64,7 +71,7 @@ interrupted, running the same command again finishes it without doubling it.`,
 			addRecordedURIFileFlag(c, "cmek")
 		}
 		if op != keyring.OpRotateDataKey {
-			c.Flags().BoolVar(&opts.Partial, "partial", false, "rotate only the keyrings given although the cluster config lists more nodes of their region (the others are left on the old store key)")
+			c.Flags().BoolVar(&opts.Partial, "partial", false, "rotate only the keyrings given although the cluster config lists more nodes of their region (the others are left on the old store key until rotate store-key --region R reconciles the region)")
 		}
 		if op == keyring.OpRotateCMEK {
 			addCloudFlags(f, c, &opts.Cloud, cloudSpecs, cloudHelp["rotate-cmek"], "keyring", "cmek")
@@ -105,7 +112,7 @@ func rotateRun(ctx context.Context, f *Factory, p printer, o *RotateOptions) err
 	if o.DryRun {
 		plan, err := keyring.PlanRotate(g, o.Op, opt, f.Now())
 		if err != nil {
-			return err
+			return splitRegionExit(f, err)
 		}
 		return printPlan(p, plan)
 	}
@@ -122,7 +129,7 @@ func rotateRun(ctx context.Context, f *Factory, p printer, o *RotateOptions) err
 	if perr := p.print(rotateReport{Result: res, KMSCalls: s.Counts()}, nodeTable(res.Nodes)); perr != nil {
 		return perr
 	}
-	return err
+	return splitRegionExit(f, err)
 }
 
 type planReport struct {

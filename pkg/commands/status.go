@@ -97,10 +97,13 @@ type statusNode struct {
 	MidRotation     string      `json:"mid_rotation,omitempty"`
 	// BehindRegion: another node of the region holds a newer store-key
 	// generation (a rotation that left this node out).
-	BehindRegion int                 `json:"behind_region_generation,omitempty"`
-	Revoked      *keyring.Revocation `json:"revoked,omitempty"`
-	Unlocks      int                 `json:"unlocks_recorded"`
-	Stores       []statusStore       `json:"stores"`
+	BehindRegion int `json:"behind_region_generation,omitempty"`
+	// SplitRegion: another node of the region holds another store key of
+	// the same generation (two rotations with --partial).
+	SplitRegion bool                `json:"split_region,omitempty"`
+	Revoked     *keyring.Revocation `json:"revoked,omitempty"`
+	Unlocks     int                 `json:"unlocks_recorded"`
+	Stores      []statusStore       `json:"stores"`
 }
 
 type kmsView struct {
@@ -215,6 +218,15 @@ func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) err
 		active[r] = a.id
 	}
 	rep.Regions = regionStatus(rep.Nodes, active)
+	split := splitRegions(f, g)
+	for i := range rep.Regions {
+		rep.Regions[i].Reconcile = split[rep.Regions[i].Region]
+	}
+	for i, n := range rep.Nodes {
+		if a := activeKeys[n.Region]; split[n.Region] != "" && n.Generation == a.gen && g.Nodes[i].KR.StoreWrap.KeyIDs[0] != a.id {
+			rep.Nodes[i].SplitRegion = true
+		}
+	}
 	s := f.newSession()
 	if !o.NoKMS {
 		for _, u := range uris {
@@ -258,6 +270,8 @@ func statusTables(p printer, rep statusReport) []table {
 			state = "mid-rotation (" + n.MidRotation + ")"
 		case n.BehindRegion > 0:
 			state = fmt.Sprintf("BEHIND: store key generation %d, region at %d", n.Generation, n.BehindRegion)
+		case n.SplitRegion:
+			state = fmt.Sprintf("SPLIT: another node of the region holds another store key of generation %d", n.Generation)
 		case n.RotationOverdue:
 			state = "rotation overdue"
 		}

@@ -25,6 +25,9 @@ type statusRegion struct {
 	StoresOnActive int    `json:"stores_on_active_store_key"`
 	Stores         int    `json:"stores"`
 	Summary        string `json:"summary"`
+	// Reconcile: the region's nodes hold different store keys (a rotation
+	// with --partial left some behind); this command brings them onto one.
+	Reconcile string `json:"reconcile,omitempty"`
 }
 
 // notUnlocked names a node's stores before unlock has been given any.

@@ -49,9 +49,16 @@ func statusProblems(rep statusReport, _ time.Time) []string {
 			out = append(out, where+": mid-rotation ("+n.MidRotation+"): run the same rotation again to finish it")
 		case n.BehindRegion > 0:
 			out = append(out, fmt.Sprintf("%s: store key generation %d, behind the region's %d", where, n.Generation, n.BehindRegion))
+		case n.SplitRegion:
+			out = append(out, fmt.Sprintf("%s: another node of the region holds another store key of generation %d", where, n.Generation))
 		}
 		if n.RotationOverdue {
 			out = append(out, fmt.Sprintf("%s: data-key rotation overdue since %s: run cmekctl rotate data-key", where, n.NextRotationDue.UTC().Format(time.RFC3339)))
+		}
+	}
+	for _, r := range rep.Regions {
+		if r.Reconcile != "" {
+			out = append(out, reconcileLine(r))
 		}
 	}
 	for _, k := range rep.KMS {
@@ -97,7 +104,7 @@ func writePrometheus(w io.Writer, rep statusReport, clusterID string, now time.T
 		due = append(due, promRow{l, n.NextRotationDue.Sub(now).Seconds()})
 		overdue = append(overdue, promRow{l, b01(n.RotationOverdue)})
 		mid = append(mid, promRow{l, b01(n.MidRotation != "")})
-		behind = append(behind, promRow{l, b01(n.BehindRegion > 0)})
+		behind = append(behind, promRow{l, b01(n.BehindRegion > 0 || n.SplitRegion)})
 		gen = append(gen, promRow{l, float64(n.Generation)})
 		revoked = append(revoked, promRow{l, b01(n.Revoked != nil)})
 		protected = append(protected, promRow{l, 1})
@@ -110,7 +117,7 @@ func writePrometheus(w io.Writer, rep statusReport, clusterID string, now time.T
 	metric("cmekctl_data_key_rotation_due_seconds", "Seconds until the node's data-key rotation is due (negative: overdue).", due)
 	metric("cmekctl_data_key_rotation_overdue", "1 if the node's data-key rotation is overdue.", overdue)
 	metric("cmekctl_mid_rotation", "1 if an interrupted rotation is pending on the node.", mid)
-	metric("cmekctl_store_key_behind", "1 if another node of the region holds a newer store-key generation.", behind)
+	metric("cmekctl_store_key_behind", "1 if another node of the region holds a newer store-key generation, or another store key of the same one (reconcile: rotate store-key of the whole region).", behind)
 	metric("cmekctl_store_key_generation", "The node's store-key generation.", gen)
 	metric("cmekctl_keyring_revoked", "1 if the node's keyring is marked revoked.", revoked)
 	metric("cmekctl_node_protected", "1 if the node has a keyring (CMEK enabled), 0 if the cluster config lists it without one.", protected)
@@ -159,8 +166,16 @@ func statusOutput(f *Factory, p printer, o *StatusOptions, rep statusReport, tab
 	} else {
 		err = p.print(rep, tables...)
 	}
-	if err != nil || !o.Check {
+	if err != nil {
 		return err
+	}
+	if !o.Check {
+		for _, r := range rep.Regions {
+			if r.Reconcile != "" {
+				fmt.Fprintf(f.IO.ErrOut, "cmekctl: hint: %s\n", reconcileLine(r))
+			}
+		}
+		return nil
 	}
 	problems := statusProblems(rep, now)
 	for _, pr := range problems {

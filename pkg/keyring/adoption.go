@@ -354,12 +354,12 @@ func ParseActiveKeyID(s string) string {
 }
 
 // rotatedBundle is a store-key rotation's new bundle: a new key first, then
-// the outgoing active key (kept one more rotation, so a keyring restored from
-// a copy one rotation old still holds the key its stores may have moved to),
-// then every key a store of the nodes may still run on. Keys no store needs
-// are wiped. It takes ownership of b's keys.
-func rotatedBundle(b *Bundle, nodes []*Node) (*Bundle, error) {
-	keep := []string{b.IDs[0]}
+// the outgoing active keys (kept one more rotation, so a keyring restored from
+// a copy one rotation old still holds the key its stores may have moved to;
+// one per bundle of a split region), then every key a store of the nodes may
+// still run on. Keys no store needs are wiped. It takes ownership of b's keys.
+func rotatedBundle(b *Bundle, actives []string, nodes []*Node) (*Bundle, error) {
+	keep := slices.Clone(actives)
 	for _, n := range nodes {
 		for _, id := range n.KR.NeededStoreKeys() {
 			if slices.Contains(keep, id) {
@@ -377,7 +377,7 @@ func rotatedBundle(b *Bundle, nodes []*Node) (*Bundle, error) {
 		return nil, refusef("restart the nodes whose stores are behind and run cmekctl node started for each, then rotate again",
 			"the stores of this region may run on %d different store keys: too many to keep", len(keep))
 	}
-	nb := &Bundle{IDs: []string{newStoreKeyID()}, Keys: [][]byte{newKey()}}
+	nb := &Bundle{IDs: []string{newStoreKeyID()}, Keys: [][]byte{newKey()}, meta: b.meta}
 	for i, id := range b.IDs {
 		if slices.Contains(keep, id) {
 			nb.IDs, nb.Keys = append(nb.IDs, id), append(nb.Keys, b.Keys[i])

@@ -138,6 +138,9 @@ func kek32(k []byte) ([]byte, func()) {
 type Bundle struct {
 	IDs  []string
 	Keys [][]byte
+	// meta is the store keys' metadata as the nodes record them, when the
+	// bundle pools several nodes' (a split region: reconcile.go).
+	meta map[string]StoreKey
 }
 
 // Wipe clears the bundle's keys.

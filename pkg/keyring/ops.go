@@ -207,11 +207,17 @@ func Rotate(ctx context.Context, env Env, g *Group, op string, opt RotateOptions
 		if bundles[region] != nil || op == OpRotateCMEK || !slices.ContainsFunc(todo, func(n *Node) bool { return n.KR.Region == region }) {
 			continue
 		}
-		w, ok := j.Wraps[region]
-		if !ok {
-			w = newest(g.ByRegion(region)).KR.StoreWrap
+		var b *Bundle
+		var err error
+		if w, ok := j.Wraps[region]; ok {
+			b, err = UnwrapBundle(ctx, env, g.Cluster, region, w)
+			if b != nil {
+				b.meta = storeKeyMeta(g.ByRegion(region))
+			}
+		} else {
+			left := slices.DeleteFunc(slices.Clone(todo), func(n *Node) bool { return n.KR.Region != region })
+			b, _, err = unwrapRegion(ctx, env, g.Cluster, region, left)
 		}
-		b, err := UnwrapBundle(ctx, env, g.Cluster, region, w)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("region %s: %w", region, err))
 			continue
@@ -242,15 +248,15 @@ func Rotate(ctx context.Context, env Env, g *Group, op string, opt RotateOptions
 
 // planRegion makes the KMS calls of a fresh rotation of one region: it
 // returns the bundle to apply and, for store-key and CMEK rotations, the new
-// wrap. Nodes of the region must share one bundle lineage.
+// wrap, of the generation after the newest node's. Nodes of a split region
+// (different bundles: reconcile.go) are unwrapped once per bundle; a
+// store-key rotation brings them onto one; a CMEK rotation is refused.
 func planRegion(ctx context.Context, env Env, cluster, region string, nodes []*Node, op string, opt RotateOptions) (*Bundle, StoreWrap, error) {
 	src := newest(nodes)
-	for _, n := range nodes {
-		if n.KR.StoreWrap.Generation != src.KR.StoreWrap.Generation {
-			return nil, StoreWrap{}, fmt.Errorf("nodes %s and %s hold different store-key generations (%d, %d) and no journal: run rotate store-key or rotate cmek again on this region's keyrings to reconcile", n.KR.Node, src.KR.Node, n.KR.StoreWrap.Generation, src.KR.StoreWrap.Generation)
-		}
+	if op == OpRotateCMEK && len(distinctBundles(nodes)) > 1 {
+		return nil, StoreWrap{}, splitError(region, op, nodes)
 	}
-	b, err := UnwrapBundle(ctx, env, cluster, region, src.KR.StoreWrap)
+	b, actives, err := unwrapRegion(ctx, env, cluster, region, nodes)
 	if err != nil {
 		return nil, StoreWrap{}, err
 	}
@@ -259,7 +265,7 @@ func planRegion(ctx context.Context, env Env, cluster, region string, nodes []*N
 	case OpRotateDataKey:
 		return b, StoreWrap{}, nil
 	case OpRotateStoreKey:
-		nb, err := rotatedBundle(b, nodes)
+		nb, err := rotatedBundle(b, actives, nodes)
 		if err != nil {
 			return nil, StoreWrap{}, err
 		}
@@ -337,6 +343,7 @@ func applyNode(env Env, n *Node, op string, b *Bundle, j *Journal) error {
 				s.State, s.Retired = StateRetired, now
 			}
 		}
+		addBundleKeys(kr, w, b.meta)
 		kr.StoreKeys = append(kr.StoreKeys, StoreKey{ID: newID, State: StateActive, Created: now})
 		kr.RetireStoreWrap(kr.StoreWrap)
 		kr.StoreWrap = w

@@ -61,7 +61,7 @@ func PlanRotate(g *Group, op string, opt RotateOptions, now time.Time) (*Plan, e
 	}
 	for _, region := range g.Regions {
 		rp := PlanRegion{Region: region, CMEK: newest(g.ByRegion(region)).KR.StoreWrap.CMEKURI}
-		todo := 0
+		var todo []*Node
 		for _, n := range g.ByRegion(region) {
 			pn := PlanNode{Dir: n.Store.Dir, Region: region, Node: n.KR.Node, Action: "rotate"}
 			switch {
@@ -72,20 +72,24 @@ func PlanRotate(g *Group, op string, opt RotateOptions, now time.Time) (*Plan, e
 			case j == nil && op == OpRotateDataKey && opt.IfOlderThan > 0 && now.Sub(n.KR.ActiveDataKey().Created) < opt.IfOlderThan:
 				pn.Action, pn.Detail = "skip", fmt.Sprintf("data key is %s old, younger than %s", now.Sub(n.KR.ActiveDataKey().Created).Round(time.Second), opt.IfOlderThan)
 			default:
-				todo++
+				todo = append(todo, n)
 			}
 			p.Nodes = append(p.Nodes, pn)
 		}
-		if todo > 0 {
+		if len(todo) > 0 {
+			// One unwrap per distinct bundle (more than one in a split region).
+			bundles := len(distinctBundles(todo))
 			switch {
 			case j != nil && op == OpRotateCMEK:
 				// The journal holds the new wrap: nothing to ask the KMS.
-			case j != nil:
+			case j != nil && op == OpRotateStoreKey:
 				rp.Unwrap = 1
 			case op == OpRotateDataKey:
-				rp.Unwrap = 1
+				rp.Unwrap = bundles
+			case op == OpRotateCMEK && bundles > 1:
+				return nil, splitError(region, op, todo)
 			default:
-				rp.Unwrap, rp.Wrap = 1, 1
+				rp.Unwrap, rp.Wrap = bundles, 1
 				if op == OpRotateCMEK && opt.NewCMEK != "" {
 					rp.CMEK = opt.NewCMEK
 				}
