@@ -1,10 +1,16 @@
 package main
 
 import (
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -22,10 +28,14 @@ import (
 //	                    drops If-Match/If-None-Match     -> $S3_BLIND_URI
 //	storefake gcs       fake-gcs-server                  -> $GCS_URI (and STORAGE_EMULATOR_HOST)
 //	storefake etcd      the etcd server                  -> $ETCD_URI
+//
+// `treesum DIR FILE` writes to FILE one line per entry under DIR (path,
+// mode, size, SHA-256 of a file's bytes), so `cmp` shows a store directory
+// byte-identical before and after a command.
 func TestStoreScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:  "testdata/store",
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"storefake": storeFake(t)},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"storefake": storeFake(t), "treesum": treeSum},
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("NO_COLOR", "1")
 			e.Setenv("XDG_STATE_HOME", e.WorkDir+"/state")
@@ -71,4 +81,34 @@ func storeFake(t *testing.T) func(ts *testscript.TestScript, neg bool, args []st
 			ts.Fatalf("storefake: unknown kind %q", args[0])
 		}
 	}
+}
+
+func treeSum(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: treesum DIR FILE")
+	}
+	var out strings.Builder
+	root := ts.MkAbs(args[0])
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		sum := ""
+		if info.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum = fmt.Sprintf("%x", sha256.Sum256(b))
+		}
+		fmt.Fprintf(&out, "%s %v %d %s\n", rel, info.Mode(), info.Size(), sum)
+		return nil
+	})
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(out.String()), 0o600))
 }

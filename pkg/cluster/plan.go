@@ -85,3 +85,31 @@ func PlanRotate(ctx context.Context, s store.Store, o RotateOptions, now time.Ti
 	}
 	return p, nil
 }
+
+// PlanRevoke says what MarkRevoked would do (revoke --dry-run --store): it
+// reads the selected keyrings and returns each as MarkRevoked would
+// (Already for one revoked before; At and Rev then as recorded), writing
+// nothing: no lease, no keyring, no KMS call.
+func PlanRevoke(ctx context.Context, s store.Store, o RevokeOptions) ([]Revoked, error) {
+	refs, err := ListNodes(ctx, s, o.Cluster, o.Regions, o.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	if len(refs) == 0 {
+		return nil, fmt.Errorf("%s: no keyrings of cluster %s match: %w", s, o.Cluster, keyring.ErrNotFound)
+	}
+	out := make([]Revoked, len(refs))
+	errs := make([]error, len(refs))
+	perRegion(refs, func(i int) {
+		kr, ver, err := getKeyring(ctx, s, o.Cluster, refs[i].Region, refs[i].Node)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		out[i] = Revoked{Ref: refs[i], CMEKURI: kr.StoreWrap.CMEKURI, Wrap: kr.StoreWrap, Rev: ver.Rev}
+		if kr.Revoked != nil {
+			out[i].At, out[i].Already = kr.Revoked.At, true
+		}
+	})
+	return out, errors.Join(errs...)
+}

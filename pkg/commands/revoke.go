@@ -55,7 +55,14 @@ KMS action, no new mark): a key file that appeared in a recorded unlock
 directory or an --unlock-dir since (verify-destroyed reports it ACCESSIBLE)
 is overwritten and removed, and listed. Exit 0 when it purged something;
 8 (revoked-keyring) when nothing was left to purge, and nothing changed.
-A keyring given with others still unrevoked is purged again in step 1 too.`,
+A keyring given with others still unrevoked is purged again in step 1 too.
+
+With --store URI --cluster-id C (see docs/multihost.md) it marks every selected
+keyring in the shared store revoked with a compare-and-swap, acts on the KMS,
+then waits up to --wait-acks for each node to acknowledge its purge (exit 10
+lists those that have not). --dry-run with --store prints the keyrings it would
+mark, the KMS action and the acknowledgements it would wait for: it reads the
+keyrings and writes nothing (no lease, no keyring, no KMS call).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if storeMode(cmd) != "" {
@@ -130,12 +137,7 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 			rep.Steps = append(rep.Steps, revokeStep{Step: "1 purge unlocked key files", Target: n.Store.Dir, Result: fmt.Sprintf("would overwrite and remove %d file(s)", len(files)) + listFiles(files) + alreadyRevoked(n)})
 		}
 		for _, u := range uris {
-			calls := "0"
-			res := "would leave the key as it is"
-			if o.KMSAction != kmsActionNone {
-				calls, res = "1 "+o.KMSAction, "would "+o.KMSAction+" the key"
-			}
-			rep.Steps = append(rep.Steps, revokeStep{Step: "2 KMS action: " + o.KMSAction, Target: redact(u), Result: res, KMSCalls: calls})
+			rep.Steps = append(rep.Steps, kmsActionPlan(u, o.KMSAction))
 		}
 		for _, n := range todo {
 			rep.Steps = append(rep.Steps, revokeStep{Step: "3 mark keyring revoked", Target: n.Store.Dir, Result: "would mark revoked: " + o.Reason})
@@ -155,6 +157,15 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 		return perr
 	}
 	return err
+}
+
+// kmsActionPlan is the dry run's step for the KMS action on key u.
+func kmsActionPlan(u, action string) revokeStep {
+	calls, res := "0", "would leave the key as it is"
+	if action != kmsActionNone {
+		calls, res = "1 "+action, "would "+action+" the key"
+	}
+	return revokeStep{Step: "2 KMS action: " + action, Target: redact(u), Result: res, KMSCalls: calls}
 }
 
 // executeRevoke does revoke's four steps on the nodes not yet revoked.

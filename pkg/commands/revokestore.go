@@ -26,10 +26,10 @@ func revokeStoreRun(ctx context.Context, cmd *cobra.Command, f *Factory, p print
 	default:
 		return usageError("use --kms-action none, disable or schedule-deletion", "unknown --kms-action %q", o.KMSAction)
 	}
-	if o.DryRun {
-		return usageError("run without --dry-run; cmekctl status --store shows the cluster", "--dry-run is not offered with --store yet")
-	}
 	waitAcks, _ := cmd.Flags().GetDuration("wait-acks")
+	if o.DryRun {
+		return revokeStorePlan(ctx, f, p, o, t, waitAcks)
+	}
 	ttl, _ := cmd.Flags().GetDuration("lease-ttl")
 	wait, _ := cmd.Flags().GetDuration("lease-wait")
 	if err := confirm(f, fmt.Sprintf("revoke CMEK access of cluster %q in %s", t.Cluster, t.URI), t.Cluster, o.Yes); err != nil {
@@ -98,6 +98,44 @@ func revokeStoreRun(ctx context.Context, cmd *cobra.Command, f *Factory, p print
 		return perr
 	}
 	return err
+}
+
+// revokeStorePlan is revoke --dry-run --store: the keyrings it would mark,
+// the KMS action, the acknowledgements it would wait for; it reads the
+// keyrings and writes nothing (no lease, no keyring, no KMS call).
+func revokeStorePlan(ctx context.Context, f *Factory, p printer, o *RevokeOptions, t storeTarget, waitAcks time.Duration) error {
+	s, err := openStore(ctx, f, t.URI)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	revs, err := cluster.PlanRevoke(ctx, s, cluster.RevokeOptions{Cluster: t.Cluster, Regions: t.Regions, Nodes: t.Nodes})
+	if err != nil {
+		return err
+	}
+	rep := revokeReport{ClusterID: t.Cluster, DryRun: true}
+	var uris []string
+	for _, r := range revs {
+		res := "would mark revoked: " + o.Reason
+		if r.Already {
+			res = "already revoked on " + r.At.UTC().Format(time.RFC3339) + "; would leave it as it is"
+		}
+		rep.Steps = append(rep.Steps, revokeStep{Step: "1 mark keyring revoked", Target: r.Ref.String(), Result: res})
+		if r.CMEKURI != "" && !slices.Contains(uris, r.CMEKURI) {
+			uris = append(uris, r.CMEKURI)
+		}
+	}
+	for _, u := range uris {
+		rep.Steps = append(rep.Steps, kmsActionPlan(u, o.KMSAction))
+	}
+	wait := "would check once"
+	if waitAcks > 0 {
+		wait = "would wait up to " + waitAcks.String()
+	}
+	for _, r := range revs {
+		rep.Steps = append(rep.Steps, revokeStep{Step: "3 node acknowledgement", Target: r.Ref.String(), Result: wait + " for its purge"})
+	}
+	return p.print(rep, revokeTable(rep))
 }
 
 func addRevokeStoreFlags(cmd *cobra.Command) {
