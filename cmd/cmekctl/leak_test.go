@@ -33,6 +33,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,32 +150,7 @@ func (s *leakScan) harvest(kmsDir string, dirs []string) {
 	var stores []keyring.Store
 	for _, d := range dirs {
 		stores = append(stores, keyring.Store{Dir: d})
-		kr, err := keyring.Store{Dir: d}.Load()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := keyring.UnwrapBundle(ctx, env, kr.ClusterID, kr.Region, kr.StoreWrap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, id := range b.IDs {
-			s.add("store key "+keyring.Short(id), b.Keys[i])
-		}
-		for _, dk := range kr.DataKeys {
-			kek := b.Key(dk.StoreKeyID)
-			if kek == nil {
-				t.Fatalf("data key %s: store key %s not in the bundle", dk.ID, dk.StoreKeyID)
-			}
-			// nonce || ciphertext || tag: the layout NewGCMWithRandomNonce
-			// opens, which fips140=only allows (the FIPS pass runs this too).
-			blk, _ := aes.NewCipher(kek)
-			aead, _ := cipher.NewGCMWithRandomNonce(blk)
-			pt, err := aead.Open(nil, nil, dk.Wrapped, keyring.DataBinding(kr.ClusterID, kr.Region, kr.Node, dk.ID, dk.StoreKeyID))
-			if err != nil {
-				t.Fatalf("data key %s of %s does not open with the test's reading of the format: %v", dk.ID, d, err)
-			}
-			s.add("data key "+keyring.Short(dk.ID)+" of "+kr.Node, pt)
-		}
+		s.harvestKeyring(d)
 	}
 	g, err := keyring.LoadGroup(ctx, stores, false)
 	if err != nil {
@@ -188,6 +164,76 @@ func (s *leakScan) harvest(kmsDir string, dirs []string) {
 		}
 		s.add("backup key "+keyring.Short(bk.ID), k)
 	}
+}
+
+// harvestKeyring learns the store keys and data keys of the keyring in d
+// (a node's keyring, or a --store node's local cache).
+func (s *leakScan) harvestKeyring(d string) {
+	t := s.t
+	ctx := context.Background()
+	env := keyring.Env{Open: registry.Default().Open, Now: time.Now}
+	kr, err := keyring.Store{Dir: d}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := keyring.UnwrapBundle(ctx, env, kr.ClusterID, kr.Region, kr.StoreWrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range b.IDs {
+		s.add("store key "+keyring.Short(id), b.Keys[i])
+	}
+	for _, dk := range kr.DataKeys {
+		kek := b.Key(dk.StoreKeyID)
+		if kek == nil {
+			t.Fatalf("data key %s: store key %s not in the bundle", dk.ID, dk.StoreKeyID)
+		}
+		// nonce || ciphertext || tag: the layout NewGCMWithRandomNonce
+		// opens, which fips140=only allows (the FIPS pass runs this too).
+		blk, _ := aes.NewCipher(kek)
+		aead, _ := cipher.NewGCMWithRandomNonce(blk)
+		pt, err := aead.Open(nil, nil, dk.Wrapped, keyring.DataBinding(kr.ClusterID, kr.Region, kr.Node, dk.ID, dk.StoreKeyID))
+		if err != nil {
+			t.Fatalf("data key %s of %s does not open with the test's reading of the format: %v", dk.ID, d, err)
+		}
+		s.add("data key "+keyring.Short(dk.ID)+" of "+kr.Node, pt)
+	}
+}
+
+// storePaths runs the --store verbs against a directory store, cluster c2
+// in one region under CMEK key cmek, and returns the two
+// nodes' local caches (keyrings). Config init and set run here too.
+func (s *leakScan) storePaths(cmek string) (string, string) {
+	p := func(name string) string { return filepath.Join(s.tmp, name) }
+	if err := os.Mkdir(p("store"), 0o700); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.Mkdir(p("storecheck"), 0o700); err != nil {
+		s.t.Fatal(err)
+	}
+	st := "file://" + p("store")
+	at := []string{"--store", st, "--cluster-id", "c2"}
+	node := func(n string) []string {
+		return append(slices.Clone(at), "--region", "r1", "--node", n, "--keyring", p(n+"cache"))
+	}
+	unlock := func(n string) {
+		s.run(0, append(append([]string{"unlock"}, node(n)...), "--out", p(n+"out"), "--allow-disk", "--store-path", "/mnt/d1", "-o", "json")...)
+	}
+	s.run(0, "store", "check", "file://"+p("storecheck"), "-o", "json")
+	s.run(0, append(append([]string{"enable"}, at...), "--region", "r1", "--cmek", cmek, "--node", "s1", "--node", "s2", "-o", "json")...)
+	unlock("s1")
+	unlock("s2")
+	s.run(0, append([]string{"node", "started"}, node("s1")...)...)
+	s.run(0, append(append([]string{"status"}, at...), "-o", "json")...)
+	s.run(0, append(append([]string{"rotate", "store-key"}, at...), "--dry-run", "-o", "json")...)
+	s.run(0, append(append([]string{"rotate", "store-key"}, at...), "-o", "json")...)
+	s.run(0, append(append([]string{"node", "agent"}, node("s1")...), "--once", "-o", "json")...)
+	unlock("s1")
+	unlock("s2")
+	s.run(0, "config", "init", "--config", p("cfg/cluster.yaml"), "--cluster-id", "c2")
+	s.run(0, "config", "set", "--config", p("cfg/cluster.yaml"), "store", st)
+	s.run(0, "config", "view", "--config", p("cfg/cluster.yaml"), "-o", "json")
+	return p("s1cache"), p("s2cache")
 }
 
 // TestLeakScan: no canary, in any encoding, anywhere it must not be.
@@ -233,7 +279,12 @@ func TestLeakScan(t *testing.T) {
 	s.run(0, "backup-keys", "list", "--keyring", e1, "-o", "json")
 	s.run(0, "backup-keys", "verify", "--keyring", e1, "--keyring", w1)
 	s.run(0, "backup-keys", "export", "--keyring", e1, "--keyring", w1, "--out", p("escrow.json"))
+	s.run(0, "backup", "verify", "--keyring", e1, "--keyring", w1, "-o", "json", p("full.cmek"), p("incr.cmek"))
 	s.run(0, "audit", "--help")
+	// The shared keyring store (a directory store): enable, unlock, node
+	// started, status, a store-key rotation planned and made, the node
+	// agent, store check; then each node's local cache is harvested.
+	sc1, sc2 := s.storePaths(east)
 	// Error paths: tampered data and backups, a wrong keyring.
 	d1, err := os.ReadFile(p("d1.bin"))
 	if err != nil {
@@ -249,6 +300,16 @@ func TestLeakScan(t *testing.T) {
 
 	// Every key is known now, while the KMS still answers.
 	s.harvest(kmsDir, []string{e1, e2, w1})
+	s.harvestKeyring(sc1)
+	s.harvestKeyring(sc2)
+	// The audit checkpoint's signing seed is a secret too.
+	s.run(0, "audit", "checkpoint", "--key", p("cp.key"), "--out", p("cp.json"))
+	s.run(0, "audit", "verify", "--checkpoint", p("cp.json"))
+	seed, err := os.ReadFile(p("cp.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.add("audit checkpoint seed", seed)
 	// unlock's cockroach-v1 file is the 32-byte store-key ID and the key:
 	// the harvest must have found that key (else the canaries are wrong).
 	ak, err := os.ReadFile(filepath.Join(run, "active.key"))
@@ -321,7 +382,8 @@ func TestLeakScan(t *testing.T) {
 		rel, _ := filepath.Rel(tmp, path)
 		// The files whose job is to hold a key.
 		if (strings.HasSuffix(path, ".key.json") || strings.HasSuffix(path, ".secret")) && filepath.Dir(path) == kmsDir ||
-			(filepath.Dir(path) == run || filepath.Dir(path) == run2) && strings.HasSuffix(path, ".key") {
+			slices.Contains([]string{run, run2, p("s1out"), p("s2out")}, filepath.Dir(path)) && strings.HasSuffix(path, ".key") ||
+			path == p("cp.key") {
 			skipped++
 			return nil
 		}

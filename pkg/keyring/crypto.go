@@ -28,22 +28,24 @@ const (
 	PurposeBackupKey = "backup-key"
 )
 
-func newKey() []byte {
-	b := make([]byte, KeySize)
+func newKey() []byte { return randInto(keyMem(KeySize)) }
+
+func randInto(b []byte) []byte {
 	if _, err := rand.Read(b); err != nil {
 		panic("crypto/rand failed: " + err.Error())
 	}
 	return b
 }
 
-func newID() string { return hex.EncodeToString(newKey()) }
+// newID is a random ID (no key: from the heap).
+func newID() string { return hex.EncodeToString(randInto(make([]byte, KeySize))) }
 
 // newStoreKeyID is a store key's ID: 32 random bytes whose first is not
 // '{' or white space, so that the cockroach-v1 file (ID then key) can
 // never be taken for the start of a cockroach-v2 JSON file.
 func newStoreKeyID() string {
 	for {
-		b := newKey()
+		b := randInto(make([]byte, KeySize))
 		switch b[0] {
 		case '{', ' ', '\t', '\r', '\n':
 			continue
@@ -120,7 +122,19 @@ func sealLocal(kek, plaintext, aad []byte) []byte {
 func openLocal(kek, wrapped, aad []byte) ([]byte, error) {
 	kek, done := kek32(kek)
 	defer done()
-	return keywrap.Open(kek, wrapped, aad)
+	pt, err := keywrap.Open(kek, wrapped, aad)
+	if err != nil {
+		return nil, err
+	}
+	return inKeyMem(pt), nil
+}
+
+// inKeyMem moves key material into keyMem, wiping the heap copy.
+func inKeyMem(b []byte) []byte {
+	k := keyMem(len(b))
+	copy(k, b)
+	Wipe(b)
+	return k
 }
 
 func kek32(k []byte) ([]byte, func()) {
@@ -161,7 +175,11 @@ func (b *Bundle) Key(id string) []byte {
 }
 
 func (b *Bundle) encode() []byte {
-	out := make([]byte, 0, len(b.Keys)*KeySize)
+	n := 0
+	for _, k := range b.Keys {
+		n += len(k)
+	}
+	out := keyMem(n)[:0]
 	for _, k := range b.Keys {
 		out = append(out, k...)
 	}
@@ -198,6 +216,7 @@ func decodeBundle(ids []string, sizes []int, raw []byte) (*Bundle, error) {
 		return nil, fmt.Errorf("store-key bundle has %d bytes, want %d", len(raw), want)
 	}
 	b := &Bundle{IDs: slices.Clone(ids)}
+	raw = inKeyMem(raw)
 	off := 0
 	for i := range ids {
 		n := KeySize
