@@ -47,6 +47,10 @@ type Entry struct {
 	Error      string `json:"error,omitempty"`
 	Prev       string `json:"prev"`
 	Hash       string `json:"hash"`
+	// MAC (format 2) is HMAC-SHA256 of Hash under the entry's key in the
+	// forward-secure chain audit init starts (see macchain.go); outside
+	// the hash, so a format-1 reader still checks the chain.
+	MAC string `json:"mac,omitempty"`
 }
 
 // genesis is the "previous hash" of the first line.
@@ -96,7 +100,7 @@ func Open(path string, now func() time.Time) (*Log, error) {
 func (l *Log) Path() string { return l.path }
 
 func hashOf(e Entry) string {
-	e.Hash = ""
+	e.Hash, e.MAC = "", ""
 	b, _ := json.Marshal(e)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -110,9 +114,9 @@ func (l *Log) Append(e Entry) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lock, err := safefile.Acquire(context.Background(), l.path+".lock", 10*time.Second)
+	lock, err := l.lock()
 	if err != nil {
-		return fmt.Errorf("audit log: %w", err)
+		return err
 	}
 	defer lock.Release()
 	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_APPEND|safefile.NoFollow, 0o600) // never through a planted symlink
@@ -129,6 +133,10 @@ func (l *Log) Append(e Entry) error {
 	}
 	e.Time, e.User, e.Host, e.Prev, e.Seq = l.now().UTC(), l.user, l.host, last.Hash, last.Seq+1
 	e.Hash = hashOf(e)
+	next, err := macEntry(l.path, &last, &e)
+	if err != nil {
+		return err
+	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -139,7 +147,21 @@ func (l *Log) Append(e Entry) error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("audit log: fsync: %w", err)
 	}
+	if next != nil {
+		// Forward only: the key of the entry just written is overwritten.
+		defer next.wipe()
+		return writeKeyFile(KeyFile(l.path), *next)
+	}
 	return nil
+}
+
+// lock takes the log's lock file (the writer's MAC key is under it too).
+func (l *Log) lock() (*safefile.Lock, error) {
+	lock, err := safefile.Acquire(context.Background(), l.path+".lock", 10*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	return lock, nil
 }
 
 // lastEntry reads the log's last line (reading the tail only); an empty

@@ -100,10 +100,13 @@ func auditSummary(f *Factory, err error) {
 type AuditOptions struct {
 	Path       string
 	Since      string
-	Checkpoint string // verify: a signed head to check the log against
-	PublicKey  string // verify: the key the checkpoint must be signed by (hex)
-	Key        string // checkpoint: the Ed25519 signing key file (made if absent)
-	Out        string // checkpoint: where to write it ("-" for stdout)
+	Checkpoint string   // verify: a signed head to check the log against
+	PublicKey  string   // verify: the key the checkpoint must be signed by (hex)
+	Key        string   // checkpoint: the Ed25519 signing key file (made if absent)
+	Out        string   // checkpoint: where to write it ("-" for stdout)
+	MACKeys    []string // verify: keys audit init exported, to check the MAC chain
+	ExportKey  string   // init: where to export the chain's starting key
+	Force      bool     // init: start another chain
 }
 
 func newCmdAudit(f *Factory, p func() printer) *cobra.Command {
@@ -125,11 +128,25 @@ unless --audit-log off is given on the command line.
 
 Entries carry a sequence number. The hash chain alone does not stop whoever
 can write the file: they can cut its tail, delete it whole, or delete entries
-and re-chain the rest. audit checkpoint exports a signed head (Ed25519) to keep
-elsewhere; audit verify --checkpoint FILE detects all of those against it.
-What it cannot see: changes after the last checkpoint (checkpoint often, e.g.
-after each destructive verb), and a writer who also holds the signing key.
-The entries are not MACed with a forward-secure key chain.`,
+and re-chain the rest. Two defences, best used together:
+
+  audit init --export-key FILE starts a forward-secure MAC chain: every entry
+  from then on carries HMAC-SHA256 under a key that advances with each entry
+  (k(n+1) = HMAC(k(n), "next")); the writer keeps only the next entry's key,
+  in <log>.mackey, overwritten in place. The starting key goes to FILE, for
+  the auditor, off this host. audit verify --key FILE recomputes every key:
+  whoever takes the host later cannot edit, delete, re-chain or cut what was
+  written before (the writer's key cannot move back), only stop logging.
+
+  audit checkpoint exports a signed head (Ed25519) to keep elsewhere; audit
+  verify --checkpoint FILE detects a cut tail, a rewrite, a deleted log and
+  an older copy put back against it.
+
+What neither sees: entries never written (a writer who controls the host now
+can stop logging, or log lies from now on), a log and key file deleted
+together without a checkpoint (verify --key reports the key file gone), and
+whoever holds the exported key (it can forge the whole chain) or the signing
+key. See docs/audit.md.`,
 	}
 	show := &cobra.Command{
 		Use:   "show [--since 24h|2026-11-01T00:00:00Z]",
@@ -141,9 +158,16 @@ The entries are not MACed with a forward-secure key chain.`,
 	}
 	show.Flags().StringVar(&opts.Since, "since", "", "only entries after this duration ago or RFC 3339 time")
 	verify := &cobra.Command{
-		Use:   "verify [--checkpoint FILE [--public-key HEX]]",
-		Short: "Check the audit log's hash chain, and against a signed checkpoint: exit 4 on tampering",
+		Use:   "verify [--key FILE]... [--checkpoint FILE [--public-key HEX]]",
+		Short: "Check the audit log's hash chain, MAC chain and a signed checkpoint: exit 4 on tampering",
 		Long: `Check every line's hash, its link to the line before and its sequence number.
+With --key FILE (the starting key audit init exported; repeat for each chain
+started with --force), also recompute the forward-secure MAC chain: every
+entry from the key's first on must carry its MAC, and the writer's key file
+(<log>.mackey) must stand where the log ends. An entry edited, entries
+deleted and the rest re-chained, or a cut tail are detected, even when done
+with the writer's key. Entries written before audit init are checked by the
+hash chain only.
 With --checkpoint FILE (made by audit checkpoint and kept where the log's
 writer cannot change it), also check that the entry the checkpoint signed is
 in the log with the same hash: a truncated tail, entries deleted and the rest
@@ -156,6 +180,7 @@ re-chained, a log deleted whole or an older copy put back are detected.
 	}
 	verify.Flags().StringVar(&opts.Checkpoint, "checkpoint", "", "a signed checkpoint (audit checkpoint) to check the log against")
 	verify.Flags().StringVar(&opts.PublicKey, "public-key", "", "the Ed25519 public key (hex) the checkpoint must be signed by")
+	verify.Flags().StringArrayVar(&opts.MACKeys, "key", nil, "a MAC chain's starting key, exported by audit init (repeat for each chain)")
 	checkpoint := &cobra.Command{
 		Use:   "checkpoint --key FILE [--out FILE]",
 		Short: "Export a signed head of the audit log (Ed25519), to keep elsewhere",
@@ -173,7 +198,7 @@ log's writer too: with it, a rewritten log can be checkpointed again.`,
 	checkpoint.Flags().StringVar(&opts.Key, "key", "", "Ed25519 signing key file (made if it does not exist)")
 	checkpoint.Flags().StringVar(&opts.Out, "out", "-", "where to write the checkpoint (- for stdout)")
 	_ = checkpoint.MarkFlagRequired("key")
-	cmd.AddCommand(show, verify, checkpoint)
+	cmd.AddCommand(show, verify, checkpoint, newCmdAuditInit(f, opts))
 	return cmd
 }
 
@@ -243,6 +268,11 @@ func auditVerifyRun(f *Factory, p printer, o *AuditOptions, cmd *cobra.Command) 
 		}
 		probs = audit.VerifyAgainst(es, cp)
 	}
+	macProbs, err := verifyMACs(path, es, o.MACKeys)
+	if err != nil {
+		return err
+	}
+	probs = append(probs, macProbs...)
 	rep := struct {
 		Path     string          `json:"path"`
 		Lines    int             `json:"lines"`
@@ -263,7 +293,11 @@ func auditVerifyRun(f *Factory, p printer, o *AuditOptions, cmd *cobra.Command) 
 		return exitf(ExitCorrupt, "audit log %s: %d problem(s): the log was tampered with", path, len(probs))
 	}
 	if p.format == OutputTable {
-		fmt.Fprintf(f.IO.ErrOut, "audit log %s: %d lines, chain intact\n", path, len(es))
+		what := "chain intact"
+		if len(o.MACKeys) > 0 {
+			what = "hash chain and MAC chain intact"
+		}
+		fmt.Fprintf(f.IO.ErrOut, "audit log %s: %d lines, %s\n", path, len(es), what)
 	}
 	return nil
 }

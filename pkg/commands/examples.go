@@ -11,7 +11,8 @@ import (
 // verb has one). K is a node's keyring directory.
 var examples = map[string]string{
 	"audit show":       "  cmekctl audit show --since 24h\n  cmekctl audit show -o json | jq 'select(.result != \"ok\")'",
-	"audit verify":     "  cmekctl audit verify && echo 'audit log intact'\n  cmekctl audit verify --checkpoint /mnt/worm/cmekctl-audit.checkpoint.json",
+	"audit verify":     "  cmekctl audit verify && echo 'audit log intact'\n  cmekctl audit verify --key /media/auditor/cmekctl-audit-start.key --checkpoint /mnt/worm/cmekctl-audit.checkpoint.json",
+	"audit init":       "  cmekctl audit init --export-key /media/auditor/cmekctl-audit-start.key",
 	"audit checkpoint": "  cmekctl audit checkpoint --key /etc/cmekctl/audit-checkpoint.key --out /mnt/worm/cmekctl-audit.checkpoint.json",
 	"backup encrypt": "  set -o pipefail\n  pg_dump db | cmekctl backup encrypt --keyring /var/lib/cockroach/n1/cmek - backup.cmek\n" +
 		"  cmekctl backup encrypt --keyring K1 --keyring K2 --expect-bytes $(stat -c %s dump.sql) dump.sql full.cmek\n" +
