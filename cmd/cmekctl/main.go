@@ -5,9 +5,17 @@ package main
 import (
 	"os"
 
+	"github.com/cmekctl/cmekctl/internal/startgc"
 	"github.com/cmekctl/cmekctl/pkg/commands"
 )
 
 func main() {
-	os.Exit(commands.Main(commands.NewFactory(), os.Args[1:]))
+	os.Exit(run(os.Args[1:]))
+}
+
+// run is cmekctl: the collector back on (internal/startgc), then the
+// command line. Tests run it as the cmekctl command.
+func run(args []string) int {
+	startgc.Resume()
+	return commands.Main(commands.NewFactory(), args)
 }

@@ -9,12 +9,15 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/cmekctl/cmekctl/pkg/commands"
+	"github.com/cmekctl/cmekctl/internal/startgc"
 )
 
 func TestMain(m *testing.M) {
+	// This test binary links package main, so startgc's init held the
+	// collector off: the tests themselves run with it on.
+	startgc.Resume()
 	testscript.Main(m, map[string]func(){
-		"cmekctl": func() { os.Exit(commands.Main(commands.NewFactory(), os.Args[1:])) },
+		"cmekctl": func() { os.Exit(run(os.Args[1:])) },
 		// holdlock DIR VERB READY takes DIR's keyring lock as VERB would,
 		// creates the file READY and sleeps until killed (lock.txtar).
 		"holdlock": holdLock,
@@ -28,7 +31,7 @@ func TestMain(m *testing.M) {
 				fmt.Fprintln(os.Stderr, "usage: exitcode N cmekctl ARGS...")
 				os.Exit(100)
 			}
-			if got := commands.Main(commands.NewFactory(), os.Args[3:]); got != want {
+			if got := run(os.Args[3:]); got != want {
 				fmt.Fprintf(os.Stderr, "exitcode: cmekctl exited %d, want %d\n", got, want)
 				os.Exit(101)
 			}
