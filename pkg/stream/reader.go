@@ -119,12 +119,14 @@ func (r *reader) readSalt(salt []byte) error {
 
 func (r *reader) newJob() *job {
 	j := r.spare(func() *job {
-		return &job{
+		j := &job{
 			s:    r.s,
 			open: true,
 			buf:  make([]byte, r.batch*r.s.stride()+1),
 			out:  make([]byte, 0, r.batch*r.s.chunk),
 		}
+		noDump(j.out)
+		return j
 	})
 	j.n, j.last, j.tail, j.err, j.ra, j.wa = 0, false, nil, nil, nil, nil
 	return j

@@ -72,11 +72,13 @@ func newWriter(dst io.Writer, key, header, salt []byte, cs int, opt Options) (io
 // newJob returns an empty job with one chunk open for data.
 func (w *writer) newJob() *job {
 	j := w.spare(func() *job {
-		return &job{
+		j := &job{
 			s:   w.s,
 			in:  make([]byte, w.batch*w.s.chunk),
 			buf: make([]byte, w.batch*w.s.stride()),
 		}
+		noDump(j.in)
+		return j
 	})
 	j.n, j.fill, j.last, j.err, j.ra, j.wa = 1, 0, false, nil, nil, nil
 	return j

@@ -1,0 +1,80 @@
+package stream
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"slices"
+	"testing"
+	"unsafe"
+
+	"github.com/cmekctl/cmekctl/internal/smaps"
+)
+
+// TestPlaintextBuffersNotDumped: the buffers that hold plaintext, a
+// writer's job input and a reader's job output, serial and parallel, are
+// MADV_DONTDUMP on every whole page (VmFlags dd); the ciphertext buffers
+// need not be. Fails on heap buffers left as they are.
+func TestPlaintextBuffersNotDumped(t *testing.T) {
+	key := make([]byte, KeySize)
+	rand.Read(key)
+	pt := make([]byte, 1<<20)
+	rand.Read(pt)
+	for _, p := range []int{1, 4} {
+		opt := Options{ChunkSize: 64 << 10, Parallel: p}
+		var ct bytes.Buffer
+		w, err := NewWriter(&ct, key, []byte("h"), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(pt); err != nil {
+			t.Fatal(err)
+		}
+		ww := w.(*writer)
+		var ins [][]byte
+		for _, j := range append(slices.Clone(ww.queue), ww.cur) {
+			ins = append(ins, j.in)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewReader(bytes.NewReader(ct.Bytes()), key, []byte("h"), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.CopyN(io.Discard, r, int64(len(pt))/2); err != nil {
+			t.Fatal(err)
+		}
+		rr := r.(*reader)
+		outs := [][]byte{rr.cur.out}
+		for _, j := range rr.queue {
+			outs = append(outs, j.out)
+		}
+		for what, bufs := range map[string][][]byte{"writer in": ins, "reader out": outs} {
+			for _, b := range bufs {
+				page := wholePage(b)
+				if page == 0 {
+					t.Fatalf("P=%d %s: %d bytes hold no whole page", p, what, cap(b))
+				}
+				flags, err := smaps.VmFlagsAt(page)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Contains(flags, "dd") {
+					t.Errorf("P=%d %s: flags %v, want dd", p, what, flags)
+				}
+			}
+		}
+	}
+}
+
+// wholePage is the address of the first page wholly inside b's capacity,
+// or 0.
+func wholePage(b []byte) uint64 {
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b[:cap(b)])))
+	lo := (start + pageSize - 1) &^ (pageSize - 1)
+	if lo+pageSize > start+uintptr(cap(b)) {
+		return 0
+	}
+	return uint64(lo)
+}
