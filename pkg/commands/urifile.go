@@ -16,8 +16,11 @@ import (
 // Secrets never on argv: a KMS URI that carries credentials
 // (AWS_SECRET_ACCESS_KEY=, AWS_SESSION_TOKEN=, CREDENTIALS=, ...) is
 // refused on the command line, where every local user sees it (ps,
-// /proc/PID/cmdline) and the shell keeps it in its history. Such a URI comes
-// from a file instead: --cmek-file FILE, or --cmek-file - for stdin. The
+// /proc/PID/cmdline) and the shell keeps it in its history; and in a
+// CMEKCTL_* variable (every child inherits it) or the config file (often
+// shared) as a flag's default. Such a URI comes from a file instead:
+// --cmek-file FILE (yours, no access for others), or --cmek-file - for
+// stdin. The
 // root command checks every verb's flags and arguments here, before the
 // trust settings are built, so that a URI read from a file counts as the
 // operator's own.
@@ -68,8 +71,8 @@ func resolveURIFiles(f *Factory, cmd *cobra.Command, args []string) ([]string, e
 			return
 		}
 		src, ok := f.flagSources[fl.Name]
-		if ok && src != srcFlag && src != srcEnv {
-			return // the checked config file (mode 0600, yours): not argv
+		if ok && src != srcFlag && src != srcEnv && src != srcFile {
+			return
 		}
 		vals := []string{fl.Value.String()}
 		if sv, ok := fl.Value.(pflag.SliceValue); ok {
@@ -77,9 +80,12 @@ func resolveURIFiles(f *Factory, cmd *cobra.Command, args []string) ([]string, e
 		}
 		for _, v := range vals {
 			if s := secretsOf(f, v); len(s) > 0 {
-				if src == srcEnv {
+				switch src {
+				case srcEnv:
 					err = secretInEnv(cmd, fl.Name, s)
-				} else {
+				case srcFile:
+					err = secretInConfig(f, cmd, fl.Name, s)
+				default:
 					err = secretOnArgv(cmd, "--"+fl.Name, fl.Name, s)
 				}
 				return
@@ -178,6 +184,14 @@ func secretOnArgv(cmd *cobra.Command, where, name string, secrets []string) erro
 func secretInEnv(cmd *cobra.Command, name string, secrets []string) error {
 	return usageError("unset "+envName(name)+"; "+secretHint(cmd, name), "%s carries %s: a secret in a CMEKCTL_* variable is inherited by every child process and often logged; refusing (nothing was done)",
 		envName(name), strings.Join(secrets, ", "))
+}
+
+// secretInConfig refuses a config-file flag default whose KMS URI carries
+// credentials: a cluster config is meant to be shared (a repository,
+// configuration management), and region add refuses to write one there.
+func secretInConfig(f *Factory, cmd *cobra.Command, name string, secrets []string) error {
+	return usageError("remove it from the config file; "+secretHint(cmd, name), "%s:%d: --%s carries %s: a cluster config file is often shared (a repository, configuration management) and must hold no secret; refusing (nothing was done)",
+		f.Config.Path, f.Config.Flags[name].Line, name, strings.Join(secrets, ", "))
 }
 
 // secretHint says where a URI that carries credentials goes instead.
