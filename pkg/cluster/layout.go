@@ -205,6 +205,15 @@ type NodeRef struct{ Region, Node string }
 
 func (n NodeRef) String() string { return n.Region + "/" + n.Node }
 
+// selectNodes is ListNodes that finds at least one node.
+func selectNodes(ctx context.Context, s store.Store, c string, regions, nodes []string) ([]NodeRef, error) {
+	refs, err := ListNodes(ctx, s, c, regions, nodes)
+	if err == nil && len(refs) == 0 {
+		err = fmt.Errorf("%s: no keyrings of cluster %s match: %w", s, c, keyring.ErrNotFound)
+	}
+	return refs, err
+}
+
 // ListNodes lists the nodes whose keyrings the store holds for cluster c,
 // narrowed to regions and nodes when given.
 func ListNodes(ctx context.Context, s store.Store, c string, regions, nodes []string) ([]NodeRef, error) {

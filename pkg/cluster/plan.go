@@ -30,11 +30,8 @@ func PlanRotate(ctx context.Context, s store.Store, o RotateOptions, now time.Ti
 			i := slices.Index([]byte(n), '/')
 			refs = append(refs, NodeRef{n[:i], n[i+1:]})
 		}
-	} else if refs, err = ListNodes(ctx, s, o.Cluster, o.Regions, o.Nodes); err != nil {
+	} else if refs, err = selectNodes(ctx, s, o.Cluster, o.Regions, o.Nodes); err != nil {
 		return nil, err
-	}
-	if len(refs) == 0 {
-		return nil, fmt.Errorf("%s: no keyrings of cluster %s match: %w", s, o.Cluster, keyring.ErrNotFound)
 	}
 	docs, err := readAll(ctx, s, o.Cluster, refs, false)
 	if err != nil {
@@ -91,12 +88,9 @@ func PlanRotate(ctx context.Context, s store.Store, o RotateOptions, now time.Ti
 // (Already for one revoked before; At and Rev then as recorded), writing
 // nothing: no lease, no keyring, no KMS call.
 func PlanRevoke(ctx context.Context, s store.Store, o RevokeOptions) ([]Revoked, error) {
-	refs, err := ListNodes(ctx, s, o.Cluster, o.Regions, o.Nodes)
+	refs, err := selectNodes(ctx, s, o.Cluster, o.Regions, o.Nodes)
 	if err != nil {
 		return nil, err
-	}
-	if len(refs) == 0 {
-		return nil, fmt.Errorf("%s: no keyrings of cluster %s match: %w", s, o.Cluster, keyring.ErrNotFound)
 	}
 	out := make([]Revoked, len(refs))
 	errs := make([]error, len(refs))

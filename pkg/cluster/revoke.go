@@ -45,12 +45,9 @@ func MarkRevoked(ctx context.Context, s store.Store, o RevokeOptions) ([]Revoked
 		return nil, err
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
-	refs, err := ListNodes(ctx, s, o.Cluster, o.Regions, o.Nodes)
+	refs, err := selectNodes(ctx, s, o.Cluster, o.Regions, o.Nodes)
 	if err != nil {
 		return nil, err
-	}
-	if len(refs) == 0 {
-		return nil, fmt.Errorf("%s: no keyrings of cluster %s match: %w", s, o.Cluster, keyring.ErrNotFound)
 	}
 	out := make([]Revoked, len(refs))
 	errs := make([]error, len(refs))

@@ -74,12 +74,9 @@ func Rotate(ctx context.Context, s store.Store, env keyring.Env, o RotateOptions
 			refs = append(refs, NodeRef{n[:i], n[i+1:]})
 		}
 	} else {
-		refs, err = ListNodes(ctx, s, o.Cluster, o.Regions, o.Nodes)
+		refs, err = selectNodes(ctx, s, o.Cluster, o.Regions, o.Nodes)
 		if err != nil {
 			return nil, err
-		}
-		if len(refs) == 0 {
-			return nil, fmt.Errorf("%s: no keyrings of cluster %s match: %w", s, o.Cluster, keyring.ErrNotFound)
 		}
 	}
 	docs, err := readAll(ctx, s, o.Cluster, refs, o.Op == keyring.OpRotateStoreKey)
