@@ -53,6 +53,7 @@ type Proxy struct {
 	requests int
 	faulted  int
 	matched  int
+	conns    int         // client connections accepted, since Start
 	statuses map[int]int // answers forwarded from the server, by status
 	body     int64       // bytes of those answers' bodies
 }
@@ -69,8 +70,21 @@ func Start(t testing.TB, target string) *Proxy {
 		t.Fatalf("faultproxy: listen on 127.0.0.1: %v", err)
 	}
 	p := &Proxy{rp: httputil.NewSingleHostReverseProxy(u)}
+	// Reuse connections to the server as a client's to the proxy are
+	// reused (the default transport keeps 2 idle per host): the proxy
+	// should add the faults it is told to, not connection churn.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 256, 256
+	p.rp.Transport = tr
+	p.rp.BufferPool = &bufferPool{}
 	p.rp.ErrorLog = nil
-	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: p}}
+	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: p, ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			p.mu.Lock()
+			p.conns++
+			p.mu.Unlock()
+		}
+	}}}
 	p.srv.Start()
 	p.URL = p.srv.URL
 	p.Host = ln.Addr().String()
@@ -100,6 +114,14 @@ func (p *Proxy) Faulted() int {
 	return p.faulted
 }
 
+// Conns returns the client connections the proxy has accepted since
+// Start: a client that reuses its connections opens few.
+func (p *Proxy) Conns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conns
+}
+
 // Reset zeroes the counts.
 func (p *Proxy) Reset() {
 	p.mu.Lock()
@@ -119,6 +141,19 @@ func (p *Proxy) Answers() (map[int]int, int64) {
 	}
 	return out, p.body
 }
+
+// bufferPool reuses the proxy's copy buffers (without one, ReverseProxy
+// allocates 32 KiB per answer).
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // counting is a ResponseWriter that records an answer's status and body
 // size in its proxy before they reach the client, so a client that has its

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 // latency added by the test's wrapper: the protocol's own cost) and "s3"
 // (gofakes3 over HTTP behind faultproxy: a real S3 client and server,
 // whose CPU cost grows with the node count). Reported per rotation: wall
-// time, store requests per node and KMS unwraps. The claim: 3 regions take
+// time, CPU time of the process (client, proxy and server), new
+// connections, store requests per node and KMS unwraps. The claim: 3 regions take
 // at most 1.5x the time of one (regions proceed side by side, writes
 // bounded per region), at 2 store requests per node plus a few.
 //
@@ -37,6 +39,7 @@ func BenchmarkRotateRegions(b *testing.B) {
 func benchRotate(b *testing.B, backend string, regions int) {
 	var st *counted
 	var setLatency func()
+	conns := func() int { return 0 }
 	switch backend {
 	case "mem":
 		st = count(storetest.NewMem())
@@ -51,6 +54,7 @@ func benchRotate(b *testing.B, backend string, regions int) {
 		}
 		st = count(s)
 		setLatency = func() { p.Set(faultproxy.Fault{Latency: 20 * time.Millisecond}) }
+		conns = p.Conns
 	}
 	k := newKMS(b)
 	for r := range regions {
@@ -62,6 +66,8 @@ func benchRotate(b *testing.B, backend string, regions int) {
 	setLatency()
 	st.reset()
 	k.reset()
+	cpu0 := cpuTime()
+	conns0 := conns()
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := cluster.Rotate(context.Background(), st, k.env(), cluster.RotateOptions{Cluster: "c1", Op: keyring.OpRotateDataKey, By: "bench",
@@ -70,6 +76,18 @@ func benchRotate(b *testing.B, backend string, regions int) {
 		}
 	}
 	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(conns()-conns0)/float64(b.N), "new-conns/op")
 	b.ReportMetric(float64(st.total())/float64(b.N)/float64(100*regions), "store-req/node")
 	b.ReportMetric(float64(k.total().Unwrap)/float64(b.N), "kms-unwrap/op")
+}
+
+// cpuTime is the CPU time (user + system) this process has used: the
+// client, the proxy and, for "s3", gofakes3, all in this process.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -90,13 +90,33 @@ const Writers = 32
 // parallel runs fn(0..n-1) with at most Writers at once.
 func parallel(n int, fn func(i int)) { parallelN(n, Writers, fn) }
 
-// perRegion runs fn over refs with at most Writers at once per region.
+// perRegion runs fn over refs with at most Writers at once in each region
+// and store.MaxConcurrent in all: every region starts at once and none
+// waits behind another's nodes.
 func perRegion(refs []NodeRef, fn func(i int)) {
-	regions := map[string]bool{}
-	for _, r := range refs {
-		regions[r.Region] = true
+	var order []string
+	byRegion := map[string][]int{}
+	for i, r := range refs {
+		if byRegion[r.Region] == nil {
+			order = append(order, r.Region)
+		}
+		byRegion[r.Region] = append(byRegion[r.Region], i)
 	}
-	parallelN(len(refs), Writers*max(1, len(regions)), fn)
+	all := make(chan struct{}, store.MaxConcurrent)
+	var wg sync.WaitGroup
+	for _, r := range order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			idx := byRegion[r]
+			parallelN(len(idx), Writers, func(j int) {
+				all <- struct{}{}
+				defer func() { <-all }()
+				fn(idx[j])
+			})
+		}()
+	}
+	wg.Wait()
 }
 
 // parallelN runs fn(0..n-1) with at most limit at once.

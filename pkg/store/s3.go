@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -39,7 +40,13 @@ type S3 struct {
 var _ Store = (*S3)(nil)
 
 func openS3(ctx context.Context, loc *Location) (*S3, error) {
-	var opts []func(*config.LoadOptions) error
+	// Keep as many idle connections as an operation sends requests at
+	// once (the SDK keeps 10 per host): a rotation of many nodes reuses its
+	// connections instead of opening one per request.
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = MaxConcurrent, MaxConcurrent
+	})
+	opts := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
 	if r := loc.Params["AWS_REGION"]; r != "" {
 		opts = append(opts, config.WithRegion(r))
 	}
@@ -256,6 +263,11 @@ func isConditionalConflict(err error) bool {
 	var re *smithyhttp.ResponseError
 	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusConflict
 }
+
+// MaxConcurrent is the most requests one operation sends a store at once
+// (package cluster bounds its writers by it); the S3 client keeps that many
+// idle connections.
+const MaxConcurrent = 128
 
 // maxDoc bounds what a read accepts: a keyring of many nodes' keys is a few
 // KiB; 16 MiB is far beyond any real document.
