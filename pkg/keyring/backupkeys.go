@@ -74,6 +74,9 @@ func (g *Group) BackupKeys() []BackupKey {
 		for _, b := range n.KR.BackupKeys {
 			if !seen[b.ID] {
 				seen[b.ID] = true
+				// A copy: RewrapBackupKeys changes the wraps it returns,
+				// and the keyring's own must stay for the history.
+				b.Wraps = slices.Clone(b.Wraps)
 				out = append(out, b)
 			}
 		}
@@ -220,6 +223,11 @@ func RewrapBackupKeys(ctx context.Context, env Env, g *Group) (int, error) {
 			if err != nil {
 				return 0, &KMSError{URI: w.CMEKURI, Op: "rewrap backup key " + short(bk.ID) + " in region " + w.Region, Err: err}
 			}
+			if len(w.CMEKIdentity) == 0 {
+				// Written unpinned: the key just opened it, so pin it now,
+				// before the wrap goes to the history (see pinRetiring).
+				g.pinBackupWrap(w.Wrapped, provider.PinOf(ctx, k, old))
+			}
 			w.CMEKURI, w.Wrapped, w.CMEKVersion = to.URI(), nw.Ciphertext, nw.KeyVersion
 			w.CMEKIdentity = provider.PinOf(ctx, to, nw)
 		}
@@ -228,6 +236,23 @@ func RewrapBackupKeys(ctx context.Context, env Env, g *Group) (int, error) {
 		return 0, nil
 	}
 	return len(keys), g.saveBackupKeys(env, keys)
+}
+
+// pinBackupWrap records pin on every unpinned backup-key wrap of the
+// group's keyrings with that ciphertext.
+func (g *Group) pinBackupWrap(wrapped []byte, pin provider.KeyIdentity) {
+	if pin == nil {
+		return
+	}
+	for _, n := range g.Nodes {
+		for i := range n.KR.BackupKeys {
+			for j := range n.KR.BackupKeys[i].Wraps {
+				if w := &n.KR.BackupKeys[i].Wraps[j]; len(w.CMEKIdentity) == 0 && bytes.Equal(w.Wrapped, wrapped) {
+					w.CMEKIdentity = pin
+				}
+			}
+		}
+	}
 }
 
 // CheckEscrowCluster refuses an escrow file of another cluster.

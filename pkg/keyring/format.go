@@ -119,8 +119,11 @@ func (k *Keyring) RetireStoreWrap(w StoreWrap) {
 	if k.History == nil {
 		k.History = &History{}
 	}
-	for _, h := range k.History.StoreWraps {
+	for i, h := range k.History.StoreWraps {
 		if bytes.Equal(h.Wrapped, w.Wrapped) {
+			if len(h.CMEKIdentity) == 0 { // pinned since (pinRetiring)
+				k.History.StoreWraps[i].CMEKIdentity = w.CMEKIdentity
+			}
 			return
 		}
 	}
@@ -133,8 +136,11 @@ func (k *Keyring) RetireBackupWrap(id string, w RegionWrap, now time.Time) {
 	if k.History == nil {
 		k.History = &History{}
 	}
-	for _, h := range k.History.BackupWraps {
+	for i, h := range k.History.BackupWraps {
 		if h.BackupID == id && bytes.Equal(h.Wrapped, w.Wrapped) {
+			if len(h.CMEKIdentity) == 0 {
+				k.History.BackupWraps[i].CMEKIdentity = w.CMEKIdentity
+			}
 			return
 		}
 	}

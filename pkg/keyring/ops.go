@@ -260,6 +260,9 @@ func planRegion(ctx context.Context, env Env, cluster, region string, nodes []*N
 	if err != nil {
 		return nil, StoreWrap{}, err
 	}
+	if op != OpRotateDataKey {
+		pinRetiring(ctx, env, nodes)
+	}
 	gen := src.KR.StoreWrap.Generation + 1
 	switch op {
 	case OpRotateDataKey:

@@ -1,12 +1,15 @@
 package keyring
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/cmekctl/cmekctl/pkg/provider"
 )
 
 // A split region: its nodes hold different store-key bundles. A rotation
@@ -157,5 +160,33 @@ func addBundleKeys(kr *Keyring, w StoreWrap, meta map[string]StoreKey) {
 			sk = StoreKey{ID: id, Created: w.WrappedAt}
 		}
 		kr.StoreKeys = append(kr.StoreKeys, StoreKey{ID: id, State: StatePrevious, Created: sk.Created, Origin: sk.Origin})
+	}
+}
+
+// pinRetiring pins, after the fact, the CMEK key of each wrap about to be
+// replaced that was written unpinned (by a cmekctl before pinning): the
+// key has just unwrapped it (unwrapRegion), so it is reachable, and this
+// is the last chance to record its identity before the wrap goes to the
+// history, where verify-destroyed needs the pin to prove it destroyed. A
+// key that cannot pin leaves the wrap as it was.
+func pinRetiring(ctx context.Context, env Env, nodes []*Node) {
+	for _, rep := range distinctBundles(nodes) {
+		w := rep.KR.StoreWrap
+		if len(w.CMEKIdentity) > 0 {
+			continue
+		}
+		key, err := env.Open(w.CMEKURI)
+		if err != nil {
+			continue
+		}
+		pin := provider.PinOf(ctx, key, provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion})
+		if pin == nil {
+			continue
+		}
+		for _, n := range nodes {
+			if len(n.KR.StoreWrap.CMEKIdentity) == 0 && bytes.Equal(n.KR.StoreWrap.Wrapped, w.Wrapped) {
+				n.KR.StoreWrap.CMEKIdentity = pin
+			}
+		}
 	}
 }
