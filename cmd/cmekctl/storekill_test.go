@@ -73,39 +73,71 @@ func storeCLI(t *testing.T, tmp string, env []string, args ...string) *exec.Cmd 
 	return c
 }
 
-func TestKillRotateStore(t *testing.T) {
+// killRig is gofakes3 with a killProxy in front: direct is the store's URI
+// without the proxy, viaProxy through it; run runs cmekctl and makes its
+// process the proxy's victim.
+type killRig struct {
+	tmp              string
+	kp               *killProxy
+	s                store.Store
+	direct, viaProxy string
+	env              []string
+	t                *testing.T
+}
+
+func newKillRig(t *testing.T, prefix string) *killRig {
 	tmp := t.TempDir()
 	srv := storetest.StartS3(t, "keyrings")
 	target, _ := url.Parse(srv.URL)
 	kp := &killProxy{rp: httputil.NewSingleHostReverseProxy(target)}
 	kp.rp.ErrorLog = log.New(io.Discard, "", 0)
 	proxy := httptest.NewServer(kp)
-	defer proxy.Close()
-	env := []string{"AWS_ACCESS_KEY_ID=AKIDTESTSTORE", "AWS_SECRET_ACCESS_KEY=test-secret-not-real", "AWS_REGION=us-east-1",
+	t.Cleanup(proxy.Close)
+	g := &killRig{tmp: tmp, kp: kp, t: t, direct: srv.URI(srv.URL, prefix), viaProxy: srv.URI(proxy.URL, prefix)}
+	g.env = []string{"AWS_ACCESS_KEY_ID=AKIDTESTSTORE", "AWS_SECRET_ACCESS_KEY=test-secret-not-real", "AWS_REGION=us-east-1",
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=" + filepath.Join(tmp, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(tmp, "none")}
-	direct, viaProxy := srv.URI(srv.URL, "kill"), srv.URI(proxy.URL, "kill")
 	storetest.SetAWSTestEnv(t)
-	s, err := store.Open(context.Background(), direct)
+	s, err := store.Open(context.Background(), g.direct)
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(args ...string) (int, string) {
-		c := storeCLI(t, tmp, env, args...)
-		var out bytes.Buffer
-		c.Stdout, c.Stderr = &out, &out
-		kp.mu.Lock()
-		err := c.Start()
-		kp.victim = c.Process
-		kp.mu.Unlock()
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = c.Wait()
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode(), out.String()
-		}
-		return 0, out.String()
+	g.s = s
+	return g
+}
+
+// run runs cmekctl ARGS to completion: its exit code and output.
+func (g *killRig) run(args ...string) (int, string) {
+	c := storeCLI(g.t, g.tmp, g.env, args...)
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	g.kp.mu.Lock()
+	err := c.Start()
+	g.kp.victim = c.Process
+	g.kp.mu.Unlock()
+	if err != nil {
+		g.t.Fatal(err)
 	}
+	err = c.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String()
+	}
+	return 0, out.String()
+}
+
+// forceUnlock releases cluster c's lease left by a killed holder.
+func (g *killRig) forceUnlock(c string) {
+	var l cluster.Lease
+	if body, _, err := g.s.Get(context.Background(), c+"/lease.json"); err == nil && json.Unmarshal(body, &l) == nil && !l.Released {
+		g.kp.arm(0, false)
+		if code, out := g.run("store", "unlock", "--store", g.direct, "--cluster-id", c, "--force", l.Token); code != 0 {
+			g.t.Fatalf("%s: store unlock --force: %s", c, out)
+		}
+	}
+}
+
+func TestKillRotateStore(t *testing.T) {
+	g := newKillRig(t, "kill")
+	tmp, kp, s, direct, viaProxy, run := g.tmp, g.kp, g.s, g.direct, g.viaProxy, g.run
 	kms := "file-kms://" + filepath.Join(tmp, "kms", "k1")
 	if code, out := run("kms", "create", kms); code != 0 {
 		t.Fatal(out)
@@ -161,13 +193,7 @@ func TestKillRotateStore(t *testing.T) {
 			// or (every other time) after store unlock --force.
 			extra := []string{"--lease-wait", "10s"}
 			if at%2 == 0 {
-				var l cluster.Lease
-				if body, _, err := s.Get(context.Background(), c+"/lease.json"); err == nil && json.Unmarshal(body, &l) == nil && !l.Released {
-					kp.arm(0, false)
-					if code, out := run("store", "unlock", "--store", direct, "--cluster-id", c, "--force", l.Token); code != 0 {
-						t.Fatalf("%s: store unlock --force: %s", c, out)
-					}
-				}
+				g.forceUnlock(c)
 			}
 			kp.arm(0, false)
 			if code, out := run(rotateArgs(direct, c, extra...)...); code != 0 {
