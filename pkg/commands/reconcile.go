@@ -79,3 +79,13 @@ func splitRegions(f *Factory, g *keyring.Group) map[string]string {
 func reconcileLine(r statusRegion) string {
 	return fmt.Sprintf("region %s: its nodes hold different store keys (a rotation with --partial left some behind): run %s", r.Region, r.Reconcile)
 }
+
+// reconcileRun is ": run COMMAND" for a split region, else "".
+func reconcileRun(rep statusReport, region string) string {
+	for _, r := range rep.Regions {
+		if r.Region == region && r.Reconcile != "" {
+			return ": run " + r.Reconcile
+		}
+	}
+	return ""
+}

@@ -48,17 +48,12 @@ func statusProblems(rep statusReport, _ time.Time) []string {
 		case n.MidRotation != "":
 			out = append(out, where+": mid-rotation ("+n.MidRotation+"): run the same rotation again to finish it")
 		case n.BehindRegion > 0:
-			out = append(out, fmt.Sprintf("%s: store key generation %d, behind the region's %d", where, n.Generation, n.BehindRegion))
+			out = append(out, fmt.Sprintf("%s: store key generation %d, behind the region's %d%s", where, n.Generation, n.BehindRegion, reconcileRun(rep, n.Region)))
 		case n.SplitRegion:
-			out = append(out, fmt.Sprintf("%s: another node of the region holds another store key of generation %d", where, n.Generation))
+			out = append(out, fmt.Sprintf("%s: another node of the region holds another store key of generation %d%s", where, n.Generation, reconcileRun(rep, n.Region)))
 		}
 		if n.RotationOverdue {
 			out = append(out, fmt.Sprintf("%s: data-key rotation overdue since %s: run cmekctl rotate data-key", where, n.NextRotationDue.UTC().Format(time.RFC3339)))
-		}
-	}
-	for _, r := range rep.Regions {
-		if r.Reconcile != "" {
-			out = append(out, reconcileLine(r))
 		}
 	}
 	for _, k := range rep.KMS {
