@@ -84,6 +84,7 @@ func addCloudFlags(f *Factory, cmd *cobra.Command, o *CloudOptions, set cloudFla
 	fl.BoolVar(&o.Cloud, "cloud", false, "act through the CockroachDB Cloud API (with --cluster-id)")
 	if fl.Lookup("cluster-id") == nil {
 		fl.StringVar(&o.ClusterID, "cluster-id", "", "cluster ID (with --cloud: the Cloud cluster's ID)")
+		markPlane(cmd, planeCloud, "cluster-id") // help only: the config may set it for both planes
 	}
 	var cloudOnly []string
 	if set != cloudRefused {
@@ -108,7 +109,13 @@ func addCloudFlags(f *Factory, cmd *cobra.Command, o *CloudOptions, set cloudFla
 		fl.BoolVar(&o.DryRun, "dry-run", false, "check the key and the cluster, print the PATCH, send nothing")
 		cloudOnly = append(cloudOnly, "region-key", "nodes", "dry-run")
 	}
+	markPlane(cmd, planeCloud, cloudOnly...)
+	markPlane(cmd, planeStandalone, standalone...)
 	if help != "" {
+		if cmd.Annotations == nil {
+			cmd.Annotations = map[string]string{}
+		}
+		cmd.Annotations[cloudHelpAnnoKey] = help
 		long := cmd.Long
 		if long == "" {
 			long = cmd.Short + "."

@@ -33,6 +33,14 @@ current then is enabled in its KMS (described through its provider) and the
 region is not revoked.`, standalone...)
 	cmd.Flags().Var(timeFlag{&o.Since}, "since", "only backups as of this time or later (RFC 3339)")
 	cmd.Flags().Var(timeFlag{&o.Until}, "until", "only backups as of before this time (RFC 3339)")
+	markPlane(cmd, planeCloud, "since", "until")
+	check := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		if err := checkPlaneFlags(f, c.Flags(), o.Cloud, []string{"since", "until"}, nil); err != nil {
+			return err
+		}
+		return check(c, args)
+	}
 }
 
 // timeFlag is an RFC 3339 time flag; empty is the zero time.

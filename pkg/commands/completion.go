@@ -52,6 +52,19 @@ func registerCompletions(root *cobra.Command) {
 	})
 }
 
+// completeEveryFlag makes --<Tab> offer every flag of a verb: cobra offers
+// only the required flags not yet given while there are any, which hid the
+// other plane's flags (--cloud) and every optional one. Only for a
+// completion request: the annotation also makes a run check its required
+// flags.
+func completeEveryFlag(root *cobra.Command) {
+	walk(root, func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(fl *pflag.Flag) {
+			delete(fl.Annotations, cobra.BashCompOneRequiredFlag)
+		})
+	})
+}
+
 func walk(c *cobra.Command, fn func(*cobra.Command)) {
 	fn(c)
 	for _, sub := range c.Commands() {

@@ -20,6 +20,7 @@ func shellComplete(t *testing.T, args ...string) ([]string, string) {
 	f.IO = io
 	root := NewRootCmd(f)
 	registerCompletions(root)
+	completeEveryFlag(root) // as Main does for a completion request
 	var out, errOut bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errOut)

@@ -79,6 +79,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputJSON, OutputYAML}, cobra.ShellCompDirectiveNoFileComp))
 	cobra.AddTemplateFunc("exitCodes", ExitCodesHelp)
 	root.SetUsageTemplate(root.UsageTemplate() + exitStatusPointer)
+	setPlaneTemplates(root)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError("see: "+c.CommandPath()+" --help", "%v", err)
 	})
@@ -123,6 +124,9 @@ func Main(f *Factory, args []string) int {
 	ctx, stop := signalContext()
 	defer stop()
 	root := NewRootCmd(f)
+	if len(args) > 0 && strings.HasPrefix(args[0], cobra.ShellCompRequestCmd) {
+		completeEveryFlag(root)
+	}
 	root.SetArgs(args)
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
