@@ -48,7 +48,8 @@ func TestScripts(t *testing.T) {
 		// cloudfake: the Cloud API fake and local-kms for cloud_*.txtar (cloud_test.go).
 		// cutfile, flipbyte, mkfifo: damaged inputs (filecmds_test.go).
 		// crdbstart: a model CockroachDB node started with unlock's values (crdbcmd_test.go).
-		Cmds: mergeCmds(cloudCmds(t), fileCmds(), crdbCmds()),
+		// jsonschema: a report against its schema (jsonschema_test.go).
+		Cmds: mergeCmds(cloudCmds(t), fileCmds(), crdbCmds(), schemaCmds()),
 		// [fips]: a GOFIPS140 build running with GODEBUG=fips140=only; [root]: euid 0.
 		Condition: func(cond string) (bool, error) {
 			switch cond {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/cmekctl/cmekctl/pkg/cluster"
+	"github.com/cmekctl/cmekctl/pkg/store"
 	"github.com/cmekctl/cmekctl/pkg/store/storetest"
 )
 
@@ -35,7 +38,7 @@ import (
 func TestStoreScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:  "testdata/store",
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"storefake": storeFake(t), "treesum": treeSum},
+		Cmds: mergeCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){"storefake": storeFake(t), "treesum": treeSum, "holdlease": holdLease}, schemaCmds()),
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("NO_COLOR", "1")
 			e.Setenv("XDG_STATE_HOME", e.WorkDir+"/state")
@@ -111,4 +114,18 @@ func treeSum(ts *testscript.TestScript, neg bool, args []string) {
 	})
 	ts.Check(err)
 	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(out.String()), 0o600))
+}
+
+// holdlease URI CLUSTER takes the cluster's operator lease in the store as a
+// run that then died would have (never released), and sets $LEASE to its
+// token, for store unlock --force.
+func holdLease(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: holdlease URI CLUSTER")
+	}
+	s, err := store.Open(context.Background(), args[0])
+	ts.Check(err)
+	h, err := cluster.AcquireLease(context.Background(), s, args[1], "rotate store-key", cluster.LeaseOptions{})
+	ts.Check(err)
+	ts.Setenv("LEASE", h.Token())
 }

@@ -211,6 +211,16 @@ func (h *Header) encode() ([]byte, error) {
 	return append(b, body...), nil
 }
 
+// NewID returns a new random backup ID (32 hex digits), for a caller that
+// reports the ID of the backup it writes.
+func NewID() (string, error) {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", fmt.Errorf("backup: backup ID: %w", err)
+	}
+	return hex.EncodeToString(id[:]), nil
+}
+
 // NewWriter writes the magic, version and header to dst, then returns the
 // stream that seals the backup's contents with key (the plaintext backup
 // key), its first chunk authenticating every header byte. hdr.ChunkSize is
@@ -225,11 +235,11 @@ func NewWriter(dst io.Writer, hdr Header, key []byte, opt stream.Options) (io.Wr
 		h.ChunkSize = stream.DefaultChunkSize
 	}
 	if h.ID == "" {
-		var id [16]byte
-		if _, err := rand.Read(id[:]); err != nil {
-			return nil, fmt.Errorf("backup: backup ID: %w", err)
+		id, err := NewID()
+		if err != nil {
+			return nil, err
 		}
-		h.ID = hex.EncodeToString(id[:])
+		h.ID = id
 	}
 	if h.Created.IsZero() {
 		h.Created = time.Now().UTC()

@@ -63,7 +63,7 @@ func Enable(ctx context.Context, s store.Store, env keyring.Env, c, region, cmek
 	res := &keyring.Result{Op: keyring.OpEnable, Resumed: resumed, Nodes: make([]keyring.NodeResult, len(krs))}
 	parallel(len(krs), func(i int) {
 		kr := krs[i]
-		r := keyring.NodeResult{Dir: s.String(), Region: region, Node: kr.Node, Action: "enabled"}
+		r := keyring.NodeResult{Dir: s.String(), Region: region, Node: kr.Node, Action: keyring.ActionEnabled}
 		data, err := keyring.Marshal(kr)
 		if err == nil {
 			_, err = s.CreateOnly(ctx, keyringKey(c, region, kr.Node), data)
@@ -74,7 +74,7 @@ func Enable(ctx context.Context, s store.Store, env keyring.Env, c, region, cmek
 		res.Nodes[i] = r
 	})
 	for _, n := range exists {
-		res.Nodes = append(res.Nodes, keyring.NodeResult{Dir: s.String(), Region: region, Node: n, Action: "already enabled"})
+		res.Nodes = append(res.Nodes, keyring.NodeResult{Dir: s.String(), Region: region, Node: n, Action: keyring.ActionAlreadyEnabled})
 	}
 	if f := res.Failed(); f > 0 {
 		return res, fmt.Errorf("%w: %d of %d keyrings were not written to %s; run the same command again: the missing nodes join the region's store key", keyring.ErrPartial, f, len(krs), s)

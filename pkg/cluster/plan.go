@@ -52,7 +52,7 @@ func PlanRotate(ctx context.Context, s store.Store, o RotateOptions, now time.Ti
 			regions = append(regions, d.ref.Region)
 			cmek[d.ref.Region] = d.kr.StoreWrap.CMEKURI
 		}
-		pn := keyring.PlanNode{Dir: s.String(), Region: d.ref.Region, Node: d.ref.Node, Action: "rotate"}
+		pn := keyring.PlanNode{Dir: s.String(), Region: d.ref.Region, Node: d.ref.Node, Action: keyring.WouldRotate}
 		switch {
 		case resume && d.kr.LastOp == in.ID:
 			pn.Action, pn.Detail = "skip", "already done by the interrupted rotation"

@@ -98,7 +98,7 @@ func Rotate(ctx context.Context, s store.Store, env keyring.Env, o RotateOptions
 		}
 		if !resume && o.Op == keyring.OpRotateDataKey && o.Rotate.IfOlderThan > 0 {
 			if age := utc(env.Now).Sub(d.kr.ActiveDataKey().Created); age < o.Rotate.IfOlderThan {
-				res.Nodes = append(res.Nodes, keyring.NodeResult{Dir: s.String(), Region: d.ref.Region, Node: d.ref.Node, Action: "skipped",
+				res.Nodes = append(res.Nodes, keyring.NodeResult{Dir: s.String(), Region: d.ref.Region, Node: d.ref.Node, Action: keyring.ActionSkipped,
 					Detail: fmt.Sprintf("data key is %s old, younger than %s", age.Round(time.Second), o.Rotate.IfOlderThan)})
 				continue
 			}
@@ -208,7 +208,7 @@ func Rotate(ctx context.Context, s store.Store, env keyring.Env, o RotateOptions
 // applyDoc replaces one node's keyring with a compare-and-swap, reading it
 // again after a failed compare.
 func applyDoc(ctx context.Context, s store.Store, env keyring.Env, o RotateOptions, in Intent, d *nodeDoc, b *keyring.Bundle) keyring.NodeResult {
-	r := keyring.NodeResult{Dir: s.String(), Region: d.ref.Region, Node: d.ref.Node, Action: "rotated"}
+	r := keyring.NodeResult{Dir: s.String(), Region: d.ref.Region, Node: d.ref.Node, Action: keyring.ActionRotated}
 	fail := func(err error) keyring.NodeResult {
 		r.Action, r.Err, r.Error = "failed", err, err.Error()
 		return r

@@ -198,7 +198,7 @@ log's writer too: with it, a rewritten log can be checkpointed again.`,
 	checkpoint.Flags().StringVar(&opts.Key, "key", "", "Ed25519 signing key file (made if it does not exist)")
 	checkpoint.Flags().StringVar(&opts.Out, "out", "-", "where to write the checkpoint (- for stdout)")
 	_ = checkpoint.MarkFlagRequired("key")
-	cmd.AddCommand(show, verify, checkpoint, newCmdAuditInit(f, opts))
+	cmd.AddCommand(show, verify, withoutReport(checkpoint), newCmdAuditInit(f, opts))
 	return cmd
 }
 
@@ -245,7 +245,12 @@ func auditShowRun(f *Factory, p printer, o *AuditOptions, cmd *cobra.Command) er
 		out = append(out, e)
 		t.Rows = append(t.Rows, []string{p.when(e.Time), e.User, e.Verb, e.Op, e.Cluster, e.Region, e.Node, e.CMEKURI, e.Result, e.ErrorClass})
 	}
-	return p.print(out, t)
+	return p.print(auditShowReport{Entries: out}, t)
+}
+
+// auditShowReport is audit show's report: the entries, oldest first.
+type auditShowReport struct {
+	Entries []audit.Entry `json:"entries"`
 }
 
 func auditVerifyRun(f *Factory, p printer, o *AuditOptions, cmd *cobra.Command) error {

@@ -41,11 +41,12 @@ output default to stdin and stdout:
 An OUT file is written beside itself and renamed into place only when the run
 succeeds, so a failed run leaves no partial output (a symbolic link is
 followed and kept); a device or named pipe (/dev/null, a FIFO) is written in
-place.`,
+place. With -o json the report goes to stdout when OUT is a file, to stderr
+when the data goes to stdout: it never mixes with the data (docs/json.md).`,
 	}
 	// sub is backup encrypt or decrypt: IN and OUT, --keyring, the node
 	// selectors and --parallel.
-	sub := func(use, short, keyringHelp, parallelWhat string, run func(context.Context, *Factory, *BackupOptions) error) (*cobra.Command, *BackupOptions) {
+	sub := func(use, short, keyringHelp, parallelWhat string, run func(context.Context, *Factory, printer, *BackupOptions) error) (*cobra.Command, *BackupOptions) {
 		o := &BackupOptions{}
 		c := &cobra.Command{
 			Use:   use,
@@ -53,7 +54,7 @@ place.`,
 			Args:  cobra.MaximumNArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				o.In, o.Out = argAt(args, 0), argAt(args, 1)
-				return run(cmd.Context(), f, o)
+				return run(cmd.Context(), f, p(), o)
 			},
 		}
 		c.Flags().StringArrayVar(&o.Keyrings, "keyring", nil, keyringHelp)
@@ -83,7 +84,7 @@ func argAt(args []string, i int) string {
 	return ""
 }
 
-func backupEncryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
+func backupEncryptRun(ctx context.Context, f *Factory, p printer, o *BackupOptions) error {
 	if err := refuseTerminal(f, o.Out); err != nil {
 		return err
 	}
@@ -135,7 +136,10 @@ func backupEncryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
 	}
 	defer keyring.Wipe(key)
 	hdr.BackupKeyID, hdr.Wraps = bk.ID, toBackupWraps(bk.Wraps)
-	return writeStream(ctx, f, o.Out, in, o.ExpectBytes, func(w io.Writer, in io.Reader) error {
+	if hdr.ID, err = backup.NewID(); err != nil {
+		return err
+	}
+	n, err := writeStream(ctx, f, o.Out, in, o.ExpectBytes, func(w io.Writer, in io.Reader) error {
 		bw, err := backup.NewWriter(w, hdr, key, stream.Options{Parallel: o.Parallel})
 		if err != nil {
 			return err
@@ -145,6 +149,12 @@ func backupEncryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
 		}
 		return bw.Close()
 	})
+	if err != nil {
+		return err
+	}
+	rep := backupReport{ClusterID: g.Cluster, BackupID: hdr.ID, Kind: hdr.Kind, Parent: hdr.Parent, BackupKeyID: bk.ID,
+		NewBackupKey: o.IncrementalOf == "", streamReport: newStreamReport(o.In, o.Out, n, n.In, s.Counts())}
+	return printStreamReport(f, p, o.Out, rep, backupLine("encrypted", rep))
 }
 
 func readBackupHeader(path string) (*backup.Header, error) {
@@ -170,7 +180,7 @@ func backupErr(path string, err error) error {
 	return exitf(ExitCorrupt, "%s: %v", path, err)
 }
 
-func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
+func backupDecryptRun(ctx context.Context, f *Factory, p printer, o *BackupOptions) error {
 	in, closeIn, err := openStreamInput(f, o.In, &o.Parallel)
 	if err != nil {
 		return err
@@ -229,8 +239,11 @@ func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
 		return key, err
 	}
 	defer func() { keyring.Wipe(held) }() // the reader is done with it when this returns
-	return writeStream(ctx, f, o.Out, in, -1, func(w io.Writer, in io.Reader) error {
-		h, r, err := backup.Open(in, unwrap, stream.Options{Parallel: o.Parallel})
+	var h *backup.Header
+	n, err := writeStream(ctx, f, o.Out, in, -1, func(w io.Writer, in io.Reader) error {
+		var r io.Reader
+		var err error
+		h, r, err = backup.Open(in, unwrap, stream.Options{Parallel: o.Parallel})
 		if err != nil {
 			if h == nil {
 				return backupErr(name, err)
@@ -240,9 +253,14 @@ func backupDecryptRun(ctx context.Context, f *Factory, o *BackupOptions) error {
 		if _, err := io.Copy(w, r); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		fmt.Fprintf(f.IO.ErrOut, "decrypted %s backup %s with region %s's CMEK key\n", h.Kind, keyring.Short(h.ID), usedRegion)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	rep := backupReport{ClusterID: h.ClusterID, BackupID: h.ID, Kind: h.Kind, Parent: h.Parent, BackupKeyID: h.BackupKeyID,
+		Region: usedRegion, streamReport: newStreamReport(o.In, o.Out, n, n.Out, s.Counts())}
+	return printStreamReport(f, p, o.Out, rep, backupLine("decrypted", rep))
 }
 
 // untrustedKMSError refuses wraps whose CMEK URIs, read from a file anyone

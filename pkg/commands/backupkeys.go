@@ -182,7 +182,7 @@ func backupKeysCreate(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 			plan.Regions = append(plan.Regions, keyring.PlanRegion{Region: r, CMEK: uri, Wrap: 1})
 		}
 		for _, n := range g.Nodes {
-			plan.Nodes = append(plan.Nodes, keyring.PlanNode{Dir: n.Store.Dir, Region: n.KR.Region, Node: n.KR.Node, Action: "record the new backup key"})
+			plan.Nodes = append(plan.Nodes, keyring.PlanNode{Dir: n.Store.Dir, Region: n.KR.Region, Node: n.KR.Node, Action: keyring.WouldRecord, Detail: "the new backup key"})
 		}
 		return printPlan(p, plan)
 	}
@@ -324,7 +324,7 @@ func backupKeysRewrap(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 			}
 		}
 		for _, n := range g.Nodes {
-			plan.Nodes = append(plan.Nodes, keyring.PlanNode{Dir: n.Store.Dir, Region: n.KR.Region, Node: n.KR.Node, Action: fmt.Sprintf("record %d re-wrapped key(s)", len(g.BackupKeys()))})
+			plan.Nodes = append(plan.Nodes, keyring.PlanNode{Dir: n.Store.Dir, Region: n.KR.Region, Node: n.KR.Node, Action: keyring.WouldRecord, Detail: fmt.Sprintf("%d re-wrapped key(s)", len(g.BackupKeys()))})
 		}
 		return printPlan(p, plan)
 	}

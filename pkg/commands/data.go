@@ -31,7 +31,9 @@ func newCmdData(f *Factory, p func() printer) *cobra.Command {
 		Long: `Seal data with the node's active data key, and open data with whichever data
 key sealed it, as a node's storage would. The input and output default to
 stdin and stdout. An OUT file is renamed into place only when the run
-succeeds; a device or named pipe is written in place. One KMS unwrap per run.`,
+succeeds; a device or named pipe is written in place. One KMS unwrap per run.
+With -o json the report (node, data key, bytes, chunks, KMS calls) goes to
+stdout when OUT is a file, to stderr when the data goes to stdout.`,
 	}
 	sub := func(decrypt bool, use, short string) *cobra.Command {
 		opts := &DataOptions{Decrypt: decrypt}
@@ -46,7 +48,7 @@ succeeds; a device or named pipe is written in place. One KMS unwrap per run.`,
 				if len(args) > 1 {
 					opts.Out = args[1]
 				}
-				return dataRun(cmd.Context(), f, opts)
+				return dataRun(cmd.Context(), f, p(), opts)
 			},
 		}
 		c.Flags().StringVar(&opts.Keyring, "keyring", "", "the node's keyring directory")
@@ -65,7 +67,7 @@ succeeds; a device or named pipe is written in place. One KMS unwrap per run.`,
 	return cmd
 }
 
-func dataRun(ctx context.Context, f *Factory, o *DataOptions) error {
+func dataRun(ctx context.Context, f *Factory, p printer, o *DataOptions) error {
 	if !o.Decrypt {
 		if err := refuseTerminal(f, o.Out); err != nil {
 			return err
@@ -86,17 +88,28 @@ func dataRun(ctx context.Context, f *Factory, o *DataOptions) error {
 	if !o.Decrypt {
 		expect = o.ExpectBytes
 	}
-	return writeStream(ctx, f, o.Out, in, expect, func(w io.Writer, in io.Reader) error {
+	var h keyring.DataHeader
+	n, err := writeStream(ctx, f, o.Out, in, expect, func(w io.Writer, in io.Reader) error {
 		var err error
 		if o.Decrypt {
-			if _, err = sl.Open(w, in, stream.Options{Parallel: o.Parallel}); err != nil {
+			if h, err = sl.Open(w, in, stream.Options{Parallel: o.Parallel}); err != nil {
 				err = fmt.Errorf("%s: %w", inputName(o.In), err)
 			}
 		} else {
-			_, err = sl.Seal(w, in, stream.Options{Parallel: o.Parallel})
+			h, err = sl.Seal(w, in, stream.Options{Parallel: o.Parallel})
 		}
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	plain := n.In
+	if o.Decrypt {
+		plain = n.Out
+	}
+	rep := dataReport{ClusterID: h.ClusterID, Region: h.Region, Node: h.Node, Keyring: streamPath(o.Keyring), DataKeyID: h.DataKeyID,
+		streamReport: newStreamReport(o.In, o.Out, n, plain, s.Counts())}
+	return printStreamReport(f, p, o.Out, rep, "")
 }
 
 func openInput(f *Factory, path string) (io.Reader, func(), error) {

@@ -171,7 +171,7 @@ func planEnable(reqs []keyring.EnableRequest) *keyring.Plan {
 			}
 		}
 		for _, n := range req.Nodes {
-			pn := keyring.PlanNode{Dir: n.Store.Dir, Region: req.Region, Node: n.Name, Action: "enable"}
+			pn := keyring.PlanNode{Dir: n.Store.Dir, Region: req.Region, Node: n.Name, Action: keyring.WouldEnable}
 			switch {
 			case n.Store.Exists():
 				pn.Action, pn.Detail = "skip", "already enabled"
@@ -217,7 +217,7 @@ func runEnable(ctx context.Context, f *Factory, p printer, reqs []keyring.Enable
 			if fromConfig && errors.Is(err, keyring.ErrAlreadyEnabled) && res == nil {
 				already++
 				for _, n := range req.Nodes {
-					rep.Nodes = append(rep.Nodes, keyring.NodeResult{Dir: n.Store.Dir, Region: req.Region, Node: n.Name, Action: "already enabled"})
+					rep.Nodes = append(rep.Nodes, keyring.NodeResult{Dir: n.Store.Dir, Region: req.Region, Node: n.Name, Action: keyring.ActionAlreadyEnabled})
 				}
 				return
 			}

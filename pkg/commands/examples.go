@@ -10,7 +10,7 @@ import (
 // by command path without "cmekctl " (examples_test.go checks that every
 // verb has one). K is a node's keyring directory.
 var examples = map[string]string{
-	"audit show":       "  cmekctl audit show --since 24h\n  cmekctl audit show -o json | jq 'select(.result != \"ok\")'",
+	"audit show":       "  cmekctl audit show --since 24h\n  cmekctl audit show -o json | jq '.entries[] | select(.result != \"ok\")'",
 	"audit verify":     "  cmekctl audit verify && echo 'audit log intact'\n  cmekctl audit verify --key /media/auditor/cmekctl-audit-start.key --checkpoint /mnt/worm/cmekctl-audit.checkpoint.json",
 	"audit init":       "  cmekctl audit init --export-key /media/auditor/cmekctl-audit-start.key",
 	"audit checkpoint": "  cmekctl audit checkpoint --key /etc/cmekctl/audit-checkpoint.key --out /mnt/worm/cmekctl-audit.checkpoint.json",

@@ -35,6 +35,10 @@ type Factory struct {
 	// auditURI and auditDir are what the verb's summary entry names.
 	auditURI, auditDir string
 	Verb               string
+	// started is when the verb began, reportVerb the verb (its report's
+	// started_at and verb; config view -- VERB changes Verb).
+	started    time.Time
+	reportVerb string
 	// Config is the cluster config file, if one was found.
 	Config      *config.Config
 	flagSources map[string]string

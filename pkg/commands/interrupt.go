@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -82,6 +83,8 @@ type guardedReader struct {
 	r      io.Reader
 	n      int64
 	expect int64
+	// total counts every byte read, in order or at offsets (the report).
+	total atomic.Int64
 }
 
 func (g *guardedReader) Read(p []byte) (int, error) {
@@ -90,6 +93,7 @@ func (g *guardedReader) Read(p []byte) (int, error) {
 	}
 	n, err := g.r.Read(p)
 	g.n += int64(n)
+	g.total.Add(int64(n))
 	if ie := interrupted(g.ctx); ie != nil {
 		return 0, ie
 	}
@@ -111,13 +115,17 @@ func (g *guardedReader) Read(p []byte) (int, error) {
 type guardedWriter struct {
 	ctx context.Context
 	w   io.Writer
+	// total counts every byte written, in order or at offsets (the report).
+	total atomic.Int64
 }
 
 func (g *guardedWriter) Write(p []byte) (int, error) {
 	if ie := interrupted(g.ctx); ie != nil {
 		return 0, ie
 	}
-	return g.w.Write(p)
+	n, err := g.w.Write(p)
+	g.total.Add(int64(n))
+	return n, err
 }
 
 // writeStream runs a stream from in to the output path (see writeOutput)
@@ -125,11 +133,14 @@ func (g *guardedWriter) Write(p []byte) (int, error) {
 // output file is not renamed into place (an old file there is left as it
 // was, the temporary file removed), nothing more is written to stdout, and
 // the interrupt is returned. expect is --expect-bytes (-1: not given).
-func writeStream(ctx context.Context, f *Factory, path string, in io.Reader, expect int64, fn func(w io.Writer, r io.Reader) error) error {
+// The bytes read and written are returned for the verb's report.
+func writeStream(ctx context.Context, f *Factory, path string, in io.Reader, expect int64, fn func(w io.Writer, r io.Reader) error) (streamBytes, error) {
 	r := &guardedReader{ctx: ctx, r: in, expect: expect}
-	return writeOutput(f, path, func(w io.Writer) error {
+	gw := &guardedWriter{ctx: ctx}
+	err := writeOutput(f, path, func(w io.Writer) error {
+		gw.w = w
 		done := make(chan error, 1)
-		go func() { done <- fn(&guardedWriter{ctx: ctx, w: w}, r) }()
+		go func() { done <- fn(gw, r) }()
 		select {
 		case err := <-done:
 			if ie := interrupted(ctx); ie != nil {
@@ -143,6 +154,7 @@ func writeStream(ctx context.Context, f *Factory, path string, in io.Reader, exp
 			return ctx.Err()
 		}
 	})
+	return streamBytes{In: r.total.Load(), Out: gw.total.Load()}, err
 }
 
 // keyringStamps records, before a verb runs, each keyring file and journal
@@ -230,4 +242,10 @@ created (a file already there is left as it was), and cmekctl exits 130, 143
 or 129.
 
 An OUT file is written beside itself and renamed into place only when the run
-succeeds; a device or named pipe (/dev/null, a FIFO) is written in place.`
+succeeds; a device or named pipe (/dev/null, a FIFO) is written in place.
+
+cmekctl says on stderr which backup it wrote and with which backup key (new
+for a full backup, its full backup's for an incremental). With -o json the
+report (backup ID, backup key ID, bytes, chunks, KMS calls, times) goes to
+stdout when OUT is a file, and to stderr when the backup goes to stdout: it
+never mixes with the data (docs/json.md).`

@@ -82,9 +82,9 @@ func nodeAddRun(ctx context.Context, f *Factory, p printer, root *cobra.Command,
 		return exitf(ExitForeign, "%s is a keyring of region %q, not %q", srcDirs[0], src.Region, o.Region)
 	}
 	if o.DryRun {
-		action, detail := "enable", "joins the region's store key"
+		action, detail := keyring.WouldEnable, "joins the region's store key"
 		if (keyring.Store{Dir: o.Keyring}).Exists() {
-			action, detail = "skip", "already enabled"
+			action, detail = keyring.WouldSkip, "already enabled"
 		}
 		return printPlan(p, &keyring.Plan{Op: "node add",
 			Regions: []keyring.PlanRegion{{Region: src.Region, CMEK: src.StoreWrap.CMEKURI, Unwrap: 1}},

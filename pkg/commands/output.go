@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,7 +34,30 @@ type table struct {
 type printer struct {
 	io     *iostreams.IOStreams
 	format string
+	// verb, started and now fill the report's envelope (envelope.go).
+	verb    string
+	started time.Time
+	now     func() time.Time
+	// w is where the report goes (nil: stdout).
+	w io.Writer
 }
+
+// out is where the report goes.
+func (p printer) out() io.Writer {
+	if p.w != nil {
+		return p.w
+	}
+	return p.io.Out
+}
+
+// to returns the printer writing its report to w.
+func (p printer) to(w io.Writer) printer {
+	p.w = w
+	return p
+}
+
+// structured reports whether the output is a report (JSON or YAML), not a table.
+func (p printer) structured() bool { return p.format == OutputJSON || p.format == OutputYAML }
 
 func (p printer) tty() bool { return p.io.IsStdoutTTY() }
 
@@ -51,11 +75,19 @@ func (p printer) when(t time.Time) string {
 func (p printer) print(v any, tables ...table) error {
 	switch p.format {
 	case OutputJSON:
-		enc := json.NewEncoder(p.io.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		b, err := p.envelope(v)
+		if err != nil {
+			return err
+		}
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, b, "", "  "); err != nil {
+			return err
+		}
+		buf.WriteByte('\n')
+		_, err = p.out().Write(buf.Bytes())
+		return err
 	case OutputYAML:
-		b, err := json.Marshal(v)
+		b, err := p.envelope(v)
 		if err != nil {
 			return err
 		}
@@ -67,7 +99,7 @@ func (p printer) print(v any, tables ...table) error {
 		if err != nil {
 			return err
 		}
-		_, err = p.io.Out.Write(out)
+		_, err = p.out().Write(out)
 		return err
 	}
 	for i, t := range tables {

@@ -40,6 +40,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			f.Verb = strings.TrimPrefix(cmd.CommandPath(), "cmekctl ")
+			f.started, f.reportVerb = f.Now(), f.Verb
 			if err := loadConfig(f, cmd.Root(), cmd, g.Config, cmd.Flags().Changed("config")); err != nil {
 				return err
 			}
@@ -48,6 +49,9 @@ Start with a drill on the embedded KMS (no cloud account needed):
 				return err
 			}
 			f.trust = newKMSTrust(f, cmd, uriArgs, f.Config)
+			if err := absKeyrings(cmd); err != nil {
+				return err
+			}
 			f.stamps = keyringStamps(flagValues(cmd, "keyring"))
 			if err := lockPolicy(f, cmd, g.LockWait); err != nil {
 				return err
@@ -57,6 +61,9 @@ Start with a drill on the embedded KMS (no cloud account needed):
 				f.IO.NoColor = true
 			}
 			if err := checkOutputFor(f.Verb, g.Output); err != nil {
+				return err
+			}
+			if err := checkReport(cmd, g.Output); err != nil {
 				return err
 			}
 			if g.RequireFIPS {
@@ -84,7 +91,9 @@ Start with a drill on the embedded KMS (no cloud account needed):
 		return usageError("see: "+c.CommandPath()+" --help", "%v", err)
 	})
 
-	p := func() printer { return printer{io: f.IO, format: g.Output} }
+	p := func() printer {
+		return printer{io: f.IO, format: g.Output, verb: f.reportVerb, started: f.started, now: f.Now}
+	}
 	root.AddCommand(
 		newCmdEnable(f, p),
 		newCmdStatus(f, p),

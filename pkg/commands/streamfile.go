@@ -49,7 +49,9 @@ func (g *guardedReader) ReadAt(p []byte, off int64) (int, error) {
 	if f == nil {
 		return 0, errNotPositional
 	}
-	return f.ReadAt(p, off)
+	n, err := f.ReadAt(p, off)
+	g.total.Add(int64(n))
+	return n, err
 }
 
 var _ interface {
@@ -94,7 +96,9 @@ func (g *guardedWriter) WriteAt(p []byte, off int64) (int, error) {
 	if f == nil {
 		return 0, errNotPositional
 	}
-	return f.WriteAt(p, off)
+	n, err := f.WriteAt(p, off)
+	g.total.Add(int64(n))
+	return n, err
 }
 
 var _ interface {

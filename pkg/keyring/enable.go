@@ -84,7 +84,7 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 		if res != nil {
 			res.Resumed = true
 			for _, kr := range existing {
-				res.Nodes = append(res.Nodes, NodeResult{Region: kr.Region, Node: kr.Node, Action: "already enabled"})
+				res.Nodes = append(res.Nodes, NodeResult{Region: kr.Region, Node: kr.Node, Action: ActionAlreadyEnabled})
 			}
 		}
 		return res, err
@@ -128,7 +128,7 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 		n := req.Nodes[i]
 		kr := newNodeKeyring(req.Cluster, req.Region, n.Name, w, b, now)
 		kr.Unrecorded, kr.StoreKeys[0].Origin = unrecorded, origin
-		res.Nodes[i] = finish(env, kr, n.Store, "enabled", n.Store.Save(kr))
+		res.Nodes[i] = finish(env, kr, n.Store, ActionEnabled, n.Store.Save(kr))
 	})
 	if res.Failed() > 0 {
 		return res, fmt.Errorf("%w: %d of %d nodes were not enabled; run the same command again: the missing nodes join the region's store key", ErrPartial, res.Failed(), len(res.Nodes))
@@ -208,7 +208,10 @@ func addNodes(ctx context.Context, env Env, src *Keyring, nodes []EnableNode, ad
 	forEach(indexes(len(nodes)), func(i int) {
 		n := nodes[i]
 		kr := joinKeyring(src, n.Name, b, now, adopted)
-		res.Nodes[i] = finish(env, kr, n.Store, "enabled (joined the region's store key)", n.Store.Save(kr))
+		res.Nodes[i] = finish(env, kr, n.Store, ActionEnabled, n.Store.Save(kr))
+		if res.Nodes[i].Err == nil {
+			res.Nodes[i].Detail = "joined the region's store key"
+		}
 	})
 	if res.Failed() > 0 {
 		return res, fmt.Errorf("%w: %d of %d nodes were not added; run the same command again", ErrPartial, res.Failed(), len(nodes))

@@ -26,7 +26,7 @@ type NodeResult struct {
 	Dir    string `json:"keyring"`
 	Region string `json:"region"`
 	Node   string `json:"node"`
-	Action string `json:"action"` // rotated, enabled, skipped, failed, already done
+	Action string `json:"action"` // one of ResultActions (actions.go)
 	Detail string `json:"detail,omitempty"`
 	Err    error  `json:"-"`
 	Error  string `json:"error,omitempty"`
@@ -76,7 +76,7 @@ func forEach[T any](items []T, fn func(T)) {
 func finish(env Env, kr *Keyring, s Store, action string, err error) NodeResult {
 	r := NodeResult{Dir: s.Dir, Region: kr.Region, Node: kr.Node, Action: action}
 	if err != nil {
-		r.Action, r.Err, r.Error = "failed", err, err.Error()
+		r.Action, r.Err, r.Error = ActionFailed, err, err.Error()
 	}
 	if env.Progress != nil {
 		env.Progress(kr.Region, kr.Node, err)
@@ -136,7 +136,7 @@ func Rotate(ctx context.Context, env Env, g *Group, op string, opt RotateOptions
 				for _, n := range nodes {
 					age := env.now().Sub(n.KR.ActiveDataKey().Created)
 					if age < opt.IfOlderThan {
-						skip = append(skip, NodeResult{Dir: n.Store.Dir, Region: region, Node: n.KR.Node, Action: "skipped",
+						skip = append(skip, NodeResult{Dir: n.Store.Dir, Region: region, Node: n.KR.Node, Action: ActionSkipped,
 							Detail: fmt.Sprintf("data key is %s old, younger than %s", age.Round(time.Second), opt.IfOlderThan)})
 					} else {
 						todo = append(todo, n)
@@ -196,7 +196,7 @@ func Rotate(ctx context.Context, env Env, g *Group, op string, opt RotateOptions
 			continue
 		}
 		if n.KR.LastOp == j.ID {
-			res.Nodes = append(res.Nodes, NodeResult{Dir: n.Store.Dir, Region: n.KR.Region, Node: n.KR.Node, Action: "already done", Detail: "finished by the interrupted run"})
+			res.Nodes = append(res.Nodes, NodeResult{Dir: n.Store.Dir, Region: n.KR.Region, Node: n.KR.Node, Action: ActionAlreadyDone, Detail: "finished by the interrupted run"})
 			continue
 		}
 		todo = append(todo, n)
@@ -234,7 +234,7 @@ func Rotate(ctx context.Context, env Env, g *Group, op string, opt RotateOptions
 		if err == nil {
 			err = n.Store.Save(n.KR)
 		}
-		results[i] = finish(env, n.KR, n.Store, "rotated", err)
+		results[i] = finish(env, n.KR, n.Store, ActionRotated, err)
 	})
 	res.Nodes = append(res.Nodes, results...)
 	if f := res.Failed(); f > 0 {

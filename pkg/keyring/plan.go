@@ -11,7 +11,7 @@ type PlanNode struct {
 	Dir    string `json:"keyring"`
 	Region string `json:"region"`
 	Node   string `json:"node"`
-	Action string `json:"action"`
+	Action string `json:"action"` // one of PlanActions (actions.go)
 	Detail string `json:"detail,omitempty"`
 }
 
@@ -63,7 +63,7 @@ func PlanRotate(g *Group, op string, opt RotateOptions, now time.Time) (*Plan, e
 		rp := PlanRegion{Region: region, CMEK: newest(g.ByRegion(region)).KR.StoreWrap.CMEKURI}
 		var todo []*Node
 		for _, n := range g.ByRegion(region) {
-			pn := PlanNode{Dir: n.Store.Dir, Region: region, Node: n.KR.Node, Action: "rotate"}
+			pn := PlanNode{Dir: n.Store.Dir, Region: region, Node: n.KR.Node, Action: WouldRotate}
 			switch {
 			case j != nil && !slices.Contains(j.Nodes, n.Store.Dir):
 				pn.Action, pn.Detail = "skip", "not part of the interrupted rotation"
