@@ -198,7 +198,7 @@ log's writer too: with it, a rewritten log can be checkpointed again.`,
 	checkpoint.Flags().StringVar(&opts.Key, "key", "", "Ed25519 signing key file (made if it does not exist)")
 	checkpoint.Flags().StringVar(&opts.Out, "out", "-", "where to write the checkpoint (- for stdout)")
 	_ = checkpoint.MarkFlagRequired("key")
-	cmd.AddCommand(show, verify, withoutReport(checkpoint), newCmdAuditInit(f, opts))
+	cmd.AddCommand(show, verify, withoutReport(checkpoint), withoutReport(newCmdAuditInit(f, opts)))
 	return cmd
 }
 
