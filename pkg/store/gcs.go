@@ -39,7 +39,10 @@ type GCS struct {
 	uri    string
 }
 
-var _ Store = (*GCS)(nil)
+var (
+	_ Store             = (*GCS)(nil)
+	_ ConditionalGetter = (*GCS)(nil)
+)
 
 func openGCS(ctx context.Context, loc *Location) (*GCS, error) {
 	return NewGCS(ctx, loc.Bucket, loc.Prefix, loc.Canonical)
