@@ -44,6 +44,15 @@ type job struct {
 	woff int64
 }
 
+// span is how many chunk numbers after the job's first its chunks take: all
+// of them but a final one need a successor number.
+func (j *job) span() uint64 {
+	if j.last {
+		return uint64(j.n) - 1
+	}
+	return uint64(j.n)
+}
+
 // sealed is the wire bytes of a sealed writer job.
 func (j *job) sealed() []byte {
 	return j.buf[:(j.n-1)*j.s.stride()+j.fill+j.s.over]
@@ -89,12 +98,23 @@ func (j *job) readIn() bool {
 // writeAt writes a positional job's output at its offset. A failed write
 // is the job's error, before any other.
 func (j *job) writeAt(b []byte) {
-	if j.wa == nil || len(b) == 0 {
+	if j.wa == nil {
 		return
 	}
-	if _, err := j.wa.WriteAt(b, j.woff); err != nil {
-		j.err = fmt.Errorf("stream: write at offset %d: %w", j.woff, err)
+	if err := writeAt(j.wa, b, j.woff); err != nil {
+		j.err = err
 	}
+}
+
+// writeAt writes b at off of wa.
+func writeAt(wa io.WriterAt, b []byte, off int64) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if _, err := wa.WriteAt(b, off); err != nil {
+		return fmt.Errorf("stream: write at offset %d: %w", off, err)
+	}
+	return nil
 }
 
 // readAt reads a positional job's wire bytes. A short read means the file
@@ -229,17 +249,19 @@ func popFront(q *[]*job) *job {
 // pipeline is what a writer and a reader share: the stream's cipher and
 // framing, the jobs in flight and the spare ones, and the workers.
 type pipeline struct {
-	s      *suite
-	batch  int    // chunks per job
-	queue  []*job // jobs started, in stream order
-	free   []*job
-	pool   *pool // nil in serial mode
-	window int
-	err    error // sticky
+	s       *suite
+	opt     Options
+	workers int
+	batch   int    // chunks per job
+	queue   []*job // jobs started, in stream order
+	free    []*job
+	pool    *pool // nil in serial mode
+	window  int
+	err     error // sticky
 }
 
 func newPipeline(s *suite, opt Options) pipeline {
-	p := pipeline{s: s, batch: opt.batch(s.chunk)}
+	p := pipeline{s: s, opt: opt, workers: opt.parallel(), batch: opt.batch(s.chunk)}
 	p.window = opt.window(p.batch * (s.stride() + s.chunk))
 	if n := opt.parallel(); n > 1 {
 		p.pool = newPool(n, p.window)

@@ -84,6 +84,20 @@ func (w *writer) readFromFile(f file, base, size int64) (int64, error) {
 	}
 	tail := total - c*((total-1)/c) // 1..C bytes
 	body := total - tail
+	if done, ok, err := w.drive(f, base, body); ok {
+		if err != nil {
+			return done, err
+		}
+	} else if done, err := w.planBody(f, base, body); err != nil {
+		return done, err
+	}
+	return w.readTail(f, base, body, size)
+}
+
+// planBody has the body's jobs (the whole chunks before the last) read by
+// the workers (job.readIn), planned and handed out in order here.
+func (w *writer) planBody(f file, base, body int64) (int64, error) {
+	c := int64(w.s.chunk)
 	for off := int64(0); off < body; {
 		n := min(int64(w.batch)*c, body-off)
 		j := w.cur
@@ -94,6 +108,13 @@ func (w *writer) readFromFile(f file, base, size int64) (int64, error) {
 			return off, err
 		}
 	}
+	return body, nil
+}
+
+// readTail reads the stream's last 1..C bytes into the open chunk, for
+// Close to seal as the final one, and checks the file kept its size.
+func (w *writer) readTail(f file, base, body, size int64) (int64, error) {
+	total, tail := size-base, size-base-body
 	k, err := f.ReadAt(w.cur.in[:tail], base+body)
 	w.cur.fill = k
 	if int64(k) < tail {
@@ -111,4 +132,140 @@ func (w *writer) readFromFile(f file, base, size int64) (int64, error) {
 		return total, fmt.Errorf("stream: %w", err)
 	}
 	return total, nil
+}
+
+// driveShape picks how a driven stream's output leaves (drive.go), and the
+// chunks per job and jobs with buffers it runs with; ok is false when the
+// caller does better alone (one worker, no file to write).
+func (p *pipeline) driveShape(fileOut, discard bool) (mode driveMode, batch, window int, ok bool) {
+	switch {
+	case p.workers > 1 && (fileOut || discard):
+		return driveOwn, p.batch, p.window, true
+	case p.workers > 1:
+		return driveOrdered, p.batch, p.window, true
+	case fileOut:
+		// One worker reads and seals or opens, the caller writes: in jobs
+		// as large as two workers' (serial mode's single chunks would cost
+		// a hand-off each), as many as two workers would have.
+		two := p.opt
+		two.Parallel = 2
+		b := two.batch(p.s.chunk)
+		return driveCaller, b, two.window(b * (p.s.stride() + p.s.chunk)), true
+	}
+	return 0, 0, 0, false
+}
+
+// jobsOf is the number of jobs of unit bytes each that size bytes make, at
+// least one (an empty body is one job that fails).
+func jobsOf(size, unit int64) int64 {
+	return max(1, (size+unit-1)/unit)
+}
+
+// drive is readFromFile's body in a driven stream: the workers plan, read
+// and seal its jobs themselves (drive.go). ok is false when the caller
+// plans them instead (planBody).
+func (w *writer) drive(f file, base, body int64) (done int64, ok bool, err error) {
+	mode, batch, window, ok := w.driveShape(w.wa != nil, false)
+	if !ok || body == 0 {
+		return 0, ok, nil
+	}
+	s := w.s
+	c, stride := int64(s.chunk), int64(s.stride())
+	unit := int64(batch) * c
+	d := &driver{mode: mode, jobs: jobsOf(body, unit), workers: w.workers, window: window}
+	d.fresh = func() *job {
+		return &job{s: s, in: make([]byte, batch*s.chunk), buf: make([]byte, batch*s.stride())}
+	}
+	d.plan = func(j *job, k int64) {
+		off := k * unit
+		n := min(unit, body-off)
+		j.n, j.fill, j.last, j.err = int(n/c), int(c), false, nil
+		j.ra, j.off, j.want, j.first = f, base+off, int(n), uint64(k)*uint64(batch)
+		j.wa = nil
+		if s.maxCounter-j.first < j.span() {
+			j.err = overflowError(s)
+		} else if mode == driveOwn {
+			j.wa, j.woff = w.wa, w.wbase+int64(j.first)*stride
+		}
+	}
+	d.emit = func(j *job) error {
+		if j.err != nil {
+			return nil // nothing sealed
+		}
+		b := j.sealed()
+		if mode == driveCaller {
+			return writeAt(w.wa, b, w.wbase+int64(j.first)*stride)
+		}
+		if _, err := w.dst.Write(b); err != nil {
+			return fmt.Errorf("stream: write chunks %d-%d: %w", j.first, j.first+uint64(j.n-1), err)
+		}
+		return nil
+	}
+	res := d.run()
+	done = min(body, res.ok*unit)
+	w.counter = uint64(done / c)
+	w.wrote += (done / c) * stride
+	if res.err != nil {
+		w.err = res.err
+	}
+	return done, true, res.err
+}
+
+// drive is WriteTo for a positional reader in a driven stream: the
+// workers plan, read, open and write its jobs themselves (drive.go). ok is
+// false when the caller does better alone.
+func (r *reader) drive(dst io.Writer) (n int64, ok bool, err error) {
+	f, wbase, fileOut := positionalOut(dst)
+	mode, batch, window, ok := r.driveShape(fileOut, dst == io.Discard)
+	if !ok {
+		return 0, false, nil
+	}
+	if fileOut {
+		r.wa, r.wbase, r.wseek = f, wbase, f
+	}
+	s := r.s
+	c, stride := int64(s.chunk), int64(s.stride())
+	body := r.end - r.base
+	d := &driver{mode: mode, jobs: jobsOf(body, int64(batch)*stride), workers: r.workers, window: window}
+	d.fresh = func() *job {
+		return &job{s: s, open: true, buf: make([]byte, batch*s.stride()), out: make([]byte, 0, batch*s.chunk)}
+	}
+	d.plan = func(j *job, k int64) {
+		j.wa = nil
+		if err := r.planAt(j, uint64(k)*uint64(batch), batch); err != nil {
+			j.err = err
+		} else if mode == driveOwn && fileOut {
+			j.wa, j.woff = f, wbase+int64(j.first)*c
+		}
+	}
+	d.emit = func(j *job) error {
+		if mode == driveCaller {
+			return writeAt(f, j.out, wbase+int64(j.first)*c)
+		}
+		if len(j.out) == 0 {
+			return nil
+		}
+		k, err := dst.Write(j.out)
+		if err == nil && k < len(j.out) {
+			err = io.ErrShortWrite
+		}
+		return err
+	}
+	res := d.run()
+	r.pool.stopNil()
+	if res.err != nil {
+		r.err = res.err
+		return res.ok*int64(batch)*c + int64(res.failedOut), true, res.err
+	}
+	// Every chunk opened: the body held ceil(body/stride) chunks.
+	n = body - (body+stride-1)/stride*int64(s.over)
+	if r.err = r.atEnd(); r.err != io.EOF {
+		return n, true, r.err
+	}
+	if fileOut {
+		if _, err := f.Seek(wbase+n, io.SeekStart); err != nil {
+			return n, true, fmt.Errorf("stream: %w", err)
+		}
+	}
+	return n, true, nil
 }

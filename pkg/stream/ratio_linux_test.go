@@ -4,6 +4,7 @@ package stream
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"runtime"
 	"sync"
@@ -90,7 +91,9 @@ func encryptTo(b *testing.B, dst io.Writer, size int64) {
 }
 
 // interleave runs baseline and candidate in turn b.N times and reports the
-// candidate's throughput relative to the baseline's, by wall time and, for
+// candidate's throughput relative to the baseline's ("%-of-baseline";
+// "x-baseline-time" is its inverse, the candidate's time as a multiple of
+// the baseline's), by wall time and, for
 // work that stays on the calling goroutine (serial mode), by the CPU time of
 // the OS thread it is locked to, which other processes' load does not
 // inflate ("%-of-baseline-cpu"). The ns/op and MB/s columns count both runs.
@@ -114,6 +117,7 @@ func interleave(b *testing.B, size int64, serial bool, baseline, candidate func(
 		cb, cc = cb+c1-c0, cc+c2-c1
 	}
 	b.ReportMetric(100*tb.Seconds()/tc.Seconds(), "%-of-baseline")
+	b.ReportMetric(tc.Seconds()/tb.Seconds(), "x-baseline-time")
 	if serial && cb > 0 && cc > 0 {
 		b.ReportMetric(100*cb.Seconds()/cc.Seconds(), "%-of-baseline-cpu")
 	}
@@ -254,4 +258,33 @@ func BenchmarkVsBaselineMemory(b *testing.B) {
 	b.Run("decrypt=serial-64MiBsource/baseline=floor", func(b *testing.B) {
 		interleave(b, size, true, rawOpenFromMemory(b, size, true), decryptOnce(b, 1, size))
 	})
+}
+
+// BenchmarkPathsVsFloor runs each path of BenchmarkPaths interleaved with its
+// floor, iteration by iteration, for 1 .. GOMAXPROCS workers: its
+// "x-baseline-time" is the path's time as a multiple of the floor's (the
+// issue's targets: ≤ 1.25, file to file ≤ 1.1), measured so that a load
+// that comes and goes weighs on both alike.
+//
+//	go test ./pkg/stream -run X -bench PathsVsFloor -benchtime 10x -count 3
+func BenchmarkPathsVsFloor(b *testing.B) {
+	pt, ct, size := benchFiles(b)
+	for w := 1; w <= runtime.GOMAXPROCS(0); w++ {
+		cases := pathCases(pt, ct, w)
+		floors := map[string]func(*testing.B){}
+		for _, p := range cases {
+			if p.floor == "" {
+				floors[p.name] = p.run
+			}
+		}
+		for _, p := range cases {
+			if p.floor == "" {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/workers=%d", p.name, w), func(b *testing.B) {
+				floor := floors[p.floor]
+				interleave(b, size, false, func() { floor(b) }, func() { p.run(b) })
+			})
+		}
+	}
 }

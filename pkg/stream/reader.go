@@ -198,42 +198,50 @@ func (r *reader) readJob() (*job, error) {
 // the read returned, and leaves the reading to the job (job.readAt), on its
 // worker.
 func (r *reader) planJob() (*job, error) {
-	stride := int64(r.s.stride())
 	j := r.newJob()
-	start := r.base + int64(r.counter)*stride
+	if err := r.planAt(j, r.counter, r.batch); err != nil {
+		r.free = append(r.free, j)
+		return nil, err
+	}
+	r.place(j)
+	r.counter += j.span()
+	r.sawLast = j.last || j.tail != nil
+	return j, nil
+}
+
+// planAt makes j the positional job of up to batch chunks from chunk first
+// on: which chunks, which of them is the final one, and where they lie. It
+// depends on nothing but the file's size, so that driven workers plan their
+// own jobs (drive.go).
+func (r *reader) planAt(j *job, first uint64, batch int) error {
+	stride := int64(r.s.stride())
+	start := r.base + int64(first)*stride
 	remain := r.end - start
 	full, rest := remain/stride, remain%stride
-	switch batch := int64(r.batch) * stride; {
-	case remain > batch:
+	j.n, j.last, j.tail, j.err = 0, false, nil, nil
+	switch b := int64(batch) * stride; {
+	case remain > b:
 		// More follows these chunks: none of them is the final one.
-		j.n, remain = r.batch, batch
+		j.n, remain = batch, b
 	case remain <= 0:
-		r.free = append(r.free, j)
-		return nil, fmt.Errorf("stream: chunk %d: no final chunk: %w", r.counter, ErrTruncated)
+		return fmt.Errorf("stream: chunk %d: no final chunk: %w", first, ErrTruncated)
 	case rest == 0:
 		j.n, j.last = int(full), true
 	case rest < int64(r.s.over):
 		j.n = int(full)
-		j.tail = fmt.Errorf("stream: chunk %d: %d bytes, shorter than a chunk's nonce and tag: %w", r.counter+uint64(full), rest, ErrTruncated)
+		j.tail = fmt.Errorf("stream: chunk %d: %d bytes, shorter than a chunk's nonce and tag: %w", first+uint64(full), rest, ErrTruncated)
 		remain = full * stride
 	default:
 		j.n, j.last = int(full)+1, true
 	}
-	span := uint64(j.n)
-	if j.last {
-		span--
-	}
-	if r.s.maxCounter-r.counter < span {
-		r.free = append(r.free, j)
-		return nil, overflowError(r.s)
+	if r.s.maxCounter-first < j.span() {
+		return overflowError(r.s)
 	}
 	j.ra, j.off, j.want = r.ra, start, int(remain)
 	j.buf = j.buf[:cap(j.buf)]
-	j.first = r.counter
-	r.place(j)
-	r.counter += span
-	r.sawLast = j.last || j.tail != nil
-	return j, nil
+	j.out = j.out[:0]
+	j.first = first
+	return nil
 }
 
 // fill reads (or, positional, plans) and starts jobs until the window is
@@ -273,26 +281,32 @@ func (r *reader) next() error {
 	}
 	r.fill()
 	if len(r.queue) == 0 {
-		r.err = io.EOF
 		r.pool.stopNil()
-		if r.restat != nil {
-			// Data appended while the stream was read is data after the
-			// final chunk, as a sequential read would have found.
-			switch size, err := r.restat(); {
-			case err != nil:
-				r.err = fmt.Errorf("stream: stat after the final chunk: %w", err)
-			case size > r.end:
-				r.err = fmt.Errorf("stream: the file grew from %d to %d bytes while it was read: %w", r.end, size, ErrTrailingData)
-			case size < r.end:
-				r.err = fmt.Errorf("stream: the file shrank from %d to %d bytes while it was read: %w", r.end, size, ErrTruncated)
-			}
-		}
+		r.err = r.atEnd()
 		return r.err
 	}
 	j := popFront(&r.queue)
 	r.pool.wait(j)
 	r.cur, r.unread = j, j.out
 	return nil
+}
+
+// atEnd is io.EOF after the final chunk, or, when the file's size changed
+// meanwhile, the error a sequential read would have found: data appended
+// while the stream was read is data after the final chunk.
+func (r *reader) atEnd() error {
+	if r.restat == nil {
+		return io.EOF
+	}
+	switch size, err := r.restat(); {
+	case err != nil:
+		return fmt.Errorf("stream: stat after the final chunk: %w", err)
+	case size > r.end:
+		return fmt.Errorf("stream: the file grew from %d to %d bytes while it was read: %w", r.end, size, ErrTrailingData)
+	case size < r.end:
+		return fmt.Errorf("stream: the file shrank from %d to %d bytes while it was read: %w", r.end, size, ErrTruncated)
+	}
+	return io.EOF
 }
 
 func (r *reader) Read(p []byte) (int, error) {
@@ -314,6 +328,11 @@ func (r *reader) Read(p []byte) (int, error) {
 // out of order): a consumer that writes to a file keeps it only when WriteTo
 // returns no error.
 func (r *reader) WriteTo(dst io.Writer) (int64, error) {
+	if r.ra != nil && r.cur == nil && len(r.queue) == 0 && r.err == nil && r.counter == 0 {
+		if n, ok, err := r.drive(dst); ok {
+			return n, err
+		}
+	}
 	if r.cur == nil && len(r.queue) == 0 && r.err == nil {
 		if f, off, ok := positionalOut(dst); ok {
 			r.wa, r.wbase, r.wseek = f, off, f
