@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkPaths measures each path cmekctl streams through, for 1 ..
@@ -24,6 +25,10 @@ import (
 //	encrypt-file, decrypt-file   file to file (a fresh output file each time)
 //	floor-copy      a plain copy of the file (io.Copy: copy_file_range, as cp)
 //
+// cpu-ms/op is the CPU time the whole process spent per op (user and
+// system, all threads; Linux): what a path costs, whatever the machine's
+// load does to its wall time.
+//
 // Files are on /dev/shm when it exists (tmpfs, as in the figures).
 // Run: go test ./pkg/stream -run X -bench Paths -benchtime 5x
 func BenchmarkPaths(b *testing.B) {
@@ -32,8 +37,15 @@ func BenchmarkPaths(b *testing.B) {
 		for _, p := range pathCases(pt, ct, w) {
 			b.Run(fmt.Sprintf("%s/workers=%d", p.name, w), func(b *testing.B) {
 				b.SetBytes(size)
+				var c0 time.Duration
+				if processCPU != nil {
+					c0 = processCPU()
+				}
 				for range b.N {
 					p.run(b)
+				}
+				if processCPU != nil {
+					b.ReportMetric(float64((processCPU()-c0).Microseconds())/1e3/float64(b.N), "cpu-ms/op")
 				}
 			})
 		}
@@ -88,6 +100,9 @@ func pathCases(pt, ct string, w int) []pathCase {
 }
 
 const benchPathSize = 64 << 20
+
+// processCPU is the CPU time of the whole process, where the system says.
+var processCPU func() time.Duration
 
 var benchOnce struct {
 	sync.Once
