@@ -51,6 +51,7 @@ type driver struct {
 	emit func(j *job) error
 
 	next atomic.Int64 // the next job number to claim
+	made atomic.Int64 // job buffer sets made
 	stop atomic.Int64 // no job from this number on starts
 	quit chan struct{}
 
@@ -82,11 +83,14 @@ func (d *driver) run() driveResult {
 	d.failAt = d.jobs
 	d.stop.Store(d.jobs)
 	d.quit = make(chan struct{})
-	if d.mode != driveOwn {
-		d.free = make(chan *job, d.window)
-		for range d.window {
-			d.free <- d.fresh()
-		}
+	// Jobs' buffers are made as workers first need them, up to window sets:
+	// the in-flight bound holds in every mode, however many workers there
+	// are (each worker in driveOwn keeps one set, so no more workers run).
+	d.free = make(chan *job, d.window)
+	workers := d.workers
+	if d.mode == driveOwn {
+		workers = min(workers, d.window)
+	} else {
 		d.ring, d.ringK = make([]*job, d.window), make([]int64, d.window)
 		d.slots = make([]chan *job, d.window)
 		for i := range d.slots {
@@ -94,7 +98,7 @@ func (d *driver) run() driveResult {
 		}
 	}
 	var wg sync.WaitGroup
-	for range d.workers {
+	for range workers {
 		wg.Go(d.work)
 	}
 	if d.mode == driveCaller {
@@ -104,27 +108,42 @@ func (d *driver) run() driveResult {
 	return driveResult{ok: d.failAt, err: d.err, failedOut: d.failedOut}
 }
 
-// work is one worker: it claims the next job number, plans, runs and hands
-// on the job, until the stream's jobs run out or one fails.
-func (d *driver) work() {
-	var own *job
-	if d.mode == driveOwn {
-		own = d.fresh()
+// take returns a job's buffers: spare ones, new ones while fewer than
+// window sets exist, or the next set given back.
+func (d *driver) take() (*job, bool) {
+	select {
+	case j := <-d.free:
+		return j, true
+	default:
 	}
+	if d.made.Add(1) <= int64(d.window) {
+		return d.fresh(), true
+	}
+	select {
+	case j := <-d.free:
+		return j, true
+	case <-d.quit:
+		return nil, false
+	}
+}
+
+// work is one worker: it claims the next job number, plans, runs and hands
+// on the job, until the stream's jobs run out or one fails. It takes the
+// buffers before the number, so that a job claimed never waits for buffers
+// that jobs after it hold.
+func (d *driver) work() {
+	var own *job // driveOwn: the worker's buffers, for all its jobs
 	for {
 		j := own
 		if j == nil {
-			select {
-			case j = <-d.free:
-			case <-d.quit:
+			var ok bool
+			if j, ok = d.take(); !ok {
 				return
 			}
 		}
 		k := d.next.Add(1) - 1
 		if k >= d.stop.Load() {
-			if own == nil {
-				d.free <- j
-			}
+			d.free <- j
 			return
 		}
 		d.plan(j, k)
@@ -133,6 +152,7 @@ func (d *driver) work() {
 		}
 		switch d.mode {
 		case driveOwn:
+			own = j
 			if j.err != nil {
 				d.fail(k, j)
 			}
