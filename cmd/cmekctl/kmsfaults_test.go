@@ -281,7 +281,7 @@ func awsOpener(maxBackoff time.Duration) provider.Opener {
 			Credentials:  credentials.NewStaticCredentialsProvider(awskmstest.AccessKeyID, awskmstest.SecretKey, ""),
 			Retryer:      awskms.NewRetryer(awskms.DefaultMaxAttempts, maxBackoff),
 		})
-		return awskms.New(client, strings.TrimPrefix(u.Path, "/"), u.String()), nil
+		return awskmstest.WithSTS(awskms.New(client, strings.TrimPrefix(u.Path, "/"), u.String()), u), nil
 	}
 }
 
@@ -292,7 +292,7 @@ func awsFaultWorld(t *testing.T) *faultWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := url.Values{"REGION": {awskmstest.Region}, "AUTH": {"implicit"}, "AWS_ENDPOINT": {px.URL}}
+	q := url.Values{"REGION": {awskmstest.Region}, "AUTH": {"implicit"}, "AWS_ENDPOINT": {px.URL}, "AWS_STS_ENDPOINT": {s.STS.URL}}
 	backoff := fastBackoff
 	if longRun() {
 		backoff = awskms.DefaultMaxBackoff

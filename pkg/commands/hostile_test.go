@@ -334,6 +334,13 @@ func TestKMSTrustCheck(t *testing.T) {
 		{"http endpoint, --insecure-kms", kmsTrust{allowed: []string{"kms.corp.example"}, insecure: true}, aws("http://kms.corp.example"), true},
 		{"VAULT_ADDR in clear", kmsTrust{getenv: env}, "vault-transit:///transit/keys/k?tls=false", false},
 		{"VAULT_ADDR in clear, --insecure-kms", kmsTrust{getenv: env, insecure: true}, "vault-transit:///transit/keys/k?tls=false", true},
+		// Every endpoint a URI names is checked, STS's as KMS's (a fake
+		// STS could vouch for the wrong account).
+		{"recorded STS endpoint", kmsTrust{}, aws("http://127.0.0.1:4566") + "&AWS_STS_ENDPOINT=https://sts.evil.example", false},
+		{"recorded STS endpoint first", kmsTrust{}, aws("https://kms.evil.example") + "&AWS_STS_ENDPOINT=http://127.0.0.1:4567", false},
+		{"STS endpoint in clear", kmsTrust{allowed: []string{"kms.corp.example", "sts.corp.example"}}, aws("https://kms.corp.example") + "&AWS_STS_ENDPOINT=http://sts.corp.example", false},
+		{"both allowed", kmsTrust{allowed: []string{"kms.corp.example", "sts.corp.example"}}, aws("https://kms.corp.example") + "&AWS_STS_ENDPOINT=https://sts.corp.example", true},
+		{"both loopback", kmsTrust{}, aws("http://127.0.0.1:4566") + "&AWS_STS_ENDPOINT=http://127.0.0.1:4567", true},
 	}
 	for _, c := range cases {
 		err := c.trust.check(c.uri)

@@ -79,10 +79,19 @@ func (t *kmsTrust) check(uri string) error {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	tr, err := provider.TransportOf(uri, getenv)
+	trs, err := provider.TransportsOf(uri, getenv)
 	if err != nil {
 		return nil // the registry refuses it with its own message
 	}
+	for _, tr := range trs { // KMS and STS endpoints alike
+		if err := t.checkTransport(uri, tr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *kmsTrust) checkTransport(uri string, tr provider.Transport) error {
 	if tr.Plaintext && !tr.Loopback() && !t.insecure {
 		return &ExitError{Code: ExitUsage,
 			Err: fmt.Errorf("KMS %s: plaintext transport to %s refused: the credentials and the unwrapped keys would cross the network in clear",

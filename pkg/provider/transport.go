@@ -3,6 +3,7 @@ package provider
 import (
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -41,24 +42,42 @@ func IsLoopbackHost(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// TransportOf returns raw's transport. getenv reads VAULT_ADDR for a Vault
-// URI without a host. An unparseable URI is an error.
+// TransportOf returns raw's transport: of a URI naming several endpoints
+// (AWS_ENDPOINT and AWS_STS_ENDPOINT), the first outside loopback (see
+// TransportsOf). getenv reads VAULT_ADDR for a Vault URI without a host. An
+// unparseable URI is an error.
 func TransportOf(raw string, getenv func(string) string) (Transport, error) {
-	u, err := url.Parse(raw)
+	ts, err := TransportsOf(raw, getenv)
 	if err != nil {
 		return Transport{}, err
+	}
+	for _, t := range ts {
+		if !t.Loopback() {
+			return t, nil
+		}
+	}
+	return ts[0], nil
+}
+
+// TransportsOf returns every transport raw's requests take: one per
+// endpoint the URI names (any *ENDPOINT parameter, in name order), else
+// the provider's default or Vault's address. Never empty without an error.
+func TransportsOf(raw string, getenv func(string) string) ([]Transport, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
 	}
 	var t Transport
 	switch u.Scheme {
 	case "file-kms":
-		return t, nil
+		return []Transport{t}, nil
 	case "vault-transit", "vault-keymgmt":
 		if b, err := strconv.ParseBool(u.Query().Get("tls")); err == nil && !b {
 			t.Plaintext = true
 		}
 		if u.Host != "" {
 			t.Host, t.Override = u.Host, true
-			return t, nil
+			return []Transport{t}, nil
 		}
 		addr := "https://127.0.0.1:8200" // the Vault client's default
 		if a := getenv("VAULT_ADDR"); a != "" {
@@ -68,20 +87,31 @@ func TransportOf(raw string, getenv func(string) string) (Transport, error) {
 			t.Host = a.Host
 			t.Plaintext = t.Plaintext || a.Scheme == "http"
 		}
-		return t, nil
+		return []Transport{t}, nil
 	}
-	for k, vs := range u.Query() {
+	q := u.Query()
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var out []Transport
+	for _, k := range keys {
+		vs := q[k]
 		if !strings.HasSuffix(strings.ToUpper(k), "ENDPOINT") || len(vs) == 0 || vs[0] == "" {
 			continue
 		}
-		t.Override = true
+		t := Transport{Override: true}
 		e, err := url.Parse(vs[0])
 		if err != nil || e.Host == "" { // a bare host[:port]
 			t.Host = vs[0]
-			continue
+		} else {
+			t.Host, t.Plaintext = e.Host, strings.EqualFold(e.Scheme, "http")
 		}
-		t.Host = e.Host
-		t.Plaintext = strings.EqualFold(e.Scheme, "http")
+		out = append(out, t)
 	}
-	return t, nil
+	if len(out) == 0 {
+		out = append(out, Transport{})
+	}
+	return out, nil
 }

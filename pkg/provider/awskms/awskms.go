@@ -48,8 +48,9 @@ const contextKeyOpaque = "cmekctl-aad"
 // Key is an AWS KMS symmetric key. It is safe for concurrent use.
 type Key struct {
 	client *kms.Client
-	keyID  string // as the URI names it: ARN, key ID, alias/name or alias ARN
-	uri    string // redacted
+	sts    *sts.Client // the caller's identity; nil: never proof (see WithSTS)
+	keyID  string      // as the URI names it: ARN, key ID, alias/name or alias ARN
+	uri    string      // redacted
 }
 
 var (
@@ -135,7 +136,21 @@ func Open(u *url.URL) (provider.Key, error) {
 			o.BaseEndpoint = aws.String(c.endpoint)
 		}
 	})
-	return &Key{client: client, keyID: c.keyID, uri: c.redacted}, nil
+	stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) {
+		if c.stsURL != "" {
+			o.BaseEndpoint = aws.String(c.stsURL)
+		}
+	})
+	return &Key{client: client, sts: stsClient, keyID: c.keyID, uri: c.redacted}, nil
+}
+
+// WithSTS returns k asking c for the caller's identity (GetCallerIdentity):
+// Pin and Prove need it. Open sets it from the URI (AWS_STS_ENDPOINT, as
+// AWS_ENDPOINT for KMS); tests pointing New at a local server set it here.
+func (k *Key) WithSTS(c *sts.Client) *Key {
+	k2 := *k
+	k2.sts = c
+	return &k2
 }
 
 // URI returns the key's URI with its secrets redacted.

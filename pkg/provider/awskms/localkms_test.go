@@ -35,7 +35,7 @@ func newLocalKey(t *testing.T, l *localKMS) *Key {
 	if st.State != provider.StateEnabled || !strings.Contains(st.URI, arn) {
 		t.Fatalf("create: state %s, uri %s", st.State, st.URI)
 	}
-	return New(client, arn, st.URI)
+	return New(client, arn, st.URI).WithSTS(testSTS(t))
 }
 
 func pe(t *testing.T, err error) *provider.Error {
@@ -109,14 +109,14 @@ func TestProviderSuite(t *testing.T) {
 		DenyAccess: func(t *testing.T, k provider.Key) provider.Key {
 			f := startFaultKMS(t, map[string]reply{"*": errorReply(400, "AccessDeniedException",
 				"User: arn:aws:iam::111122223333:user/x is not authorized to perform: kms:Decrypt on this resource because no resource-based policy allows the kms:Decrypt action")})
-			return New(newClient(f.URL), k.(*Key).keyID, k.URI())
+			return New(newClient(f.URL), k.(*Key).keyID, k.URI()).WithSTS(k.(*Key).sts)
 		},
 		Throttle: func(t *testing.T, k provider.Key) provider.Key {
 			f := startFaultKMS(t, map[string]reply{"*": errorReply(400, "ThrottlingException", "Rate exceeded")})
-			return New(newClient(f.URL), k.(*Key).keyID, k.URI())
+			return New(newClient(f.URL), k.(*Key).keyID, k.URI()).WithSTS(k.(*Key).sts)
 		},
 		Down: func(t *testing.T, k provider.Key) provider.Key {
-			return New(newClient(downURL(t)), k.(*Key).keyID, k.URI())
+			return New(newClient(downURL(t)), k.(*Key).keyID, k.URI()).WithSTS(k.(*Key).sts)
 		},
 		Covered: map[string]string{
 			// local-kms answers RotateKeyOnDemand with 501.

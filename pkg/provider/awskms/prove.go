@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/cmekctl/cmekctl/pkg/provider"
 )
@@ -20,8 +21,22 @@ const (
 	IDArn      = "arn"
 	IDAccount  = "account"
 	IDRegion   = "region"
-	IDEndpoint = "endpoint" // AWS_ENDPOINT or the SDK's resolved base endpoint; "" for AWS's own
+	IDEndpoint = "endpoint"       // AWS_ENDPOINT or the SDK's resolved base endpoint; "" for AWS's own
+	IDCaller   = "caller_account" // the caller's account, by STS GetCallerIdentity at pin time
 )
+
+// callerAccount asks STS GetCallerIdentity for the account of the
+// credentials in use.
+func (k *Key) callerAccount(ctx context.Context, op string) (string, error) {
+	if k.sts == nil {
+		return "", provider.Errorf(providerName, op, provider.Misuse, "", "no STS client: the caller's account cannot be checked")
+	}
+	out, err := k.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return "", newError(op+": sts GetCallerIdentity", classOf(err), err)
+	}
+	return aws.ToString(out.Account), nil
+}
 
 // parseKeyARN splits arn:PARTITION:kms:REGION:ACCOUNT:key/ID.
 func parseKeyARN(arn string) (partition, region, account, keyID string, ok bool) {
@@ -39,10 +54,10 @@ func (k *Key) place() provider.KeyIdentity {
 }
 
 // Pin records the key ARN that Encrypt returned (w.KeyVersion), with the
-// account and region it names and the endpoint asked. An ARN names its
-// account and region: AWS answers for that key, in that account, wherever
-// the caller is.
-func (k *Key) Pin(_ context.Context, w provider.Wrapped) (provider.KeyIdentity, error) {
+// account and region it names, the endpoint asked, and the caller's account
+// as STS GetCallerIdentity gives it (a key of another account is pinned, and
+// Prove will never take AWS's word about it as proof).
+func (k *Key) Pin(ctx context.Context, w provider.Wrapped) (provider.KeyIdentity, error) {
 	_, region, account, _, ok := parseKeyARN(w.KeyVersion)
 	if !ok {
 		return nil, provider.Errorf(providerName, "pin", provider.Misuse, "", "Encrypt returned %q, not a key ARN", w.KeyVersion)
@@ -51,7 +66,11 @@ func (k *Key) Pin(_ context.Context, w provider.Wrapped) (provider.KeyIdentity, 
 	if id[IDRegion] != region {
 		return nil, provider.Errorf(providerName, "pin", provider.Misuse, "", "the key ARN is in region %s, the client in %s", region, id[IDRegion])
 	}
-	id[IDArn], id[IDAccount] = w.KeyVersion, account
+	caller, err := k.callerAccount(ctx, "pin")
+	if err != nil {
+		return nil, err
+	}
+	id[IDArn], id[IDAccount], id[IDCaller] = w.KeyVersion, account, caller
 	return id, nil
 }
 
@@ -70,6 +89,25 @@ func (k *Key) Prove(ctx context.Context, pin provider.KeyIdentity) (provider.Pro
 	}
 	if d := provider.SamePlace(pin, k.place(), IDRegion, IDEndpoint); d != "" {
 		p.Mismatch = "asked in the wrong place: " + d
+		return p, nil
+	}
+	// The caller's account, by STS: AWS answers NotFound about a key of
+	// another account the caller may not see, so only a caller in the
+	// key's own account (and the one pinned, where one was) gets proof.
+	caller, err := k.callerAccount(ctx, "prove")
+	if err != nil {
+		if k.sts == nil {
+			p.Mismatch = "the caller's account cannot be checked (no STS client)"
+			return p, nil
+		}
+		return p, err
+	}
+	switch {
+	case caller != pin[IDAccount]:
+		p.Mismatch = "the caller is in account " + caller + ", the pinned key in account " + pin[IDAccount] + " (STS GetCallerIdentity)"
+		return p, nil
+	case pin[IDCaller] != "" && caller != pin[IDCaller]:
+		p.Mismatch = "the caller is in account " + caller + ", pinned " + pin[IDCaller] + " (STS GetCallerIdentity)"
 		return p, nil
 	}
 	st, server, err := k.describeAt(ctx, pin[IDArn])

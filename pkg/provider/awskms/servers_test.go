@@ -18,7 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/cmekctl/cmekctl/internal/fipstest"
+	"github.com/cmekctl/cmekctl/pkg/provider/awskms/ststest"
 	localkms "github.com/nsmithuk/local-kms/src"
 	lkconfig "github.com/nsmithuk/local-kms/src/config"
 	lkdata "github.com/nsmithuk/local-kms/src/data"
@@ -87,6 +89,10 @@ func newLoopbackServer(t *testing.T, h http.Handler) *httptest.Server {
 // newClient returns the official KMS client pointed at endpoint, with fake
 // static credentials and a retryer of testAttempts attempts, millisecond
 // backoff and no retry quota, so attempts can be counted exactly.
+// testSTS is a fake STS (ststest) answering for testAccount, for Pin and
+// Prove's caller check.
+func testSTS(t testing.TB) *sts.Client { return ststest.Start(t, testAccount).Client(testRegion) }
+
 func newClient(endpoint string) *kms.Client {
 	return kms.New(kms.Options{
 		Region:       testRegion,

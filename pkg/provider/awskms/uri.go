@@ -14,10 +14,14 @@ const Scheme = "aws-kms"
 
 // URI query parameters, as CockroachDB's KMS URIs spell them.
 const (
-	paramRegion       = "REGION"
-	paramAuth         = "AUTH"
-	paramAssumeRole   = "ASSUME_ROLE"
-	paramEndpoint     = "AWS_ENDPOINT"
+	paramRegion     = "REGION"
+	paramAuth       = "AUTH"
+	paramAssumeRole = "ASSUME_ROLE"
+	paramEndpoint   = "AWS_ENDPOINT"
+	// paramSTSEndpoint is where GetCallerIdentity goes (the caller's
+	// account is checked against the key's when a wrap is pinned and when
+	// destruction is proven), as AWS_ENDPOINT is for KMS. Not CockroachDB's.
+	paramSTSEndpoint  = "AWS_STS_ENDPOINT"
 	paramAccessKeyID  = "AWS_ACCESS_KEY_ID"
 	paramSecretKey    = "AWS_SECRET_ACCESS_KEY"
 	paramSessionToken = "AWS_SESSION_TOKEN"
@@ -30,7 +34,7 @@ const (
 	authSpecified = "specified"
 )
 
-var allowedParams = []string{paramRegion, paramAuth, paramAssumeRole, paramEndpoint, paramAccessKeyID, paramSecretKey, paramSessionToken, paramUseFIPS}
+var allowedParams = []string{paramRegion, paramAuth, paramAssumeRole, paramEndpoint, paramSTSEndpoint, paramAccessKeyID, paramSecretKey, paramSessionToken, paramUseFIPS}
 
 // uriConfig is a parsed aws-kms URI. Its secret fields never print: it has no
 // String method and no error built from it quotes them.
@@ -40,6 +44,7 @@ type uriConfig struct {
 	auth     string                // implicit or specified
 	roles    []string              // ASSUME_ROLE, a comma-separated chain of role ARNs
 	endpoint string                // AWS_ENDPOINT
+	stsURL   string                // AWS_STS_ENDPOINT
 	fips     aws.FIPSEndpointState // AWS_USE_FIPS_ENDPOINT; unset: the SDK's configuration
 
 	accessKeyID, secretKey, sessionToken string // AUTH=specified
@@ -83,6 +88,7 @@ func parseURI(u *url.URL) (*uriConfig, error) {
 		region:       q.Get(paramRegion),
 		auth:         q.Get(paramAuth),
 		endpoint:     q.Get(paramEndpoint),
+		stsURL:       q.Get(paramSTSEndpoint),
 		accessKeyID:  q.Get(paramAccessKeyID),
 		secretKey:    q.Get(paramSecretKey),
 		sessionToken: q.Get(paramSessionToken),
@@ -105,13 +111,12 @@ func parseURI(u *url.URL) (*uriConfig, error) {
 			c.roles = append(c.roles, role)
 		}
 	}
-	if c.endpoint != "" {
-		e, err := url.Parse(c.endpoint)
-		if err != nil || (e.Scheme != "http" && e.Scheme != "https") || e.Host == "" {
-			return nil, uriError("AWS_ENDPOINT must be an http or https URL (e.g. https://kms.us-east-1.amazonaws.com)")
-		}
-		if e.User != nil {
-			return nil, uriError("AWS_ENDPOINT must not carry credentials")
+	for _, e := range []struct{ param, value, example string }{
+		{paramEndpoint, c.endpoint, "https://kms.us-east-1.amazonaws.com"},
+		{paramSTSEndpoint, c.stsURL, "https://sts.us-east-1.amazonaws.com"},
+	} {
+		if err := checkEndpoint(e.param, e.value, e.example); err != nil {
+			return nil, err
 		}
 	}
 	switch v := q.Get(paramUseFIPS); v {
@@ -143,6 +148,22 @@ func parseURI(u *url.URL) (*uriConfig, error) {
 		return nil, uriError("AUTH must be implicit or specified")
 	}
 	return c, nil
+}
+
+// checkEndpoint checks an endpoint parameter: empty, or an http(s) URL
+// without credentials.
+func checkEndpoint(param, value, example string) error {
+	if value == "" {
+		return nil
+	}
+	e, err := url.Parse(value)
+	if err != nil || (e.Scheme != "http" && e.Scheme != "https") || e.Host == "" {
+		return uriError("%s must be an http or https URL (e.g. %s)", param, example)
+	}
+	if e.User != nil {
+		return uriError("%s must not carry credentials", param)
+	}
+	return nil
 }
 
 // isAlias reports whether id names an alias (alias/name or an alias ARN).

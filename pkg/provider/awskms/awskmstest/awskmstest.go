@@ -29,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	localkms "github.com/nsmithuk/local-kms/src"
 	"github.com/nsmithuk/local-kms/src/cmk"
 	lkconfig "github.com/nsmithuk/local-kms/src/config"
@@ -39,6 +40,7 @@ import (
 	"github.com/cmekctl/cmekctl/internal/fipstest"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/provider/awskms"
+	"github.com/cmekctl/cmekctl/pkg/provider/awskms/ststest"
 )
 
 // Region and Account are local-kms's (it keeps them in package variables,
@@ -57,6 +59,9 @@ var configOnce sync.Once
 type Server struct {
 	URL string // http://127.0.0.1:PORT
 	DB  *lkdata.Database
+	// STS is the fake STS beside it (ststest), answering for Account: the
+	// URIs name it in AWS_STS_ENDPOINT.
+	STS *ststest.Server
 
 	t   testing.TB
 	srv *httptest.Server
@@ -81,7 +86,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("awskmstest: listen on 127.0.0.1: %v", err)
 	}
-	s := &Server{DB: lkdata.NewDatabase(t.TempDir()), t: t, calls: map[string]int{}}
+	s := &Server{DB: lkdata.NewDatabase(t.TempDir()), STS: ststest.Start(t, Account), t: t, calls: map[string]int{}}
 	s.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: fipstest.Handler(http.HandlerFunc(s.serve))}}
 	s.srv.Start()
 	s.URL = s.srv.URL
@@ -220,6 +225,7 @@ func (s *Server) URI(keyID string) string {
 	q.Set("REGION", Region)
 	q.Set("AUTH", "implicit")
 	q.Set("AWS_ENDPOINT", s.URL)
+	q.Set("AWS_STS_ENDPOINT", s.STS.URL)
 	return "aws-kms:///" + keyID + "?" + q.Encode()
 }
 
@@ -232,6 +238,7 @@ func (s *Server) SpecifiedURI(keyID string) string {
 	q.Set("AWS_ACCESS_KEY_ID", AccessKeyID)
 	q.Set("AWS_SECRET_ACCESS_KEY", SecretKey)
 	q.Set("AWS_ENDPOINT", s.URL)
+	q.Set("AWS_STS_ENDPOINT", s.STS.URL)
 	return "aws-kms:///" + keyID + "?" + q.Encode()
 }
 
@@ -462,8 +469,23 @@ func Opener(maxBackoff time.Duration) provider.Opener {
 				o.RateLimiter = ratelimit.None
 			}),
 		})
-		return awskms.New(client, k.(*awskms.Key).KeyID(), u.String()), nil
+		return WithSTS(awskms.New(client, k.(*awskms.Key).KeyID(), u.String()), u), nil
 	}
+}
+
+// WithSTS gives key an STS client for the URI's AWS_STS_ENDPOINT (the fake
+// STS beside the server), with the test's credentials, as awskms.Open
+// would; a URI without one leaves key with none (no pin, no proof).
+func WithSTS(key *awskms.Key, u *url.URL) *awskms.Key {
+	e := u.Query().Get("AWS_STS_ENDPOINT")
+	if e == "" {
+		return key
+	}
+	return key.WithSTS(sts.New(sts.Options{
+		Region:       u.Query().Get("REGION"),
+		BaseEndpoint: aws.String(e),
+		Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretKey, ""),
+	}))
 }
 
 func parseRSAPublicKey(der []byte) (*rsa.PublicKey, error) {

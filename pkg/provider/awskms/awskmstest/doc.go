@@ -18,7 +18,10 @@
 //     as if AWS's waiting period had run out;
 //   - VerifySignatures, which checks each request's SigV4 signature against
 //     the test credentials, as AWS does (local-kms checks none);
-//   - a request count per operation.
+//   - a request count per operation;
+//   - a fake STS beside it (package ststest: GetCallerIdentity in STS's
+//     query protocol, answering for Account), named by the URIs'
+//     AWS_STS_ENDPOINT, since local-kms has none.
 //
 // It is for tests only. The credentials it hands out are made up; local-kms
 // does not check signatures (VerifySignatures makes the front check them).
