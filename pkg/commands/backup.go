@@ -19,6 +19,7 @@ import (
 type BackupOptions struct {
 	Keyrings      []string
 	IncrementalOf string
+	BackupKey     string
 	Label         string
 	Parallel      int
 	ExpectBytes   int64
@@ -68,6 +69,7 @@ when the data goes to stdout: it never mixes with the data (docs/json.md).`,
 		"keyring directory (repeat; one per region that may restore)", "seal chunks", backupEncryptRun)
 	encCmd.Flags().StringVar(&enc.IncrementalOf, "incremental-of", "", "the full backup this incremental builds on (reuses its key)")
 	encCmd.Flags().StringVar(&enc.Label, "label", "", "label for a full backup's new key")
+	encCmd.Flags().StringVar(&enc.BackupKey, "backup-key", "", "seal this full backup under the key backup-keys create made (its ID, as create prints it) instead of a new one")
 	expectBytesFlag(encCmd, &enc.ExpectBytes)
 	encCmd.Long = backupEncryptLong
 	decCmd, _ := sub("decrypt --keyring DIR... [IN [OUT]]",
@@ -86,6 +88,9 @@ func argAt(args []string, i int) string {
 
 func backupEncryptRun(ctx context.Context, f *Factory, p printer, o *BackupOptions) error {
 	if err := refuseTerminal(f, o.Out); err != nil {
+		return err
+	}
+	if err := checkBackupKeyFlags(o); err != nil {
 		return err
 	}
 	in, closeIn, err := openStreamInput(f, o.In, &o.Parallel)
@@ -128,6 +133,10 @@ func backupEncryptRun(ctx context.Context, f *Factory, p printer, o *BackupOptio
 			return err
 		}
 		hdr.Kind, hdr.Parent = backup.KindIncremental, full.ID
+	} else if o.BackupKey != "" {
+		if bk, key, err = useBackupKey(ctx, env, g, o.BackupKey); err != nil {
+			return err
+		}
 	} else {
 		bk, key, err = keyring.CreateBackupKey(ctx, env, g, o.Label, nil)
 		if err != nil {

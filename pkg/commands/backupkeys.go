@@ -60,6 +60,7 @@ is not restorable.`,
 			c.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the KMS calls it would make (one wrap per region); change nothing")
 			c.Flags().StringVar(&o.Label, "label", "", "a label for the key")
 			c.Flags().StringSliceVar(&o.Regions, "regions", nil, "regions whose CMEK keys wrap it (default: every region of the keyrings given)")
+			c.Long = "Create a backup key wrapped by the CMEK key of each region (one KMS wrap per\nregion), recorded in every keyring given, and print on stderr the command that\nseals a full backup under it.\n\n" + backupKeyUseHelp
 		}),
 		sub("list --keyring DIR... | --cloud --cluster-id ID", "List backup keys (or the Cloud's managed backups) and whether each is restorable now", backupKeysList, func(c *cobra.Command, o *BackupKeysOptions) {
 			addCloudBackupFlags(f, c, &o.Cloud, "keyring")
@@ -195,7 +196,11 @@ func backupKeysCreate(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 	v := viewOf(bk)
 	v.Restorable = true
 	rep := backupKeysReport{ClusterID: g.Cluster, CMEKEnabledAt: enabledAt(g), Keys: []backupKeyView{v}, KMSCalls: s.Counts()}
-	return p.print(rep, backupTable(p, rep))
+	if err := p.print(rep, backupTable(p, rep)); err != nil {
+		return err
+	}
+	printBackupNext(f, o.Keyrings, bk.ID)
+	return nil
 }
 
 // backupKeysList judges each key restorable when at least one wrapping

@@ -16,10 +16,11 @@ var examples = map[string]string{
 	"audit checkpoint": "  cmekctl audit checkpoint --key /etc/cmekctl/audit-checkpoint.key --out /mnt/worm/cmekctl-audit.checkpoint.json",
 	"backup encrypt": "  set -o pipefail\n  pg_dump db | cmekctl backup encrypt --keyring /var/lib/cockroach/n1/cmek - backup.cmek\n" +
 		"  cmekctl backup encrypt --keyring K1 --keyring K2 --expect-bytes $(stat -c %s dump.sql) dump.sql full.cmek\n" +
-		"  cmekctl backup encrypt --keyring K1 --incremental-of full.cmek incr.sql incr.cmek",
+		"  cmekctl backup encrypt --keyring K1 --incremental-of full.cmek incr.sql incr.cmek\n" +
+		"  cmekctl backup encrypt --keyring K1 --keyring K2 --backup-key ID dump.sql full.cmek   # ID: what backup-keys create printed",
 	"backup decrypt":        "  cmekctl backup decrypt --keyring K1 --keyring K2 backup.cmek restored.sql\n  cmekctl backup decrypt --keyring K1 < backup.cmek | psql db",
 	"backup verify":         "  cmekctl backup verify --keyring K1 --keyring K2 /backups/*.cmek",
-	"backup-keys create":    "  cmekctl backup-keys create --keyring K1 --keyring K2 --label nightly\n  cmekctl backup-keys create --keyring K1 --keyring K2 --dry-run",
+	"backup-keys create":    "  cmekctl backup-keys create --keyring K1 --keyring K2 --label nightly\n  cmekctl backup-keys export --keyring K1 --keyring K2 --out escrow.json   # escrow it before any backup uses it\n  cmekctl backup encrypt --keyring K1 --keyring K2 --backup-key ID dump.sql full.cmek\n  cmekctl backup-keys create --keyring K1 --keyring K2 --dry-run",
 	"backup-keys list":      "  cmekctl backup-keys list --keyring K1\n  cmekctl backup-keys list --cloud --cluster-id ID",
 	"backup-keys verify":    "  cmekctl backup-keys verify --keyring K1 --keyring K2 --all-regions",
 	"backup-keys rewrap":    "  cmekctl backup-keys rewrap --keyring K1 --keyring K2 --dry-run\n  cmekctl backup-keys rewrap --keyring K1 --keyring K2",

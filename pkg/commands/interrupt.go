@@ -222,9 +222,9 @@ func expectBytesFlag(c *cobra.Command, p *int64) {
 	c.Flags().Int64Var(p, "expect-bytes", -1, "fail, sealing nothing, unless the input is exactly N bytes long (a producer that died early gives a short input)")
 }
 
-const backupEncryptLong = `Encrypt a backup stream with a fresh backup key (a full backup), or with its
-full backup's key (--incremental-of). The input and output default to stdin and
-stdout:
+const backupEncryptLong = `Encrypt a backup stream with a fresh backup key (a full backup), with a key
+made before by backup-keys create (--backup-key), or with its full backup's
+key (--incremental-of). The input and output default to stdin and stdout:
 
   pg_dump db | cmekctl backup encrypt --keyring DIR - backup.cmek
 
@@ -248,4 +248,6 @@ cmekctl says on stderr which backup it wrote and with which backup key (new
 for a full backup, its full backup's for an incremental). With -o json the
 report (backup ID, backup key ID, bytes, chunks, KMS calls, times) goes to
 stdout when OUT is a file, and to stderr when the backup goes to stdout: it
-never mixes with the data (docs/json.md).`
+never mixes with the data (docs/json.md).
+
+` + backupKeyUseHelp
