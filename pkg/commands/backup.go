@@ -162,7 +162,7 @@ func backupEncryptRun(ctx context.Context, f *Factory, p printer, o *BackupOptio
 		return err
 	}
 	rep := backupReport{ClusterID: g.Cluster, BackupID: hdr.ID, Kind: hdr.Kind, Parent: hdr.Parent, BackupKeyID: bk.ID,
-		NewBackupKey: o.IncrementalOf == "", streamReport: newStreamReport(o.In, o.Out, n, n.In, s.Counts())}
+		NewBackupKey: o.IncrementalOf == "" && o.BackupKey == "", streamReport: newStreamReport(o.In, o.Out, n, n.In, s.Counts())}
 	return printStreamReport(f, p, o.Out, rep, backupLine("encrypted", rep))
 }
 

@@ -62,7 +62,8 @@ type backupReport struct {
 	Parent      string `json:"parent,omitempty"`
 	BackupKeyID string `json:"backup_key_id"`
 	// NewBackupKey: encrypt made the backup key for this backup (a full
-	// backup); false when it reused its full backup's (an incremental).
+	// backup); false when it reused its full backup's (an incremental) or
+	// used one backup-keys create made (--backup-key).
 	NewBackupKey bool `json:"new_backup_key"`
 	// Region is the region whose CMEK key unwrapped the backup key (decrypt).
 	Region string `json:"region,omitempty"`
@@ -105,6 +106,8 @@ func backupLine(verb string, r backupReport) string {
 		key += " (unwrapped with region " + r.Region + "'s CMEK key)"
 	case r.NewBackupKey:
 		key = "new " + key
+	case r.Parent == "":
+		key += " (made by backup-keys create)"
 	default:
 		key += " of full backup " + keyring.Short(r.Parent)
 	}
