@@ -358,6 +358,10 @@ func awsWorld(t *testing.T) *e2eWorld {
 	}
 	w.verdict[cellWrongPlace] = verify.Inconclusive
 	w.why[cellWrongPlace] = "the endpoint asked is not the pinned one: nothing it says is about the key"
+	// AWS only (TestAWSCallerInAnotherAccount): the credentials are now
+	// another account's, as STS GetCallerIdentity says.
+	w.hooks[hookOtherAccount] = func(t *testing.T, w *e2eWorld, uri string) { s.STS.SetAccount(otherAccount) }
+	w.hooks[hookOwnAccount] = func(t *testing.T, w *e2eWorld, uri string) { s.STS.SetAccount(awskmstest.Account) }
 	w.hooks[cellUnreachable] = func(t *testing.T, w *e2eWorld, uri string) { s.Stop(); fast(w) }
 	w.hooks[cellThrottled] = func(t *testing.T, w *e2eWorld, uri string) { s.Throttle(true); fast(w) }
 	w.imported = func(t *testing.T, w *e2eWorld) (string, func(*testing.T)) {
