@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"context"
@@ -80,10 +81,11 @@ func retryAfter(status int, h http.Header, now time.Time) (time.Duration, bool) 
 	return min(d, MaxRetryAfter), true
 }
 
+// Compiled on first use, not at every cmekctl start (issue 18).
 var (
-	redirectsErr = regexp.MustCompile(`stopped after \d+ redirects\z`)
-	schemeErr    = regexp.MustCompile(`unsupported protocol scheme`)
-	headerErr    = regexp.MustCompile(`invalid header`)
+	redirectsErr = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`stopped after \d+ redirects\z`) })
+	schemeErr    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`unsupported protocol scheme`) })
+	headerErr    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`invalid header`) })
 )
 
 // retryableNetErr reports whether a transport error may go away by itself.
@@ -98,7 +100,7 @@ func retryableNetErr(err error) bool {
 		return false
 	}
 	s := err.Error()
-	return !redirectsErr.MatchString(s) && !schemeErr.MatchString(s) && !headerErr.MatchString(s) &&
+	return !redirectsErr().MatchString(s) && !schemeErr().MatchString(s) && !headerErr().MatchString(s) &&
 		!strings.Contains(s, "certificate is not trusted")
 }
 

@@ -5,13 +5,19 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 )
 
+// Compiled on first use, not at every cmekctl start (issue 18).
 var (
 	// arn:PARTITION:kms:REGION:ACCOUNT:key/ID
-	awsKeyARN = regexp.MustCompile(`^arn:aws(-[a-z]+)*:kms:([a-z0-9-]+):([0-9]{12}):key/([A-Za-z0-9-]+)$`)
+	awsKeyARN = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^arn:aws(-[a-z]+)*:kms:([a-z0-9-]+):([0-9]{12}):key/([A-Za-z0-9-]+)$`)
+	})
 	// projects/P/locations/L/keyRings/R/cryptoKeys/K
-	gcpKeyName = regexp.MustCompile(`^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$`)
+	gcpKeyName = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$`)
+	})
 )
 
 // SpecFromURI turns one of cmekctl's key URIs into the API's key spec:
@@ -49,7 +55,7 @@ func awsSpec(u *url.URL, principal string) (KeySpec, error) {
 	if u.Host != "" {
 		id = u.Host + u.Path
 	}
-	m := awsKeyARN.FindStringSubmatch(id)
+	m := awsKeyARN().FindStringSubmatch(id)
 	if m == nil {
 		what := "a key ID"
 		switch {
@@ -77,7 +83,7 @@ func gcpSpec(u *url.URL, principal string) (KeySpec, error) {
 	if strings.Contains(name, "/cryptoKeyVersions/") {
 		return KeySpec{}, fmt.Errorf("cloud api: key uri gcp-kms:///%s: name the key, not a version: the API uses the key's primary version", name)
 	}
-	if !gcpKeyName.MatchString(name) {
+	if !gcpKeyName().MatchString(name) {
 		return KeySpec{}, fmt.Errorf("cloud api: key uri gcp-kms:///%s: expected projects/P/locations/L/keyRings/R/cryptoKeys/K", name)
 	}
 	if principal == "" {
@@ -98,7 +104,7 @@ func URIFromSpec(s KeySpec) string {
 	switch s.Type {
 	case KeyTypeAWSKMS:
 		out := "aws-kms:///" + s.URI
-		if m := awsKeyARN.FindStringSubmatch(s.URI); m != nil {
+		if m := awsKeyARN().FindStringSubmatch(s.URI); m != nil {
 			out += "?REGION=" + m[2]
 		}
 		return out

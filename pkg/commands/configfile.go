@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -40,9 +41,10 @@ func loadConfig(f *Factory, root, cmd *cobra.Command, path string, explicit bool
 	if path == "" {
 		path = config.DefaultPath(f.Getenv)
 	}
-	known := allFlagNames(root)
 	if path != "" {
-		cfg, err := loadConfigFile(path, func(n string) bool { return slices.Contains(known, n) })
+		// The flag names of the whole tree, only when a file is parsed.
+		known := sync.OnceValue(func() []string { return allFlagNames(root) })
+		cfg, err := loadConfigFile(path, func(n string) bool { return slices.Contains(known(), n) })
 		var ee *ExitError
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && (!explicit || f.Verb == "config init"):

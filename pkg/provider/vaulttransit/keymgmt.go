@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -33,11 +34,14 @@ type Distribution struct {
 	URI string
 }
 
+// Compiled on first use, not at every cmekctl start (issue 18).
 var (
-	reName   = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-	reAlias  = regexp.MustCompile(`^[A-Za-z0-9/_-]+$`)
-	reRegion = regexp.MustCompile(`^[a-z0-9-]+$`)
-	reRing   = regexp.MustCompile(`^projects/[A-Za-z0-9._:-]+/locations/[A-Za-z0-9_-]+/keyRings/[A-Za-z0-9_-]+$`)
+	reName   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]+$`) })
+	reAlias  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9/_-]+$`) })
+	reRegion = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9-]+$`) })
+	reRing   = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^projects/[A-Za-z0-9._:-]+/locations/[A-Za-z0-9_-]+/keyRings/[A-Za-z0-9_-]+$`)
+	})
 )
 
 // keymgmtURI is a parsed vault-keymgmt://host:port/<mount>/kms/<kms>/key/<key>.
@@ -139,12 +143,12 @@ func ReadKeyMgmt(ctx context.Context, u *url.URL, client *api.Client) (Distribut
 		if !strings.HasPrefix(alias, "hashicorp/") {
 			alias = "hashicorp/" + alias
 		}
-		if !reAlias.MatchString(alias) || !reRegion.MatchString(d.KeyCollection) {
+		if !reAlias().MatchString(alias) || !reRegion().MatchString(d.KeyCollection) {
 			return bad("vault returned an AWS key name %q or region %q that is not valid", d.Name, d.KeyCollection)
 		}
 		d.URI = "aws-kms:///alias/" + alias + "?REGION=" + d.KeyCollection + "&AUTH=implicit"
 	case "gcpckms":
-		if !reName.MatchString(d.Name) || !reRing.MatchString(d.KeyCollection) {
+		if !reName().MatchString(d.Name) || !reRing().MatchString(d.KeyCollection) {
 			return bad("vault returned a GCP key name %q or key ring %q that is not valid", d.Name, d.KeyCollection)
 		}
 		d.URI = "gcp-kms:///" + d.KeyCollection + "/cryptoKeys/" + d.Name + "?AUTH=implicit"
