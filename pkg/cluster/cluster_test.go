@@ -118,49 +118,6 @@ func TestEnableResumes(t *testing.T) {
 	}
 }
 
-// Rotations: KMS calls per region as today; store requests <= 2 per node
-// plus a few per operation.
-func TestRotateCounts(t *testing.T) {
-	f := enabled(t, 5, "r1", "r2", "r3")
-	for _, op := range []string{keyring.OpRotateStoreKey, keyring.OpRotateDataKey, keyring.OpRotateCMEK} {
-		f.kms.reset()
-		f.st.reset()
-		res, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), rotate(f, op))
-		if err != nil {
-			t.Fatalf("%s: %v", op, err)
-		}
-		k := f.kms.total()
-		wantWrap := int64(3)
-		if op == keyring.OpRotateDataKey {
-			wantWrap = 0
-		}
-		if k.Unwrap != 3 || k.Wrap != wantWrap {
-			t.Fatalf("%s: KMS %+v, want 3 unwraps, %d wraps", op, k, wantWrap)
-		}
-		perNode := 2
-		if op == keyring.OpRotateStoreKey {
-			perNode = 3 // + the node's status: the keys its stores may be on
-		}
-		if n := f.st.total(); n > perNode*15+8 {
-			t.Fatalf("%s: %d store requests for 15 nodes (%v), want <= %d per node + 8", op, n, f.st.counts(), perNode)
-		}
-		for _, r := range res.Nodes {
-			if r.Action != "rotated" {
-				t.Fatalf("%s: %+v", op, r)
-			}
-		}
-	}
-	// A node unlocks on the new store key.
-	res, err := f.unlock(t, t.TempDir(), "r2", "r2-n3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, _ := cluster.ReadKeyring(context.Background(), f.st, "c1", "r2", "r2-n3")
-	if res.StoreKey != kr.ActiveStoreKey().ID || kr.StoreWrap.Generation != 3 {
-		t.Fatalf("unlocked %s, keyring active %s gen %d", res.StoreKey, kr.ActiveStoreKey().ID, kr.StoreWrap.Generation)
-	}
-}
-
 type crashAt string
 
 // A crash at every step resumes with the recorded wraps: no new wrap.

@@ -46,8 +46,9 @@ type nodeDoc struct {
 // write landed and only its answer was lost); mark the intent done;
 // release. A crash anywhere is resumed by running it again, with the
 // recorded wraps and no new wrap. Store requests: 2 per node (read,
-// replace), 3 for a store-key rotation (which also reads the node's status:
-// the keys its stores may still run on), plus a few per operation.
+// replace), plus a few per operation; a store-key rotation also lists the
+// retired-key markers (one list per old key of each region's bundle) and
+// reads the status of each node still behind on an old key.
 func Rotate(ctx context.Context, s store.Store, env keyring.Env, o RotateOptions) (*keyring.Result, error) {
 	lease, err := AcquireLease(ctx, s, o.Cluster, o.Op, o.Lease)
 	if err != nil {
@@ -251,24 +252,33 @@ func applyDoc(ctx context.Context, s store.Store, env keyring.Env, o RotateOptio
 	}
 }
 
-// readAll reads the keyrings; with stores, also each node's status, whose
-// store records say which keys its stores may still run on (a store-key
-// rotation keeps those; the other rotations drop no key).
+// readAll reads the keyrings; with stores, also what each node's stores may
+// still run on (a store-key rotation keeps those keys; the other rotations
+// drop no key): from the retired-key markers, one list per old key of a
+// region's bundle, and, for a node without a marker for each old key, from
+// its status (its own record of what it was handed and started on).
 func readAll(ctx context.Context, s store.Store, c string, refs []NodeRef, stores bool) ([]*nodeDoc, error) {
 	docs := make([]*nodeDoc, len(refs))
 	errs := make([]error, len(refs))
 	perRegion(refs, func(i int) {
 		kr, ver, err := getKeyring(ctx, s, c, refs[i].Region, refs[i].Node)
 		docs[i], errs[i] = &nodeDoc{ref: refs[i], kr: kr, ver: ver}, err
-		if err != nil || !stores {
+	})
+	if err := errors.Join(errs...); err != nil || !stores {
+		return docs, err
+	}
+	retired, err := retiredByRegion(ctx, s, c, docs)
+	if err != nil {
+		return nil, err
+	}
+	perRegion(refs, func(i int) {
+		if settleIfRetired(docs[i], retired[refs[i].Region]) {
 			return
 		}
-		// The node's own record of its stores is in its status: what it
-		// was handed and started on since the keyring was last written.
 		st, err := ReadStatus(ctx, s, c, refs[i].Region, refs[i].Node)
 		switch {
 		case err == nil && len(st.Stores) > 0:
-			kr.Stores = st.Stores
+			docs[i].kr.Stores = st.Stores
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			errs[i] = err
 		}

@@ -44,11 +44,14 @@ type UnlockResult struct {
 
 // cacheMeta is the cache's record of where its keyring came from.
 type cacheMeta struct {
-	Store       string        `json:"store"`
-	Fetched     time.Time     `json:"fetched"`
-	KeyringRev  uint64        `json:"keyring_rev"`
-	StatusVer   store.Version `json:"status_version"`
-	FetchedMono int64         `json:"-"`
+	Store      string        `json:"store"`
+	Fetched    time.Time     `json:"fetched"`
+	KeyringRev uint64        `json:"keyring_rev"`
+	StatusVer  store.Version `json:"status_version"`
+	// Retired are the store keys this node has written a retired-key
+	// marker for (retired.go).
+	Retired     []string `json:"retired,omitempty"`
+	FetchedMono int64    `json:"-"`
 }
 
 const cacheMetaName = "store-cache.json"
@@ -107,6 +110,7 @@ func Unlock(ctx context.Context, s store.Store, env keyring.Env, o UnlockOptions
 		return nil, err
 	default:
 		// Keep what only this host knows: where its key files are.
+		var statusVer store.Version
 		if old, lerr := cache.Load(); lerr == nil {
 			kr.Unlocks = old.Unlocks
 			if len(old.Stores) > 0 {
@@ -114,6 +118,18 @@ func Unlock(ctx context.Context, s store.Store, env keyring.Env, o UnlockOptions
 			}
 		} else if !errors.Is(lerr, keyring.ErrNotFound) {
 			return nil, lerr
+		} else if len(kr.Stores) > 0 {
+			// A host without a cache (a new pod) of a node that has
+			// published its stores: its own status has their records,
+			// fresher than the keyring's copy; and its version saves the
+			// status write a failed create.
+			var prev Status
+			if v, err := getJSON(ctx, s, statusKey(o.Cluster, o.Region, o.Node), FormatStatus, &prev); err == nil {
+				statusVer = v
+				if len(prev.Stores) > 0 {
+					kr.Stores = prev.Stores
+				}
+			}
 		}
 		if err := cache.Prepare(); err != nil {
 			return nil, err
@@ -122,7 +138,7 @@ func Unlock(ctx context.Context, s store.Store, env keyring.Env, o UnlockOptions
 			return nil, err
 		}
 		if meta == nil || meta.Store != s.String() {
-			meta = &cacheMeta{Store: s.String()}
+			meta = &cacheMeta{Store: s.String(), StatusVer: statusVer}
 		}
 		meta.Fetched, meta.KeyringRev = utc(o.Now), ver.Rev
 		if err := writeMeta(o.Cache, meta); err != nil {
@@ -160,6 +176,8 @@ func Unlock(ctx context.Context, s store.Store, env keyring.Env, o UnlockOptions
 	}
 	if err := writeStatus(ctx, s, o, meta, st); err != nil {
 		res.StatusErr = err.Error()
+	} else if !res.FromCache {
+		publishRetired(ctx, s, o, done, meta)
 	}
 	return res, nil
 }
@@ -218,6 +236,7 @@ func PublishStores(ctx context.Context, s store.Store, o UnlockOptions) error {
 			if meta, _ := readMeta(o.Cache); meta != nil {
 				meta.StatusVer = v
 				_ = writeMeta(o.Cache, meta)
+				publishRetired(ctx, s, o, kr, meta)
 			}
 			return nil
 		}

@@ -32,7 +32,13 @@ once every store has moved off it.
 --active-key-id takes what cockroach debug encryption-active-key STORE prints
 (TYPE:ID, or "-" to read it from standard input): CockroachDB's own word on
 which key the store runs on, for one store. A key ID this keyring does not
-hold is refused, and nothing changes. No KMS call.`,
+hold is refused, and nothing changes. No KMS call.
+
+With --store URI --cluster-id C --region R --node N it then copies the stores'
+records into the node's status in the shared store, and for each old store key
+of the node's bundle that none of its stores may run on any more writes the
+marker C/retired/R/KEY/N (create-only; docs/multihost.md), so a store-key
+rotation needs not read this node's status.`,
 		Example: `  cmekctl node started --keyring /var/lib/cockroach/cmek
   cockroach debug encryption-active-key /mnt/data1 | cmekctl node started --keyring /var/lib/cockroach/cmek --store-path /mnt/data1 --active-key-id -`,
 		Args: cobra.NoArgs,

@@ -1,0 +1,170 @@
+package cluster_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/cmekctl/cmekctl/pkg/cluster"
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+)
+
+// Rotations: KMS calls per region as today; store requests <= 2 per node
+// plus a few per operation.
+func TestRotateCounts(t *testing.T) {
+	f := enabled(t, 5, "r1", "r2", "r3")
+	for _, op := range []string{keyring.OpRotateStoreKey, keyring.OpRotateDataKey, keyring.OpRotateCMEK} {
+		f.kms.reset()
+		f.st.reset()
+		res, err := cluster.Rotate(context.Background(), f.st, f.kms.env(), rotate(f, op))
+		if err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		k := f.kms.total()
+		wantWrap := int64(3)
+		if op == keyring.OpRotateDataKey {
+			wantWrap = 0
+		}
+		if k.Unwrap != 3 || k.Wrap != wantWrap {
+			t.Fatalf("%s: KMS %+v, want 3 unwraps, %d wraps", op, k, wantWrap)
+		}
+		perNode := 2
+		if op == keyring.OpRotateStoreKey {
+			// + each node's status: no records were copied into the
+			// keyrings yet (TestRotateCountsStoreKey: 2 once the nodes have
+			// started and confirmed).
+			perNode = 3
+		}
+		if n := f.st.total(); n > perNode*15+8 {
+			t.Fatalf("%s: %d store requests for 15 nodes (%v), want <= %d per node + 8", op, n, f.st.counts(), perNode)
+		}
+		for _, r := range res.Nodes {
+			if r.Action != "rotated" {
+				t.Fatalf("%s: %+v", op, r)
+			}
+		}
+	}
+	// A node unlocks on the new store key.
+	res, err := f.unlock(t, t.TempDir(), "r2", "r2-n3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := cluster.ReadKeyring(context.Background(), f.st, "c1", "r2", "r2-n3")
+	if res.StoreKey != kr.ActiveStoreKey().ID || kr.StoreWrap.Generation != 3 {
+		t.Fatalf("unlocked %s, keyring active %s gen %d", res.StoreKey, kr.ActiveStoreKey().ID, kr.StoreWrap.Generation)
+	}
+}
+
+// Store-key rotations at 2 store requests per node plus O(regions): once
+// every node has restarted on the active key and confirmed (node started),
+// its retired-key markers say it is off the old keys, and the rotation
+// reads no status; the old key is dropped. A node that misses its restart
+// has no marker for the key it runs on: only its status is read, and that
+// key is kept, so it still starts.
+func TestRotateCountsStoreKey(t *testing.T) {
+	ctx := context.Background()
+	f := enabled(t, 5, "r1", "r2", "r3")
+	hosts := map[string]string{}
+	start := func(r, n string) {
+		t.Helper()
+		if hosts[n] == "" {
+			hosts[n] = t.TempDir()
+		}
+		if _, err := f.unlock(t, hosts[n], r, n); err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		cache := filepath.Join(hosts[n], "cache")
+		if _, err := keyring.NodeStarted(ctx, f.kms.env(), keyring.Store{Dir: cache}, keyring.StartedOptions{}); err != nil {
+			t.Fatalf("%s: node started: %v", n, err)
+		}
+		if err := cluster.PublishStores(ctx, f.st, cluster.UnlockOptions{Cluster: "c1", Region: r, Node: n, Cache: cache}); err != nil {
+			t.Fatalf("%s: publish: %v", n, err)
+		}
+	}
+	startAll := func(skip string) {
+		for r, nodes := range f.nodes {
+			for _, n := range nodes {
+				if n != skip {
+					start(r, n)
+				}
+			}
+		}
+	}
+	rotateKey := func() {
+		t.Helper()
+		f.st.reset()
+		if _, err := cluster.Rotate(ctx, f.st, f.kms.env(), rotate(f, keyring.OpRotateStoreKey)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bundle := func(r, n string) []string {
+		kr, err := cluster.ReadKeyring(ctx, f.st, "c1", r, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kr.StoreWrap.KeyIDs
+	}
+	startAll("")
+	rotateKey() // the first: the nodes' records are read from their statuses
+	startAll("")
+	rotateKey()
+	t.Logf("store-key rotation, every node confirmed: %d requests for 15 nodes %v", f.st.total(), f.st.counts())
+	if c := f.st.counts(); f.st.total() > 2*15+3+8 || c["get"] > 15+2 {
+		t.Fatalf("store-key rotation after every node confirmed: %d requests %v, want <= 2 per node + 3 marker lists + 8", f.st.total(), c)
+	}
+	if b := bundle("r1", "r1-n1"); len(b) != 2 {
+		t.Fatalf("bundle of %d keys after every node left the old key, want 2 (active, previous)", len(b))
+	}
+	// r2-n3 misses its restart: it is still on the previous key.
+	startAll("r2-n3")
+	behind := bundle("r2", "r2-n3")[1] // the previous key, which it last started on
+	rotateKey()
+	t.Logf("store-key rotation, one node behind: %d requests for 15 nodes %v", f.st.total(), f.st.counts())
+	if c := f.st.counts(); f.st.total() > 2*15+1+3+8 || c["get"] > 15+1+2 {
+		t.Fatalf("store-key rotation with one node behind: %d requests %v, want <= 2 per node + its status + 3 lists + 8", f.st.total(), c)
+	}
+	if b := bundle("r2", "r2-n1"); len(b) != 3 || b[2] != behind {
+		t.Fatalf("r2's bundle %v: want the key r2-n3 runs on (%s) kept", b, behind)
+	}
+	if b := bundle("r1", "r1-n1"); len(b) != 2 {
+		t.Fatalf("r1's bundle has %d keys, want 2", len(b))
+	}
+	start("r2", "r2-n3") // it still starts, on the new key
+	if kr, _ := cluster.ReadKeyring(ctx, f.st, "c1", "r2", "r2-n3"); kr.StoreWrap.Generation != 4 {
+		t.Fatalf("generation %d", kr.StoreWrap.Generation)
+	}
+}
+
+// A host with an empty cache (a rescheduled pod) of a node that has
+// published its stores: its start reads its keyring and its own status
+// (their records, the status version) and replaces the status: 3 requests,
+// no failed create; the store it runs on is handed as old-key.
+func TestUnlockFreshCacheCounts(t *testing.T) {
+	ctx := context.Background()
+	f := enabled(t, 1, "r1")
+	first := t.TempDir()
+	if _, err := f.unlock(t, first, "r1", "r1-n1"); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(first, "cache")
+	if _, err := keyring.NodeStarted(ctx, f.kms.env(), keyring.Store{Dir: cache}, keyring.StartedOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.PublishStores(ctx, f.st, cluster.UnlockOptions{Cluster: "c1", Region: "r1", Node: "r1-n1", Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.Rotate(ctx, f.st, f.kms.env(), rotate(f, keyring.OpRotateStoreKey)); err != nil {
+		t.Fatal(err)
+	}
+	f.st.reset()
+	res, err := f.unlock(t, t.TempDir(), "r1", "r1-n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := f.st.counts(); c["get"] != 2 || c["replace"] != 1 || c["create"] != 0 {
+		t.Fatalf("start with an empty cache: %v, want 2 gets (keyring, status) and 1 replace", c)
+	}
+	if res.OldKey == "" {
+		t.Fatalf("start with an empty cache after a rotation: no old-key handed (%+v)", res.UnlockResult)
+	}
+}
