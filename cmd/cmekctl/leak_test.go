@@ -39,6 +39,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cmekctl/cmekctl/pkg/audit"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/keywrap"
 	"github.com/cmekctl/cmekctl/pkg/provider/registry"
@@ -256,6 +257,9 @@ func TestLeakScan(t *testing.T) {
 	run, run2 := filepath.Join(tmp, "run"), filepath.Join(tmp, "run2")
 	p := func(name string) string { return filepath.Join(tmp, name) }
 
+	// The audit log's MAC chain from the start: its starting key, exported
+	// for the auditor, is a secret too (a canary below).
+	s.run(0, "audit", "init", "--export-key", p("audit-start.key"))
 	s.run(0, "kms", "create", east)
 	s.run(0, "kms", "create", west)
 	s.run(0, "kms", "describe", east, "-o", "json")
@@ -310,6 +314,12 @@ func TestLeakScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.add("audit checkpoint seed", seed)
+	start, err := audit.ReadExportedKey(p("audit-start.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startKey, _ := hex.DecodeString(start.Key)
+	s.add("audit MAC chain starting key", startKey)
 	// unlock's cockroach-v1 file is the 32-byte store-key ID and the key:
 	// the harvest must have found that key (else the canaries are wrong).
 	ak, err := os.ReadFile(filepath.Join(run, "active.key"))
@@ -383,7 +393,7 @@ func TestLeakScan(t *testing.T) {
 		// The files whose job is to hold a key.
 		if (strings.HasSuffix(path, ".key.json") || strings.HasSuffix(path, ".secret")) && filepath.Dir(path) == kmsDir ||
 			slices.Contains([]string{run, run2, p("s1out"), p("s2out")}, filepath.Dir(path)) && strings.HasSuffix(path, ".key") ||
-			path == p("cp.key") {
+			path == p("cp.key") || path == p("audit-start.key") || path == audit.KeyFile(filepath.Join(tmp, "state", "cmekctl", "audit.log")) {
 			skipped++
 			return nil
 		}
@@ -398,16 +408,18 @@ func TestLeakScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	audit, err := os.ReadFile(filepath.Join(tmp, "state", "cmekctl", "audit.log"))
-	if err != nil || len(audit) == 0 {
+	auditLog, err := os.ReadFile(filepath.Join(tmp, "state", "cmekctl", "audit.log"))
+	if err != nil || len(auditLog) == 0 {
 		t.Fatalf("no audit log to scan (%v): the scan would prove nothing about it", err)
 	}
+	// Every verb above appended under the MAC chain: it verifies whole.
+	s.run(0, "audit", "verify", "--key", p("audit-start.key"))
 	var encs int
 	for _, c := range s.canaries {
 		encs += len(encodings(c.key))
 	}
 	t.Logf("leak scan: %d canaries (%d patterns) over %d bytes: %d command outputs/argv/env, %d files (audit log %d bytes included), %d key files skipped; hits %d",
-		len(s.canaries), encs, scanned, len(s.outputs), files, len(audit), skipped, len(hits))
+		len(s.canaries), encs, scanned, len(s.outputs), files, len(auditLog), skipped, len(hits))
 	kinds := map[string]int{}
 	for _, c := range s.canaries {
 		kinds[strings.Fields(c.what)[0]]++
