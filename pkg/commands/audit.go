@@ -297,7 +297,7 @@ func auditVerifyRun(f *Factory, p printer, o *AuditOptions, cmd *cobra.Command) 
 	if len(probs) > 0 {
 		return exitf(ExitCorrupt, "audit log %s: %d problem(s): the log was tampered with", path, len(probs))
 	}
-	if p.format == OutputTable {
+	if p.text() {
 		what := "chain intact"
 		if len(o.MACKeys) > 0 {
 			what = "hash chain and MAC chain intact"

@@ -344,7 +344,7 @@ func backupKeysRewrap(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 		v.Restorable = true
 		rep.Keys = append(rep.Keys, v)
 	}
-	if p.format == OutputTable && f.IO.IsStderrTTY() {
+	if p.text() && f.IO.IsStderrTTY() {
 		fmt.Fprintf(f.IO.ErrOut, "re-wrapped %d backup key(s)\n", n)
 	}
 	return p.print(rep, backupTable(p, rep))

@@ -270,16 +270,17 @@ func TestCloudProgressOnTerminalOnly(t *testing.T) {
 	}
 }
 
-// A table on a terminal, tab-separated lines when piped.
+// A table on a terminal, tab-separated lines (a header per table) when
+// piped (the root command picks tsv for a pipe).
 func TestCloudStatusOutput(t *testing.T) {
 	e := newCloudEnv(t, "us-east-1")
 	e.enable(t)
 	e.reset()
 	o := &StatusOptions{Cloud: e.cloudOpts()}
-	if err := statusRun(context.Background(), e.f, printer{io: e.f.IO, format: OutputTable}, o); err != nil {
+	if err := statusRun(context.Background(), e.f, printer{io: e.f.IO, format: OutputTSV}, o); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(e.out.String(), "c1\tENABLED\t1\t") || strings.Contains(e.out.String(), "REGION STATUS") {
+	if !strings.HasPrefix(e.out.String(), "cluster\tcmek status\tregions\tenabled at\nc1\tENABLED\t1\t") || strings.Contains(e.out.String(), "REGION STATUS") {
 		t.Fatalf("piped output: %q", e.out)
 	}
 	e.reset()

@@ -87,7 +87,7 @@ func cloudVerifyRun(ctx context.Context, f *Factory, p printer, o *CloudOptions,
 	if err := p.print(out, verifyTables(p, rep)...); err != nil {
 		return err
 	}
-	if p.format == OutputTable {
+	if p.text() {
 		fmt.Fprintf(f.IO.ErrOut, "verdict: %s (%s)\n", rep.Verdict, rep.Reason)
 	}
 	return verdictExit(rep.Verdict, accept)

@@ -96,7 +96,7 @@ func TestCompletionFromKeyrings(t *testing.T) {
 
 func TestCompletionKeepsExisting(t *testing.T) {
 	got, directive := shellComplete(t, "status", "-o", "")
-	if want := []string{OutputTable, OutputJSON, OutputYAML}; !slices.Equal(got, want) || directive != dirNoFileComp {
+	if want := []string{OutputTable, OutputTSV, OutputJSON, OutputYAML}; !slices.Equal(got, want) || directive != dirNoFileComp {
 		t.Errorf("-o completes %q %s, want %q %s", got, directive, want, dirNoFileComp)
 	}
 }

@@ -402,7 +402,7 @@ func drillRun(ctx context.Context, f *Factory, p printer, o *DrillOptions) error
 	if !d.rep.OK {
 		return exitf(ExitDrillFailed, "drill failed: a step did not behave (see the table)")
 	}
-	if p.format == OutputTable && f.IO.IsStdoutTTY() {
+	if p.text() && f.IO.IsStdoutTTY() {
 		fmt.Fprintf(f.IO.Out, "\nDrill passed: every step behaved. Sandbox: %s\n", dir)
 	}
 	return nil

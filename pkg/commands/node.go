@@ -103,7 +103,7 @@ func nodeAddRun(ctx context.Context, f *Factory, p printer, root *cobra.Command,
 			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("node %s is enabled, but the cluster config was not updated: %w", o.Node, rerr),
 				Hint: fmt.Sprintf("add {name: %s, keyring: %s} to region %s's nodes in %s by hand", o.Node, o.Keyring, src.Region, f.Config.Path)}
 		}
-		if recorded && p.format == OutputTable {
+		if recorded && p.text() {
 			fmt.Fprintf(f.IO.ErrOut, "node %s recorded in region %s of %s\n", o.Node, src.Region, f.Config.Path)
 		}
 	}
@@ -189,7 +189,7 @@ func regionAddRun(f *Factory, p printer, root *cobra.Command, o *RegionAddOption
 	if err := p.print(rep, table{Headers: []string{"region", "nodes", "protected", "next"}, Rows: [][]string{{o.Region, strings.Join(o.Nodes, ","), "NO", rep.Next}}}); err != nil {
 		return err
 	}
-	if p.format == OutputTable {
+	if p.text() {
 		fmt.Fprintf(f.IO.ErrOut, "region %s added to %s; it is NOT protected until: %s\n", o.Region, path, rep.Next)
 	}
 	return nil

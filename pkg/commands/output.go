@@ -5,18 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
-	"github.com/olekukonko/tablewriter"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cmekctl/cmekctl/pkg/iostreams"
 )
 
-// Output formats.
+// Output formats. With no -o, a terminal gets table and a pipe tsv.
 const (
 	OutputTable = "table"
+	OutputTSV   = "tsv"
 	OutputJSON  = "json"
 	OutputYAML  = "yaml"
 )
@@ -28,9 +27,10 @@ type table struct {
 	Rows    [][]string
 }
 
-// printer writes a command's result: an aligned table on a terminal,
-// tab-separated lines (no header, RFC 3339 times) when piped, or JSON/YAML
-// of the same data with stable field names.
+// printer writes a command's result: an aligned table (fitted to the
+// terminal's width, local times with their zone), tab-separated lines (a
+// header line per table, RFC 3339 UTC times), or JSON/YAML of the same data
+// with stable field names (docs/json.md).
 type printer struct {
 	io     *iostreams.IOStreams
 	format string
@@ -40,6 +40,8 @@ type printer struct {
 	now     func() time.Time
 	// w is where the report goes (nil: stdout).
 	w io.Writer
+	// noHeaders drops the tables' header lines (--no-headers).
+	noHeaders bool
 }
 
 // out is where the report goes.
@@ -59,15 +61,17 @@ func (p printer) to(w io.Writer) printer {
 // structured reports whether the output is a report (JSON or YAML), not a table.
 func (p printer) structured() bool { return p.format == OutputJSON || p.format == OutputYAML }
 
-func (p printer) tty() bool { return p.io.IsStdoutTTY() }
+// text reports whether the output is for reading (a table or TSV).
+func (p printer) text() bool { return p.format == OutputTable || p.format == OutputTSV }
 
-// when formats a time for this output.
+// when formats a time for this output: in a table local time with its zone,
+// in TSV and elsewhere RFC 3339 in UTC.
 func (p printer) when(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	if p.tty() {
-		return t.Local().Format("2006-01-02 15:04")
+	if p.format == OutputTable {
+		return t.Local().Format("2006-01-02 15:04 MST")
 	}
 	return t.UTC().Format(time.RFC3339)
 }
@@ -103,34 +107,21 @@ func (p printer) print(v any, tables ...table) error {
 		return err
 	}
 	for i, t := range tables {
-		if p.tty() {
-			if i > 0 {
-				fmt.Fprintln(p.io.Out)
-			}
-			if t.Title != "" {
-				fmt.Fprintln(p.io.Out, t.Title)
-			}
-			if err := renderTable(p.io.Out, t); err != nil {
-				return err
-			}
+		if i > 0 {
+			fmt.Fprintln(p.out())
+		}
+		if p.format == OutputTSV {
+			writeTSV(p.out(), t, !p.noHeaders)
 			continue
 		}
-		for _, r := range t.Rows {
-			fmt.Fprintln(p.io.Out, strings.Join(r, "\t"))
+		if t.Title != "" {
+			fmt.Fprintln(p.out(), t.Title)
 		}
-	}
-	return nil
-}
-
-func renderTable(w io.Writer, t table) error {
-	tw := tablewriter.NewTable(w)
-	tw.Header(toAny(t.Headers)...)
-	for _, r := range t.Rows {
-		if err := tw.Append(toAny(r)...); err != nil {
+		if err := renderTable(p.out(), t, !p.noHeaders, p.io.Width()); err != nil {
 			return err
 		}
 	}
-	return tw.Render()
+	return nil
 }
 
 func toAny(s []string) []any {
@@ -143,8 +134,8 @@ func toAny(s []string) []any {
 
 func checkOutput(format string) error {
 	switch format {
-	case OutputTable, OutputJSON, OutputYAML:
+	case OutputTable, OutputTSV, OutputJSON, OutputYAML:
 		return nil
 	}
-	return usageError("use -o table, -o json or -o yaml", "unknown output format %q", format)
+	return usageError("use -o table, -o tsv, -o json or -o yaml", "unknown output format %q", format)
 }

@@ -20,6 +20,7 @@ type globalOptions struct {
 	// GODEBUG=fips140=only (fips.go).
 	RequireFIPS bool
 	LockWait    string
+	NoHeaders   bool
 }
 
 // NewRootCmd builds the command tree.
@@ -60,6 +61,9 @@ Start with a drill on the embedded KMS (no cloud account needed):
 			if g.NoColor {
 				f.IO.NoColor = true
 			}
+			if g.Output == OutputTable && !cmd.Flags().Changed("output") && !f.IO.IsStdoutTTY() {
+				g.Output = OutputTSV // no -o: a pipe gets TSV; -o table is honoured
+			}
 			if err := checkOutputFor(f.Verb, g.Output); err != nil {
 				return err
 			}
@@ -75,7 +79,8 @@ Start with a drill on the embedded KMS (no cloud account needed):
 			return openAudit(f, g, cmd.Flags().Changed("audit-log"))
 		},
 	}
-	root.PersistentFlags().StringVarP(&g.Output, "output", "o", OutputTable, "output format: table, json or yaml")
+	root.PersistentFlags().StringVarP(&g.Output, "output", "o", OutputTable, "output format: table, tsv, json or yaml (table on a terminal and tsv when piped, unless given)")
+	root.PersistentFlags().BoolVar(&g.NoHeaders, "no-headers", false, "no header line in tables and TSV")
 	root.PersistentFlags().BoolVar(&g.NoColor, "no-color", false, "no colour in output (also NO_COLOR)")
 	root.PersistentFlags().StringVar(&g.Config, "config", "", "cluster config file (default $XDG_CONFIG_HOME/cmekctl/config.yaml; also CMEKCTL_CONFIG)")
 	root.PersistentFlags().Bool("insecure-kms", false, "allow plaintext transport (tls=false, http://) to a KMS outside loopback, for this run (command line only)")
@@ -83,7 +88,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	root.PersistentFlags().StringVar(&g.AuditLog, "audit-log", "", "append-only audit log (default $XDG_STATE_HOME/cmekctl/audit.log; \"off\" for none)")
 	root.PersistentFlags().BoolVar(&g.RequireFIPS, "require-fips", false, "refuse to run unless this is a FIPS build running with GODEBUG=fips140=only (also CMEKCTL_REQUIRE_FIPS; see cmekctl version)")
 	addLockWaitFlag(root, &g.LockWait)
-	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputJSON, OutputYAML}, cobra.ShellCompDirectiveNoFileComp))
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputTSV, OutputJSON, OutputYAML}, cobra.ShellCompDirectiveNoFileComp))
 	cobra.AddTemplateFunc("exitCodes", ExitCodesHelp)
 	root.SetUsageTemplate(root.UsageTemplate() + exitStatusPointer)
 	setPlaneTemplates(root)
@@ -92,7 +97,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	})
 
 	p := func() printer {
-		return printer{io: f.IO, format: g.Output, verb: f.reportVerb, started: f.started, now: f.Now}
+		return printer{io: f.IO, format: g.Output, verb: f.reportVerb, started: f.started, now: f.Now, noHeaders: g.NoHeaders}
 	}
 	root.AddCommand(
 		newCmdEnable(f, p),

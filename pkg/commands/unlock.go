@@ -106,7 +106,7 @@ func printUnlock(f *Factory, p printer, res *keyring.UnlockResult, format string
 			fmt.Fprintf(f.IO.ErrOut, "cmekctl: note: %s\n", st.Note)
 		}
 	}
-	if p.format == OutputTable {
+	if p.text() {
 		lines := res.Flags
 		if format == keyring.FormatRaw {
 			lines = res.Files

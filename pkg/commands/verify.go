@@ -116,7 +116,7 @@ func verifyRun(ctx context.Context, f *Factory, p printer, o *VerifyOptions) err
 	if err := p.print(out, verifyTables(p, rep)...); err != nil {
 		return err
 	}
-	if p.format == OutputTable {
+	if p.text() {
 		fmt.Fprintf(f.IO.ErrOut, "verdict: %s (%s)\n", rep.Verdict, rep.Reason)
 	}
 	return verdictExit(rep.Verdict, o.Accept)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/term"
@@ -21,6 +22,8 @@ type IOStreams struct {
 	ErrOut io.Writer
 
 	stdinTTY, stdoutTTY, stderrTTY bool
+	// width is the terminal's width in columns (0: unknown).
+	width int
 	// NoColor is set by --no-color or NO_COLOR.
 	NoColor bool
 	inBuf   *bufio.Reader
@@ -29,10 +32,25 @@ type IOStreams struct {
 // System returns the process's streams.
 func System() *IOStreams {
 	isTTY := func(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
-	return &IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
+	s := &IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
 		stdinTTY: isTTY(os.Stdin), stdoutTTY: isTTY(os.Stdout), stderrTTY: isTTY(os.Stderr),
 		NoColor: os.Getenv("NO_COLOR") != ""}
+	if w, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && w > 0 {
+		s.width = w
+	} else if s.stdoutTTY {
+		if w, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+			s.width = w
+		}
+	}
+	return s
 }
+
+// Width is the terminal's width in columns ($COLUMNS, else the stdout
+// terminal's), or 0 when unknown.
+func (s *IOStreams) Width() int { return s.width }
+
+// SetWidth sets the terminal width (tests).
+func (s *IOStreams) SetWidth(w int) { s.width = w }
 
 // Test returns streams backed by buffers, none a terminal, and the buffers.
 func Test() (*IOStreams, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
