@@ -131,9 +131,12 @@ func Unlock(ctx context.Context, s store.Store, env keyring.Env, o UnlockOptions
 				}
 			}
 		}
-		if err := cache.Prepare(); err != nil {
+		opened, err := cache.Prepare()
+		if err != nil {
 			return nil, err
 		}
+		defer opened.Close()
+		cache = opened
 		if err := cache.Save(kr); err != nil {
 			return nil, err
 		}

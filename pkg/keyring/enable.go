@@ -89,16 +89,20 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 		}
 		return res, err
 	}
-	for _, n := range req.Nodes {
-		if err := n.Store.Prepare(); err != nil {
+	nodes := slices.Clone(req.Nodes)
+	for i, n := range nodes {
+		st, err := n.Store.Prepare()
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Store.Dir, err)
 		}
-		l, err := n.Store.Lock(ctx)
+		nodes[i].Store = st
+		locks = append(locks, func() { st.Close() })
+		l, err := st.Lock(ctx)
 		if err != nil {
 			return nil, err
 		}
 		locks = append(locks, func() { l.Release() })
-		if n.Store.Exists() { // created while we waited for the lock
+		if st.Exists() { // created while we waited for the lock
 			return nil, fmt.Errorf("%s: %w for this node", n.Store.Dir, ErrAlreadyEnabled)
 		}
 	}
@@ -124,8 +128,8 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Op: OpEnable, Nodes: make([]NodeResult, len(req.Nodes))}
-	forEach(indexes(len(req.Nodes)), func(i int) {
-		n := req.Nodes[i]
+	forEach(indexes(len(nodes)), func(i int) {
+		n := nodes[i]
 		kr := newNodeKeyring(req.Cluster, req.Region, n.Name, w, b, now)
 		kr.Unrecorded, kr.StoreKeys[0].Origin = unrecorded, origin
 		res.Nodes[i] = finish(env, kr, n.Store, ActionEnabled, n.Store.Save(kr))
@@ -182,17 +186,21 @@ func addNodes(ctx context.Context, env Env, src *Keyring, nodes []EnableNode, ad
 			f()
 		}
 	}()
-	for _, n := range nodes {
+	nodes = slices.Clone(nodes)
+	for i, n := range nodes {
 		if n.Name == "" {
 			return nil, errors.New("a node name is required")
 		}
 		if n.Store.Exists() {
 			return nil, fmt.Errorf("%s: %w for this node: nothing was changed", n.Store.Dir, ErrAlreadyEnabled)
 		}
-		if err := n.Store.Prepare(); err != nil {
+		st, err := n.Store.Prepare()
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Store.Dir, err)
 		}
-		l, err := n.Store.Lock(ctx)
+		nodes[i].Store = st
+		locks = append(locks, func() { st.Close() })
+		l, err := st.Lock(ctx)
 		if err != nil {
 			return nil, err
 		}

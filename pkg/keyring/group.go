@@ -71,6 +71,8 @@ func (g *Group) Close() {
 			n.lock.Release()
 			n.lock = nil
 		}
+		n.Store.Close()
+		n.Store.dir = nil
 	}
 }
 
@@ -97,15 +99,22 @@ func LoadGroup(ctx context.Context, stores []Store, write bool) (*Group, error) 
 			return nil, fmt.Errorf("keyring %s is given twice", s.Dir)
 		}
 		seenDir[s.Dir] = true
+		if !s.Exists() {
+			if _, err := s.Load(); err != nil {
+				return nil, err
+			}
+		}
+		// The directory is opened once: every file of it, from the lock on,
+		// is reached through that descriptor (see Store.Open).
+		s, err := s.Open()
+		if err != nil {
+			return nil, err
+		}
 		n := &Node{Store: s}
 		if write {
-			if !s.Exists() {
-				if _, err := s.Load(); err != nil {
-					return nil, err
-				}
-			}
 			l, err := s.Lock(ctx)
 			if err != nil {
+				s.Close()
 				return nil, err
 			}
 			n.lock = l
@@ -115,6 +124,7 @@ func LoadGroup(ctx context.Context, stores []Store, write bool) (*Group, error) 
 			if n.lock != nil {
 				n.lock.Release() // not yet in g.Nodes: release it here
 			}
+			s.Close()
 			return nil, err
 		}
 		n.KR = kr

@@ -60,7 +60,11 @@ func readJournal(fsys safefile.FS, dir string) (*Journal, error) {
 // FindJournal returns the pending journal among the group's keyrings.
 func (g *Group) FindJournal() (*Journal, error) {
 	for _, n := range g.Nodes {
-		j, err := readJournal(n.Store.fs(), n.Store.Dir)
+		var j *Journal
+		err := n.Store.with(func(d safefile.DirFS) (err error) {
+			j, err = readJournal(d, n.Store.Dir)
+			return err
+		})
 		if err != nil || j != nil {
 			return j, err
 		}
@@ -80,16 +84,20 @@ func (g *Group) writeJournal(j *Journal) error {
 	if err != nil {
 		return err
 	}
-	return safefile.WriteFile(first.Store.fs(), filepath.Join(j.dir, JournalName), data, 0o600)
+	return first.Store.with(func(d safefile.DirFS) error {
+		return safefile.WriteFile(d, filepath.Join(j.dir, JournalName), data, 0o600)
+	})
 }
 
 func (g *Group) removeJournal(j *Journal) error {
 	for _, n := range g.Nodes {
 		if n.Store.Dir == j.dir {
-			if err := n.Store.fs().Remove(filepath.Join(j.dir, JournalName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-			return n.Store.fs().SyncDir(j.dir)
+			return n.Store.with(func(d safefile.DirFS) error {
+				if err := d.Remove(filepath.Join(j.dir, JournalName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+				return d.SyncDir(j.dir)
+			})
 		}
 	}
 	return nil

@@ -3,6 +3,8 @@ package keyring
 import (
 	"fmt"
 	"syscall"
+
+	"github.com/cmekctl/cmekctl/pkg/safefile"
 )
 
 const (
@@ -10,11 +12,12 @@ const (
 	ramfsMagic = 0x858458f6
 )
 
-// onMemoryFS reports whether dir is on tmpfs or ramfs.
-func onMemoryFS(dir string) (bool, string, error) {
+// onMemoryFS reports whether the opened directory d is on tmpfs or ramfs
+// (fstatfs on its descriptor: the directory checked, not its path again).
+func onMemoryFS(d *safefile.Dir) (bool, string, error) {
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return false, "", fmt.Errorf("statfs %s: %w", dir, err)
+	if err := syscall.Fstatfs(int(d.Fd()), &st); err != nil {
+		return false, "", fmt.Errorf("statfs %s: %w", d.Path(), err)
 	}
 	switch uint32(st.Type) {
 	case tmpfsMagic:

@@ -2,8 +2,10 @@
 
 package keyring
 
+import "github.com/cmekctl/cmekctl/pkg/safefile"
+
 // onMemoryFS cannot tell on this platform: report a disk, so that unlock
 // needs --allow-disk.
-func onMemoryFS(dir string) (bool, string, error) {
+func onMemoryFS(d *safefile.Dir) (bool, string, error) {
 	return false, "a filesystem this platform cannot identify", nil
 }

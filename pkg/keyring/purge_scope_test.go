@@ -16,7 +16,7 @@ func TestPurgeOnlyInsideRecordedDir(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	inside := filepath.Join(dir, "store.key")
+	inside := filepath.Join(dir, "active.key")
 	outside := filepath.Join(base, "precious.txt")
 	for _, p := range []string{inside, outside} {
 		if err := os.WriteFile(p, []byte("data"), 0o600); err != nil {

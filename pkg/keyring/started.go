@@ -25,6 +25,10 @@ func NodeStarted(ctx context.Context, env Env, s Store, opt StartedOptions) ([]S
 	if err != nil {
 		return nil, err
 	}
+	if s, err = s.Open(); err != nil {
+		return nil, err
+	}
+	defer s.Close()
 	paths := opt.StorePaths
 	if len(paths) > 0 {
 		if err := CheckStorePaths(paths); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cmekctl/cmekctl/pkg/safefile"
@@ -17,6 +18,8 @@ type Store struct {
 	FS  safefile.FS // nil: the real filesystem
 	// LockWait is how long a writer waits for another (default 30s).
 	LockWait time.Duration
+
+	dir safefile.DirFS // set by Open: the directory, opened once and checked
 }
 
 func (s Store) fs() safefile.FS {
@@ -29,33 +32,85 @@ func (s Store) fs() safefile.FS {
 // Path is the keyring file's path.
 func (s Store) Path() string { return filepath.Join(s.Dir, FileName) }
 
+// Open opens the keyring directory once (O_DIRECTORY|O_NOFOLLOW) and checks
+// it and the directories above it on the descriptor (safefile.OpenDir): the
+// Store it returns reaches every file of the keyring (keyring.json, its
+// lock, the journal, temporary files) relative to that descriptor, so a
+// directory above it swapped afterwards changes nothing. Close it when
+// done. A Store not opened opens its directory for each call.
+func (s Store) Open() (Store, error) {
+	if s.dir != nil {
+		return s, nil
+	}
+	d, err := safefile.Open(s.fs(), s.Dir, safefile.Private)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return s, fmt.Errorf("%s: %w: run cmekctl enable first, or check --keyring", s.Dir, ErrNotFound)
+		}
+		return s, fmt.Errorf("%w: %v", ErrPermissions, err)
+	}
+	s.dir = d
+	return s, nil
+}
+
+// Close closes the directory Open opened.
+func (s Store) Close() error {
+	if s.dir == nil {
+		return nil
+	}
+	return s.dir.Close()
+}
+
+// with runs f on the opened directory, opening it for the call if s was
+// not opened.
+func (s Store) with(f func(d safefile.DirFS) error) error {
+	if s.dir != nil {
+		return f(s.dir)
+	}
+	o, err := s.Open()
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	return f(o.dir)
+}
+
 // Exists reports whether a keyring file is present (even an unreadable one).
 func (s Store) Exists() bool {
-	_, err := s.fs().Lstat(s.Path())
+	var err error
+	if s.dir != nil {
+		_, err = s.dir.Lstat(s.Path())
+	} else {
+		_, err = s.fs().Lstat(s.Path())
+	}
 	return err == nil
 }
 
 // Load reads, checks and parses the keyring. It refuses a keyring whose
-// directory or file others can access, a symlink, or another user's file.
+// directory or file others can access, a symlink, another user's file, or
+// one in a directory above it that others can change.
 func (s Store) Load() (*Keyring, error) {
-	if _, err := s.fs().Lstat(s.Path()); errors.Is(err, fs.ErrNotExist) {
+	if _, err := s.fs().Lstat(s.Path()); errors.Is(err, fs.ErrNotExist) && s.dir == nil {
 		return nil, fmt.Errorf("%s: %w: run cmekctl enable first, or check --keyring", s.Dir, ErrNotFound)
 	}
-	if err := safefile.CheckPrivate(s.fs(), s.Dir, true); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrPermissions, err)
-	}
-	if err := safefile.CheckPrivate(s.fs(), s.Path(), false); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrPermissions, err)
-	}
-	data, err := s.fs().ReadFile(s.Path())
-	if err != nil {
-		return nil, fmt.Errorf("read keyring %s: %w", s.Path(), err)
-	}
-	k, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w (the file was left as it is; restore it from a copy)", s.Path(), err)
-	}
-	return k, nil
+	var k *Keyring
+	err := s.with(func(d safefile.DirFS) error {
+		if _, err := d.Lstat(s.Path()); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: %w: run cmekctl enable first, or check --keyring", s.Dir, ErrNotFound)
+		}
+		if err := safefile.CheckPrivate(d, s.Path(), false); err != nil {
+			return fmt.Errorf("%w: %v", ErrPermissions, err)
+		}
+		data, err := d.ReadFile(s.Path())
+		if err != nil {
+			return fmt.Errorf("read keyring %s: %w", s.Path(), err)
+		}
+		if k, err = Parse(data); err != nil {
+			return fmt.Errorf("%s: %w (the file was left as it is; restore it from a copy)", s.Path(), err)
+		}
+		return nil
+	})
+	return k, err
 }
 
 // Save replaces the keyring crash-safely.
@@ -67,33 +122,28 @@ func (s Store) Save(k *Keyring) error {
 	if err != nil {
 		return err
 	}
-	s.removeStaleTemps()
-	if err := safefile.WriteFile(s.fs(), s.Path(), data, 0o600); err != nil {
-		return fmt.Errorf("write keyring %s: %w", s.Dir, err)
-	}
-	return nil
+	return s.with(func(d safefile.DirFS) error {
+		removeStaleTemps(d)
+		if err := safefile.WriteFile(d, s.Path(), data, 0o600); err != nil {
+			return fmt.Errorf("write keyring %s: %w", s.Dir, err)
+		}
+		return nil
+	})
 }
 
-// Prepare creates the keyring directory (0700) if needed and checks it.
-func (s Store) Prepare() error {
+// Prepare creates the keyring directory (0700) if needed, opens it and
+// checks it (see Open).
+func (s Store) Prepare() (Store, error) {
 	if err := s.fs().MkdirAll(s.Dir, 0o700); err != nil {
-		return fmt.Errorf("create keyring directory: %w", err)
+		return s, fmt.Errorf("create keyring directory: %w", err)
 	}
-	if err := safefile.CheckPrivate(s.fs(), s.Dir, true); err != nil {
-		return fmt.Errorf("%w: %v", ErrPermissions, err)
-	}
-	return nil
+	return s.Open()
 }
 
 // Lock takes the keyring's writer lock, as the context's LockPolicy says
 // (default: wait up to 30 s); s.LockWait, if set, overrides its wait. A lock
 // still held is ErrLocked, naming the holder (pid, verb, since).
 func (s Store) Lock(ctx context.Context) (*safefile.Lock, error) {
-	// The directory first: a lock file is created in it, so one that others
-	// can write (or a symlink) is refused before anything is opened there.
-	if err := safefile.CheckPrivate(s.fs(), s.Dir, true); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrPermissions, err)
-	}
 	o := safefile.LockOptions{Wait: 30 * time.Second}
 	if p, ok := ctx.Value(lockPolicyKey{}).(LockPolicy); ok {
 		o = safefile.LockOptions{Wait: p.Wait, Owner: p.Owner}
@@ -104,7 +154,14 @@ func (s Store) Lock(ctx context.Context) (*safefile.Lock, error) {
 	if s.LockWait != 0 {
 		o.Wait = s.LockWait
 	}
-	l, err := safefile.AcquireWith(ctx, filepath.Join(s.Dir, LockName), o)
+	// The directory first (Open): a lock file is created in it, so one that
+	// others can write (or a symlink) is refused before anything is opened
+	// there.
+	var l *safefile.Lock
+	err := s.with(func(d safefile.DirFS) (err error) {
+		l, err = d.Lock(ctx, filepath.Join(s.Dir, LockName), o)
+		return err
+	})
 	if errors.Is(err, safefile.ErrUnsafe) {
 		return nil, fmt.Errorf("%w: %v", ErrPermissions, err)
 	}
@@ -137,11 +194,13 @@ func WithLockPolicy(ctx context.Context, p LockPolicy) context.Context {
 // removeStaleTemps removes the temporary files of writers that died between
 // creating and renaming them. Save runs under the keyring's lock, so no live
 // writer owns one. They hold only wrapped keys: debris, not a leak.
-func (s Store) removeStaleTemps() {
-	for _, base := range []string{FileName, JournalName} {
-		matches, _ := filepath.Glob(filepath.Join(s.Dir, "."+base+".tmp-*"))
-		for _, m := range matches {
-			_ = s.fs().Remove(m)
+func removeStaleTemps(d safefile.DirFS) {
+	names, _ := d.ReadDir()
+	for _, n := range names {
+		for _, base := range []string{FileName, JournalName} {
+			if strings.HasPrefix(n, "."+base+".tmp-") {
+				_ = d.Remove(filepath.Join(d.Path(), n))
+			}
 		}
 	}
 }

@@ -82,10 +82,11 @@ func TestSwapStoreKeyBundle(t *testing.T) {
 			kr := load(t, from)
 			kr.ClusterID, kr.Region, kr.Node = dst.ClusterID, dst.Region, dst.Node
 			d := filepath.Join(t.TempDir(), "moved")
-			s := keyring.Store{Dir: d}
-			if err := s.Prepare(); err != nil {
+			s, err := keyring.Store{Dir: d}.Prepare()
+			if err != nil {
 				t.Fatal(err)
 			}
+			defer s.Close()
 			if err := s.Save(kr); err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +138,8 @@ func TestSwapDataKey(t *testing.T) {
 				}
 				dir := filepath.Join(t.TempDir(), "n")
 				s := keyring.Store{Dir: dir}
-				s.Prepare()
+				s, _ = s.Prepare()
+				defer s.Close()
 				if err := s.Save(kr); err != nil {
 					t.Fatal(err)
 				}

@@ -165,6 +165,10 @@ func Unlock(ctx context.Context, env Env, s Store, opt UnlockOptions) (*UnlockRe
 	if err != nil {
 		return nil, err
 	}
+	if s, err = s.Open(); err != nil {
+		return nil, err
+	}
+	defer s.Close()
 	paths, err := checkUnlockOptions(&opt)
 	if err != nil {
 		return nil, err
@@ -187,11 +191,16 @@ func Unlock(ctx context.Context, env Env, s Store, opt UnlockOptions) (*UnlockRe
 	if err := os.MkdirAll(out, 0o700); err != nil {
 		return nil, fmt.Errorf("create --out directory: %w", err)
 	}
-	if err := safefile.CheckPrivate(safefile.OS{}, out, true); err != nil {
+	// Opened once and checked on its descriptor (with the directories
+	// above it); the tmpfs check and every key file go through it, so a
+	// directory above it swapped later cannot send the keys elsewhere.
+	outDir, err := safefile.OpenDir(out, safefile.Private)
+	if err != nil {
 		return nil, fmt.Errorf("%w: --out: %v", ErrPermissions, err)
 	}
+	defer outDir.Close()
 	if !opt.AllowDisk {
-		ok, fstype, err := onMemoryFS(out)
+		ok, fstype, err := onMemoryFS(outDir)
 		if err != nil {
 			return nil, err
 		}
@@ -254,7 +263,7 @@ func Unlock(ctx context.Context, env Env, s Store, opt UnlockOptions) (*UnlockRe
 		if err != nil {
 			return "", err
 		}
-		err = safefile.WriteFile(safefile.OS{}, p, data, 0o600)
+		err = safefile.WriteFile(outDir, p, data, 0o600)
 		Wipe(data)
 		if err != nil {
 			return "", err
@@ -300,8 +309,8 @@ func Unlock(ctx context.Context, env Env, s Store, opt UnlockOptions) (*UnlockRe
 			continue
 		}
 		for _, f := range u.Files {
-			if !written[f] {
-				if err := purgeFile(f); err != nil {
+			if !written[f] && filepath.Dir(f) == out && unlockFileName(filepath.Base(f)) {
+				if err := purgeFile(outDir, filepath.Base(f)); err != nil {
 					return nil, err
 				}
 			}
@@ -356,12 +365,17 @@ func recordUnlock(list []UnlockRecord, u UnlockRecord) []UnlockRecord {
 	return append(out, u)
 }
 
-// purgeFile overwrites a file with zeros, fsyncs it and removes it. Only a
-// regular file is touched: a symbolic link, FIFO or device at p is not what
-// unlock wrote there, and following it could zero another file (revoke runs
-// as root), so it is refused and left in place.
-func purgeFile(p string) error {
-	li, err := os.Lstat(p)
+// purgeFile overwrites the file name in the opened directory d with zeros,
+// fsyncs it and removes it. Only a regular file with one name is touched: a
+// symbolic link, FIFO or device there, or a hard link to a file elsewhere,
+// is not what unlock wrote, and following it could zero another file
+// (revoke runs as root), so it is refused and left in place. It is opened
+// relative to d, O_NOFOLLOW|O_NONBLOCK: a FIFO swapped in fails at once
+// instead of hanging the purge, and a directory above d swapped since it
+// was opened changes nothing.
+func purgeFile(d *safefile.Dir, name string) error {
+	p := filepath.Join(d.Path(), name)
+	li, err := d.Lstat(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -376,14 +390,16 @@ func purgeFile(p string) error {
 		}
 		return fmt.Errorf("purge %s: it is %s, not the file unlock wrote; it was not followed or changed: check it, remove it by hand and run again", p, what)
 	}
-	// Never through a symlink or into a FIFO swapped in since the Lstat (a
-	// FIFO with no reader fails at once instead of hanging the purge).
-	f, err := os.OpenFile(p, os.O_WRONLY|safefile.NoFollow|syscall.O_NONBLOCK, 0)
+	if n := safefile.Links(li); n > 1 {
+		return fmt.Errorf("purge %s: it has %d names (a hard link), not the file unlock wrote; it was not changed: check it, remove it by hand and run again", p, n)
+	}
+	fh, err := d.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("purge %s: %w", p, err)
 	}
+	f := fh.(*os.File)
 	fi, err := f.Stat()
-	if err == nil && !os.SameFile(li, fi) {
+	if err == nil && (!safefile.SameFile(li, fi) || !fi.Mode().IsRegular() || safefile.Links(fi) > 1) {
 		err = errors.New("it was replaced while being purged; it was not changed: run again")
 	}
 	if err == nil {
@@ -396,10 +412,10 @@ func purgeFile(p string) error {
 	if err != nil {
 		return fmt.Errorf("purge %s: %w", p, err)
 	}
-	if err := os.Remove(p); err != nil {
+	if err := d.Remove(p); err != nil {
 		return fmt.Errorf("purge %s: %w", p, err)
 	}
-	return safefile.OS{}.SyncDir(filepath.Dir(p))
+	return d.SyncDir(d.Path())
 }
 
 // LeftoverKeyFiles lists every file left in a directory unlock recorded

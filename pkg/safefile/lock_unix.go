@@ -41,9 +41,15 @@ func Acquire(ctx context.Context, path string, wait time.Duration) (*Lock, error
 // lock when it must wait. A lock still held after o.Wait is a *LockedError
 // naming the holder (errors.Is ErrLocked).
 func AcquireWith(ctx context.Context, path string, o LockOptions) (*Lock, error) {
+	return acquire(ctx, path, func(flag int) (*os.File, error) { return os.OpenFile(path, flag, 0o600) }, o)
+}
+
+// acquire takes the lock file that open opens with the flags given (by
+// path, or relative to a checked directory's descriptor: Dir.Lock).
+func acquire(ctx context.Context, path string, open func(flag int) (*os.File, error), o LockOptions) (*Lock, error) {
 	// Never follow a symbolic link planted in place of the lock (it would
 	// name any file of the user's), and never take another user's file.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0o600)
+	f, err := open(os.O_RDWR | os.O_CREATE | syscall.O_NOFOLLOW | syscall.O_CLOEXEC | syscall.O_NONBLOCK)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
 			return nil, fmt.Errorf("open lock file: %s is a symbolic link: refusing to follow it; remove it: %w", path, ErrUnsafe)

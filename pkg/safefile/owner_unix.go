@@ -5,12 +5,16 @@ package safefile
 import (
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 func owner(fi os.FileInfo) (int, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
+	switch st := fi.Sys().(type) {
+	case *syscall.Stat_t:
+		return int(st.Uid), true
+	case *unix.Stat_t:
+		return int(st.Uid), true
 	}
-	return int(st.Uid), true
+	return 0, false
 }
