@@ -19,7 +19,8 @@ type Store struct {
 	// LockWait is how long a writer waits for another (default 30s).
 	LockWait time.Duration
 
-	dir safefile.DirFS // set by Open: the directory, opened once and checked
+	dir      safefile.DirFS // set by Open: the directory, opened once and checked
+	borrowed bool           // Open of an opened Store: Close leaves dir to its opener
 }
 
 func (s Store) fs() safefile.FS {
@@ -37,9 +38,11 @@ func (s Store) Path() string { return filepath.Join(s.Dir, FileName) }
 // Store it returns reaches every file of the keyring (keyring.json, its
 // lock, the journal, temporary files) relative to that descriptor, so a
 // directory above it swapped afterwards changes nothing. Close it when
-// done. A Store not opened opens its directory for each call.
+// done. A Store not opened opens its directory for each call; Open of an
+// opened Store shares its directory (and its Close leaves it open).
 func (s Store) Open() (Store, error) {
 	if s.dir != nil {
+		s.borrowed = true
 		return s, nil
 	}
 	d, err := safefile.Open(s.fs(), s.Dir, safefile.Private)
@@ -55,7 +58,7 @@ func (s Store) Open() (Store, error) {
 
 // Close closes the directory Open opened.
 func (s Store) Close() error {
-	if s.dir == nil {
+	if s.dir == nil || s.borrowed {
 		return nil
 	}
 	return s.dir.Close()
