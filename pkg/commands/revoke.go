@@ -35,9 +35,11 @@ func newCmdRevoke(f *Factory, p func() printer) *cobra.Command {
 		Use:   "revoke --keyring DIR... [--kms-action none|disable|schedule-deletion] [--pending-days N] [--dry-run] [--yes]",
 		Short: "Revoke the cluster's access to its keys (destructive)",
 		Long: `Revoke CMEK access for the nodes given, in four steps:
-  1. purge every file in every directory unlock recorded (unlock records the
-     directory before it writes a key, so a killed unlock's temporary files
-     are purged too), and in each --unlock-dir (overwritten, then removed);
+  1. purge the key files unlock wrote in every directory it recorded
+     (active.key, old-ID.key and their temporary files: unlock records the
+     directory before it writes a key, so a killed unlock's are purged too;
+     other files there are left, and verify-destroyed reports them), and
+     every file in each --unlock-dir (overwritten, then removed);
   2. optionally act on the CMEK key in the KMS: disable (reversible) or
      schedule-deletion (after --pending-days); default none, for when the
      cluster's IAM access to the key was already removed;
