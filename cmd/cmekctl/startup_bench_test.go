@@ -14,6 +14,9 @@ package main
 // over 5 runs with GODEBUG=inittrace=1, of the summed package-init clock
 // times. (The child's ru_maxrss is not reported: Go starts it with vfork,
 // so it counts the test binary's own RSS; use /usr/bin/time -f %M.)
+//
+// CMEKCTL_STARTUP_BEFORE=PATH adds a third binary to the same run, as
+// "before": an older cmekctl built the same way, for a before/after figure.
 
 import (
 	"bytes"
@@ -42,7 +45,12 @@ func BenchmarkStartup(b *testing.B) {
 		bins[name] = out
 	}
 	env := cliEnv(dir)
-	for _, name := range []string{"barecobra", "cmekctl"} {
+	names := []string{"barecobra", "cmekctl"}
+	if before := os.Getenv("CMEKCTL_STARTUP_BEFORE"); before != "" {
+		bins["before"] = before
+		names = append(names, "before")
+	}
+	for _, name := range names {
 		b.Run(name, func(b *testing.B) {
 			var cpu time.Duration
 			var minflt int64
