@@ -204,7 +204,9 @@ func closePair(b *testing.B, src, dst *os.File) {
 }
 
 // floorGCM is the floor of a path: workers goroutines, each taking the
-// next job of 8 chunks, pread-ing it from path at its offset and running
+// next job of as many chunks as the pipeline's jobs for that many workers
+// carry (Options.batch: one chunk for one worker, 8 for 2 to 4, fewer past
+// that), pread-ing it from path at its offset and running
 // AES-GCM over its chunks (open: the stream's chunks, authenticated as the
 // stream's reader would; seal: 64 KiB plaintext chunks). No pipeline, no
 // ordering, no output.
@@ -223,14 +225,14 @@ func floorGCM(b *testing.B, path string, workers int, open bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const perJob = 8
+	perJob := Options{Parallel: workers}.batch(DefaultChunkSize)
 	unit, base := s.chunk, int64(0)
 	if open {
 		unit, base = s.stride(), SaltSize
 	}
 	body := fi.Size() - base
 	chunks := (body + int64(unit) - 1) / int64(unit)
-	jobs := (chunks + perJob - 1) / perJob
+	jobs := (chunks + int64(perJob) - 1) / int64(perJob)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
@@ -243,10 +245,10 @@ func floorGCM(b *testing.B, path string, workers int, open bool) {
 				if k >= jobs {
 					return
 				}
-				off := base + k*perJob*int64(unit)
+				off := base + k*int64(perJob*unit)
 				n, _ := f.ReadAt(buf[:min(int64(perJob*unit), fi.Size()-off)], off)
 				for i := 0; i*unit < n; i++ {
-					c := uint64(k*perJob) + uint64(i)
+					c := uint64(k*int64(perJob)) + uint64(i)
 					chunk := buf[i*unit : min(n, (i+1)*unit)]
 					last := int64(c) == chunks-1
 					if open {

@@ -84,8 +84,13 @@ type Options struct {
 	ChunkSize int
 	// Parallel: 0 or 1 seals/opens chunks on the calling goroutine, one at a
 	// time; N > 1 seals/opens chunks on N worker goroutines, in jobs of up to
-	// 512 KiB of plaintext, while the caller's goroutine reads and writes
-	// the stream; at most 2N jobs in flight, output order kept.
+	// 512 KiB of plaintext; at most 2N jobs in flight (4N when finished jobs
+	// wait for their turn to be written), within 8 MiB; output order kept.
+	// With a regular file as input, copied whole (io.Copy: ReadFrom,
+	// WriteTo), the workers also read their own jobs, and write them at their
+	// offsets when the output is a regular file; with one worker and a
+	// regular file to write, one goroutine reads and seals or opens while
+	// the caller's writes (drive.go).
 	Parallel int
 	// Version is the format of a stream to read: 0 or V2 for the streams
 	// NewWriter writes, V1 for streams written before version 2 (the
