@@ -52,6 +52,7 @@ type driver struct {
 
 	next atomic.Int64 // the next job number to claim
 	made atomic.Int64 // job buffer sets made
+	all  []*job       // the jobs made, for their buffers to be kept (spares)
 	stop atomic.Int64 // no job from this number on starts
 	quit chan struct{}
 
@@ -105,7 +106,46 @@ func (d *driver) run() driveResult {
 		d.callerEmits()
 	}
 	wg.Wait()
+	for _, j := range d.all {
+		j.spare()
+	}
 	return driveResult{ok: d.failAt, err: d.err, failedOut: d.failedOut}
+}
+
+// spares keeps the buffers of finished driven streams for the next ones, by
+// size: a process that verifies many files (or a benchmark) then reuses
+// memory its jobs have touched, rather than having fresh pages faulted in
+// and zeroed for every stream. A sync.Pool lets the garbage collector free
+// them. A buffer taken from here may hold another stream's bytes: jobs only
+// read what they have written.
+var spares sync.Map // int (cap) → *sync.Pool of *[]byte
+
+// buffer returns a buffer of n bytes, a kept one if there is one.
+func buffer(n int) []byte {
+	if p, ok := spares.Load(n); ok {
+		if b, ok := p.(*sync.Pool).Get().(*[]byte); ok {
+			return (*b)[:n]
+		}
+	}
+	return make([]byte, n)
+}
+
+// keep keeps b's storage for buffer.
+func keep(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	b = b[:cap(b)]
+	p, _ := spares.LoadOrStore(cap(b), new(sync.Pool))
+	p.(*sync.Pool).Put(&b)
+}
+
+// spare keeps a driven job's buffers; the job is not used again.
+func (j *job) spare() {
+	keep(j.in)
+	keep(j.buf)
+	keep(j.out)
+	j.in, j.buf, j.out = nil, nil, nil
 }
 
 // take returns a job's buffers: spare ones, new ones while fewer than
@@ -117,7 +157,11 @@ func (d *driver) take() (*job, bool) {
 	default:
 	}
 	if d.made.Add(1) <= int64(d.window) {
-		return d.fresh(), true
+		j := d.fresh()
+		d.mu.Lock()
+		d.all = append(d.all, j)
+		d.mu.Unlock()
+		return j, true
 	}
 	select {
 	case j := <-d.free:

@@ -206,7 +206,8 @@ func closePair(b *testing.B, src, dst *os.File) {
 // floorGCM is the floor of a path: workers goroutines, each taking the
 // next job of as many chunks as the pipeline's jobs for that many workers
 // carry (Options.batch: one chunk for one worker, 8 for 2 to 4, fewer past
-// that), pread-ing it from path at its offset and running
+// that), pread-ing it from path at its offset (into buffers kept from
+// earlier runs, as a driven stream's are) and running
 // AES-GCM over its chunks (open: the stream's chunks, authenticated as the
 // stream's reader would; seal: 64 KiB plaintext chunks). No pipeline, no
 // ordering, no output.
@@ -238,8 +239,10 @@ func floorGCM(b *testing.B, path string, workers int, open bool) {
 	for range workers {
 		wg.Go(func() {
 			var sc scratch
-			buf := make([]byte, perJob*s.stride())
-			out := make([]byte, perJob*s.stride())
+			// Buffers kept from earlier runs, as driven streams keep theirs.
+			buf, out := buffer(perJob*s.stride()), buffer(perJob*s.stride())
+			defer keep(buf)
+			defer keep(out)
 			for {
 				k := next.Add(1) - 1
 				if k >= jobs {

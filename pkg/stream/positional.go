@@ -178,7 +178,7 @@ func (w *writer) drive(f file, base, body int64) (done int64, ok bool, err error
 	unit := int64(batch) * c
 	d := &driver{mode: mode, jobs: jobsOf(body, unit), workers: w.workers, window: window}
 	d.fresh = func() *job {
-		return &job{s: s, in: make([]byte, batch*s.chunk), buf: make([]byte, batch*s.stride())}
+		return &job{s: s, in: buffer(batch * s.chunk), buf: buffer(batch * s.stride())}
 	}
 	d.plan = func(j *job, k int64) {
 		off := k * unit
@@ -232,7 +232,7 @@ func (r *reader) drive(dst io.Writer) (n int64, ok bool, err error) {
 	body := r.end - r.base
 	d := &driver{mode: mode, jobs: jobsOf(body, int64(batch)*stride), workers: r.workers, window: window}
 	d.fresh = func() *job {
-		return &job{s: s, open: true, buf: make([]byte, batch*s.stride()), out: make([]byte, 0, batch*s.chunk)}
+		return &job{s: s, open: true, buf: buffer(batch * s.stride()), out: buffer(batch * s.chunk)[:0]}
 	}
 	d.plan = func(j *job, k int64) {
 		j.wa = nil
