@@ -4,6 +4,7 @@ import (
 	"crypto/fips140"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -49,7 +50,8 @@ func TestScripts(t *testing.T) {
 		// cutfile, flipbyte, mkfifo: damaged inputs (filecmds_test.go).
 		// crdbstart: a model CockroachDB node started with unlock's values (crdbcmd_test.go).
 		// jsonschema: a report against its schema (jsonschema_test.go).
-		Cmds: mergeCmds(cloudCmds(t), fileCmds(), crdbCmds(), schemaCmds()),
+		// runbook: the runbooks' shell blocks as a script (runbook_test.go).
+		Cmds: mergeCmds(cloudCmds(t), fileCmds(), crdbCmds(), schemaCmds(), runbookCmds(docsDir(t))),
 		// [fips]: a GOFIPS140 build running with GODEBUG=fips140=only; [root]: euid 0.
 		Condition: func(cond string) (bool, error) {
 			switch cond {
@@ -71,6 +73,14 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+func docsDir(t *testing.T) string {
+	d, err := filepath.Abs(filepath.Join("..", "..", "docs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func mergeCmds(ms ...map[string]func(ts *testscript.TestScript, neg bool, args []string)) map[string]func(ts *testscript.TestScript, neg bool, args []string) {
