@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,5 +34,25 @@ func TestPurgeOnlyInsideRecordedDir(t *testing.T) {
 	}
 	if _, err := os.Stat(inside); !os.IsNotExist(err) {
 		t.Fatalf("the file unlock wrote was not purged: %v", err)
+	}
+}
+
+// TestUnlockFileName: the names revoke purges in a recorded directory are
+// exactly those keyFileNamer gives (and their temporary files).
+func TestUnlockFileName(t *testing.T) {
+	n := keyFileNamer{}
+	active := "3f2a" + strings.Repeat("0", 60)
+	for _, c := range []struct{ id, format string }{{active, FormatCockroachV1}, {active, FormatCockroachV2}, {strings.Repeat("ab", 32), FormatCockroachV1}, {strings.Repeat("ab", 32), FormatRaw}, {"a-kid-that-is-not-hex", FormatCockroachV2}} {
+		name := n.name(c.id, c.format, active)
+		for _, v := range []string{name, "." + name + ".tmp-123-abc"} {
+			if !unlockFileName(v) {
+				t.Errorf("%s (unlock's name) is not purged", v)
+			}
+		}
+	}
+	for _, v := range []string{".stray", "authorized_keys", "active.key.bak", "old-12.key", "old-zzzzzzzzzzzzzzzz.key", "active-other.key", ".active.key", "keyring.json", "..active.key.tmp-1"} {
+		if unlockFileName(v) {
+			t.Errorf("%s (not unlock's) would be purged", v)
+		}
 	}
 }
