@@ -60,7 +60,7 @@ var exitTable = []exitRow{
 	{ExitPermissions, "permissions", "the keyring or its directory is accessible to others, a symlink, or another user's"},
 	{ExitForeign, "foreign", "the keyring or data belongs to another cluster, region or node"},
 	{ExitAlreadyEnabled, "already-enabled", "CMEK is already enabled in that keyring, or on that Cloud cluster (--cloud)"},
-	{ExitRevokedKeyring, "revoked-keyring", "the keyring is marked revoked: nothing is unlocked, decrypted or rotated"},
+	{ExitRevokedKeyring, "revoked-keyring", "the keyring is marked revoked: nothing is unlocked, decrypted or rotated; revoke: every keyring was revoked already and no file was left to purge"},
 	{ExitLocked, "locked", "another cmekctl holds the keyring's lock"},
 	{ExitPartial, "partial", "some nodes failed, or a rotation is half done: the hint names the command that finishes it"},
 	{ExitNotFIPS, "not-fips", "--require-fips, and cmekctl is not a FIPS build running with GODEBUG=fips140=only"},
