@@ -174,35 +174,35 @@ type ExportedKey struct {
 // already is refused unless force: a new chain restarts the auditor's
 // trust at its first entry.
 func (l *Log) Init(exportPath string, force bool) (ExportedKey, error) {
-	l.mu.Lock()
-	lock, err := l.lock()
+	x, err := l.startChain(exportPath, force)
 	if err != nil {
-		l.mu.Unlock()
 		return ExportedKey{}, err
 	}
-	var last Entry
-	if f, err := os.OpenFile(l.path, os.O_RDONLY|safefile.NoFollow, 0); err == nil {
+	return x, l.Append(Entry{Verb: "audit init", Op: "command", Result: "ok"})
+}
+
+// startChain writes the starting key, under the log's lock.
+func (l *Log) startChain(exportPath string, force bool) (ExportedKey, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lock, err := l.lock()
+	if err != nil {
+		return ExportedKey{}, err
+	}
+	defer lock.Release()
+	last := Entry{Hash: genesis}
+	f, err := os.OpenFile(l.path, os.O_RDONLY|safefile.NoFollow, 0)
+	switch {
+	case err == nil:
 		last, err = lastEntry(f)
 		f.Close()
 		if err != nil {
-			lock.Release()
-			l.mu.Unlock()
 			return ExportedKey{}, err
 		}
-	} else if errors.Is(err, fs.ErrNotExist) {
-		last = Entry{Hash: genesis}
-	} else {
-		lock.Release()
-		l.mu.Unlock()
+	case !errors.Is(err, fs.ErrNotExist):
 		return ExportedKey{}, fmt.Errorf("audit log: %w", err)
 	}
-	ret, err := l.initLocked(exportPath, force, last)
-	lock.Release()
-	l.mu.Unlock()
-	if err != nil {
-		return ExportedKey{}, err
-	}
-	return ret, l.Append(Entry{Verb: "audit init", Op: "command", Result: "ok"})
+	return l.initLocked(exportPath, force, last)
 }
 
 func (l *Log) initLocked(exportPath string, force bool, last Entry) (ExportedKey, error) {
@@ -270,12 +270,8 @@ func VerifyMACs(entries []Entry, keys []ExportedKey, writer *ExportedKey) []Prob
 	var out []Problem
 	var cur chainKey
 	derive := func(seq uint64) chainKey {
-		// The latest chain started at or before seq.
-		i := len(keys) - 1
-		for i > 0 && keys[i].Seq > seq {
-			i--
-		}
-		if keys[i].Seq > seq {
+		i := chainStart(keys, seq)
+		if keys[i].Seq > seq { // before the first chain
 			return chainKey{}
 		}
 		if cur.Key == nil || cur.Seq > seq || chainStart(keys, cur.Seq) != i {
@@ -324,7 +320,8 @@ func VerifyMACs(entries []Entry, keys []ExportedKey, writer *ExportedKey) []Prob
 	return out
 }
 
-// chainStart is the index of the key whose chain holds entry seq.
+// chainStart is the index of the latest chain started at or before entry
+// seq (0 when seq is before every chain).
 func chainStart(keys []ExportedKey, seq uint64) int {
 	i := len(keys) - 1
 	for i > 0 && keys[i].Seq > seq {
