@@ -54,8 +54,12 @@ type FlagValue struct {
 
 // Region is one region of the cluster.
 type Region struct {
-	Name          string
-	CMEK          string
+	Name string
+	CMEK string
+	// PreviousCMEK are keys the region's keyrings may still record (in
+	// their history, or nodes not yet rotated): with CMEK, the only keys a
+	// keyring of the region may name (keyring trust, docs/threat-model.md).
+	PreviousCMEK  []string
 	AuthPrincipal string
 	Nodes         []Node
 	Line          int
@@ -146,21 +150,11 @@ func Parse(path string, data []byte, knownFlag func(string) bool) (*Config, erro
 			if knownFlag == nil || !knownFlag(k.Value) {
 				return nil, errAt(path, k.Line, "unknown field %q (cluster fields: cluster_id, plane, regions; or a flag name such as output)", k.Value)
 			}
-			fv := FlagValue{Line: k.Line}
-			switch v.Kind {
-			case yaml.ScalarNode:
-				fv.Values = []string{v.Value}
-			case yaml.SequenceNode:
-				for _, x := range v.Content {
-					if x.Kind != yaml.ScalarNode {
-						return nil, errAt(path, x.Line, "%q: a list of plain values is expected", k.Value)
-					}
-					fv.Values = append(fv.Values, x.Value)
-				}
-			default:
-				return nil, errAt(path, v.Line, "%q: a value or a list of values is expected", k.Value)
+			vals, err := scalars(path, k.Value, v)
+			if err != nil {
+				return nil, err
 			}
-			c.Flags[k.Value] = fv
+			c.Flags[k.Value] = FlagValue{Values: vals, Line: k.Line}
 		}
 	}
 	if c.Plane == "" {
@@ -177,6 +171,24 @@ func scalar(path string, v *yaml.Node, out *string) error {
 	}
 	*out = v.Value
 	return nil
+}
+
+// scalars is key's value: a list of plain values, or one value.
+func scalars(path, key string, v *yaml.Node) ([]string, error) {
+	if v.Kind == yaml.ScalarNode {
+		return []string{v.Value}, nil
+	}
+	if v.Kind != yaml.SequenceNode {
+		return nil, errAt(path, v.Line, "%q: a value or a list of values is expected", key)
+	}
+	var out []string
+	for _, x := range v.Content {
+		if x.Kind != yaml.ScalarNode {
+			return nil, errAt(path, x.Line, "%q: a list of plain values is expected", key)
+		}
+		out = append(out, x.Value)
+	}
+	return out, nil
 }
 
 func parseRegions(path string, v *yaml.Node) ([]Region, error) {
@@ -197,12 +209,14 @@ func parseRegions(path string, v *yaml.Node) ([]Region, error) {
 				err = scalar(path, x, &r.Name)
 			case "cmek":
 				err = scalar(path, x, &r.CMEK)
+			case "previous_cmek":
+				r.PreviousCMEK, err = scalars(path, k.Value, x)
 			case "auth_principal":
 				err = scalar(path, x, &r.AuthPrincipal)
 			case "nodes":
 				r.Nodes, err = parseNodes(path, x)
 			default:
-				err = errAt(path, k.Line, "unknown region field %q (fields: name, cmek, auth_principal, nodes)", k.Value)
+				err = errAt(path, k.Line, "unknown region field %q (fields: name, cmek, previous_cmek, auth_principal, nodes)", k.Value)
 			}
 			if err != nil {
 				return nil, err

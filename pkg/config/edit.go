@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -47,6 +48,40 @@ func AddNode(data []byte, region string, n Node) ([]byte, error) {
 				}
 			}
 			nodes.Content = append(nodes.Content, nodeEntry(n))
+			return nil
+		}
+		return fmt.Errorf("region %q is not in the file", region)
+	})
+}
+
+// SetRegionCMEK sets region's cmek to uri and, when previous is not "",
+// adds it to the region's previous_cmek (once), so that keyrings that still
+// record it (their history, nodes not yet rotated) stay trusted.
+func SetRegionCMEK(data []byte, region, uri, previous string) ([]byte, error) {
+	return edit(data, func(root *yaml.Node) error {
+		for _, rn := range mapValue(root, "regions", yaml.SequenceNode).Content {
+			if rn.Kind != yaml.MappingNode || lookup(rn, "name") == nil || lookup(rn, "name").Value != region {
+				continue
+			}
+			v := mapValue(rn, "cmek", yaml.ScalarNode)
+			*v = yaml.Node{Kind: yaml.ScalarNode, Value: uri, LineComment: v.LineComment}
+			if previous == "" {
+				return nil
+			}
+			if lookup(rn, "previous_cmek") == nil { // next to cmek
+				i := slices.IndexFunc(rn.Content, func(k *yaml.Node) bool { return k.Value == "cmek" })
+				rn.Content = slices.Insert(rn.Content, i+2, str("previous_cmek"), &yaml.Node{Kind: yaml.SequenceNode})
+			}
+			prev := mapValue(rn, "previous_cmek", yaml.SequenceNode)
+			if prev.Kind == yaml.ScalarNode { // one value: make it a list
+				*prev = yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{str(prev.Value)}}
+			}
+			for _, e := range prev.Content {
+				if e.Value == previous {
+					return nil
+				}
+			}
+			prev.Content = append(prev.Content, str(previous))
 			return nil
 		}
 		return fmt.Errorf("region %q is not in the file", region)
