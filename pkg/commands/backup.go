@@ -98,7 +98,7 @@ func backupEncryptRun(ctx context.Context, f *Factory, p printer, o *BackupOptio
 		return err
 	}
 	defer closeIn()
-	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), true)
+	g, err := keyring.LoadGroup(ctx, f.stores(o.Keyrings), true)
 	if err != nil {
 		return err
 	}
@@ -195,7 +195,7 @@ func backupDecryptRun(ctx context.Context, f *Factory, p printer, o *BackupOptio
 		return err
 	}
 	defer closeIn()
-	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), false)
+	g, err := keyring.LoadGroup(ctx, f.stores(o.Keyrings), false)
 	if err != nil {
 		return err
 	}

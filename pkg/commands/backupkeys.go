@@ -125,8 +125,8 @@ type backupKeysReport struct {
 	KMSCalls      KMSCalls        `json:"kms_calls"`
 }
 
-func loadBackupGroup(ctx context.Context, keyrings []string, write bool) (*keyring.Group, error) {
-	return keyring.LoadGroup(ctx, stores(keyrings), write)
+func loadBackupGroup(ctx context.Context, f *Factory, keyrings []string, write bool) (*keyring.Group, error) {
+	return keyring.LoadGroup(ctx, f.stores(keyrings), write)
 }
 
 func enabledAt(g *keyring.Group) time.Time {
@@ -164,7 +164,7 @@ func backupTable(p printer, rep backupKeysReport) table {
 }
 
 func backupKeysCreate(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
-	g, err := loadBackupGroup(ctx, o.Keyrings, !o.DryRun)
+	g, err := loadBackupGroup(ctx, f, o.Keyrings, !o.DryRun)
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func backupKeysList(ctx context.Context, f *Factory, p printer, o *BackupKeysOpt
 	if o.Cloud.Cloud {
 		return cloudBackupsRun(ctx, f, p, o.Cloud.ClusterID, &o.Cloud)
 	}
-	g, err := loadBackupGroup(ctx, o.Keyrings, false)
+	g, err := loadBackupGroup(ctx, f, o.Keyrings, false)
 	if err != nil {
 		return err
 	}
@@ -248,7 +248,7 @@ func backupKeysList(ctx context.Context, f *Factory, p printer, o *BackupKeysOpt
 }
 
 func backupKeysVerify(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
-	g, err := loadBackupGroup(ctx, o.Keyrings, false)
+	g, err := loadBackupGroup(ctx, f, o.Keyrings, false)
 	if err != nil {
 		return err
 	}
@@ -308,7 +308,7 @@ func backupKeysVerify(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 }
 
 func backupKeysRewrap(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
-	g, err := loadBackupGroup(ctx, o.Keyrings, !o.DryRun)
+	g, err := loadBackupGroup(ctx, f, o.Keyrings, !o.DryRun)
 	if err != nil {
 		return err
 	}
@@ -359,7 +359,7 @@ func toBackupWraps(ws []keyring.RegionWrap) []backup.RegionWrap {
 }
 
 func backupKeysExport(ctx context.Context, f *Factory, p printer, o *BackupKeysOptions) error {
-	g, err := loadBackupGroup(ctx, o.Keyrings, false)
+	g, err := loadBackupGroup(ctx, f, o.Keyrings, false)
 	if err != nil {
 		return err
 	}
@@ -390,7 +390,7 @@ func backupKeysImport(ctx context.Context, f *Factory, p printer, o *BackupKeysO
 	if err != nil {
 		return exitf(ExitCorrupt, "%s: %v", o.In, err)
 	}
-	g, err := loadBackupGroup(ctx, o.Keyrings, true)
+	g, err := loadBackupGroup(ctx, f, o.Keyrings, true)
 	if err != nil {
 		return err
 	}

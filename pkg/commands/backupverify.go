@@ -206,7 +206,7 @@ func backupVerifyRun(ctx context.Context, f *Factory, p printer, o *BackupVerify
 	if err := checkParallel(&o.Parallel); err != nil {
 		return err
 	}
-	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), false)
+	g, err := keyring.LoadGroup(ctx, f.stores(o.Keyrings), false)
 	if err != nil {
 		return err
 	}

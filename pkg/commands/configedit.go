@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cmekctl/cmekctl/pkg/config"
+	"github.com/cmekctl/cmekctl/pkg/keyring"
+	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/safefile"
 )
 
@@ -162,4 +164,32 @@ func recordNode(f *Factory, root *cobra.Command, region, node, dir string) (bool
 		return config.AddNode(b, region, config.Node{Name: node, Keyring: abs})
 	})
 	return err == nil, err
+}
+
+// recordRegionCMEK sets the cluster config's cmek of each region that rotate
+// cmek moved onto newURI (a node of it rotated) to newURI, and keeps the key
+// the config named in the region's previous_cmek, so that the config still
+// names every key the region's keyrings record (keyringtrust.go).
+func recordRegionCMEK(f *Factory, root *cobra.Command, res *keyring.Result, newURI string) error {
+	if f.Config == nil || root == nil || newURI == "" {
+		return nil
+	}
+	var done []string
+	for _, n := range res.Nodes {
+		r, ok := f.Config.Region(n.Region)
+		if n.Err != nil || !ok || slices.Contains(done, n.Region) || provider.Identity(r.CMEK) == provider.Identity(newURI) {
+			continue
+		}
+		done = append(done, n.Region)
+		err := editConfigFile(root, f.Config.Path, func(b []byte) ([]byte, error) {
+			return config.SetRegionCMEK(b, r.Name, newURI, r.CMEK)
+		})
+		if err != nil {
+			return &ExitError{Code: ExitFailure,
+				Err:  fmt.Errorf("region %s was rotated onto %s, but config file %s was not updated: %v", r.Name, redact(newURI), f.Config.Path, err),
+				Hint: fmt.Sprintf("in %s, set cmek: of region %s to the new key and add %s to its previous_cmek:", f.Config.Path, r.Name, redact(r.CMEK))}
+		}
+		fmt.Fprintf(f.IO.ErrOut, "config file %s: region %s: cmek is now %s (%s kept in previous_cmek)\n", f.Config.Path, r.Name, redact(newURI), redact(r.CMEK))
+	}
+	return nil
 }

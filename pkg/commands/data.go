@@ -79,7 +79,7 @@ func dataRun(ctx context.Context, f *Factory, p printer, o *DataOptions) error {
 	}
 	defer closeIn()
 	s := f.newSession()
-	sl, err := keyring.OpenSealer(ctx, f.env(s), keyring.Store{Dir: o.Keyring})
+	sl, err := keyring.OpenSealer(ctx, f.env(s), f.store(o.Keyring))
 	if err != nil {
 		return err
 	}

@@ -130,7 +130,7 @@ func enableRequests(f *Factory, o *EnableOptions) ([]keyring.EnableRequest, bool
 		for _, r := range sel {
 			req := keyring.EnableRequest{Cluster: c.ClusterID, Region: r.Name, CMEK: r.CMEK}
 			for _, n := range r.Nodes {
-				req.Nodes = append(req.Nodes, keyring.EnableNode{Store: keyring.Store{Dir: n.Keyring}, Name: n.Name})
+				req.Nodes = append(req.Nodes, keyring.EnableNode{Store: f.store(n.Keyring), Name: n.Name})
 			}
 			reqs = append(reqs, req)
 		}
@@ -153,7 +153,7 @@ func enableRequests(f *Factory, o *EnableOptions) ([]keyring.EnableRequest, bool
 	}
 	req := keyring.EnableRequest{Cluster: o.ClusterID, Region: o.Region, CMEK: o.CMEK}
 	for i, dir := range o.Keyrings {
-		req.Nodes = append(req.Nodes, keyring.EnableNode{Store: keyring.Store{Dir: dir}, Name: o.Nodes[i]})
+		req.Nodes = append(req.Nodes, keyring.EnableNode{Store: f.store(dir), Name: o.Nodes[i]})
 	}
 	return []keyring.EnableRequest{req}, false, nil
 }

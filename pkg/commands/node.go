@@ -66,7 +66,7 @@ func nodeAddRun(ctx context.Context, f *Factory, p printer, root *cobra.Command,
 	var src *keyring.Keyring
 	var lastErr error
 	for _, d := range srcDirs {
-		kr, err := keyring.Store{Dir: d}.Load()
+		kr, err := f.store(d).Load()
 		if err != nil {
 			lastErr = err
 			continue
@@ -91,7 +91,7 @@ func nodeAddRun(ctx context.Context, f *Factory, p printer, root *cobra.Command,
 			Nodes:   []keyring.PlanNode{{Dir: o.Keyring, Region: src.Region, Node: o.Node, Action: action, Detail: detail}}})
 	}
 	s := f.newSession()
-	res, err := keyring.AddNodes(ctx, f.env(s), src, []keyring.EnableNode{{Store: keyring.Store{Dir: o.Keyring}, Name: o.Node}})
+	res, err := keyring.AddNodes(ctx, f.env(s), src, []keyring.EnableNode{{Store: f.store(o.Keyring), Name: o.Node}})
 	if res == nil {
 		return err
 	}

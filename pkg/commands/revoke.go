@@ -112,7 +112,7 @@ func revokeRun(ctx context.Context, f *Factory, p printer, o *RevokeOptions) err
 	default:
 		return usageError("use --kms-action none, disable or schedule-deletion", "unknown --kms-action %q", o.KMSAction)
 	}
-	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), !o.DryRun)
+	g, err := keyring.LoadGroup(ctx, f.stores(o.Keyrings), !o.DryRun)
 	if err != nil {
 		return err
 	}

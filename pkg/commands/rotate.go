@@ -22,6 +22,9 @@ type RotateOptions struct {
 	DryRun      bool
 	Partial     bool
 	Cloud       CloudOptions
+	// root is the command tree, for the config file edit of rotate cmek
+	// --cmek (nil: the config is left as it is).
+	root *cobra.Command
 }
 
 func newCmdRotate(f *Factory, p func() printer) *cobra.Command {
@@ -53,6 +56,7 @@ cmekctl status flags such a region and names that command.`,
 				if storeMode(cmd) != "" {
 					return rotateStoreRun(cmd.Context(), cmd, f, p(), opts)
 				}
+				opts.root = cmd.Root()
 				return rotateRun(cmd.Context(), f, p(), opts)
 			},
 		}
@@ -103,7 +107,7 @@ func rotateRun(ctx context.Context, f *Factory, p printer, o *RotateOptions) err
 			return err
 		}
 	}
-	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), !o.DryRun)
+	g, err := keyring.LoadGroup(ctx, f.stores(o.Keyrings), !o.DryRun)
 	if err != nil {
 		return err
 	}
@@ -126,8 +130,15 @@ func rotateRun(ctx context.Context, f *Factory, p printer, o *RotateOptions) err
 	if res.Resumed && f.IO.IsStderrTTY() {
 		fmt.Fprintf(f.IO.ErrOut, "resuming interrupted %s %s\n", res.Op, res.OpID)
 	}
+	var cerr error
+	if o.Op == keyring.OpRotateCMEK {
+		cerr = recordRegionCMEK(f, o.root, res, o.CMEK)
+	}
 	if perr := p.print(rotateReport{Result: res, KMSCalls: s.Counts()}, nodeTable(res.Nodes)); perr != nil {
 		return perr
+	}
+	if cerr != nil && err == nil {
+		return cerr
 	}
 	return splitRegionExit(f, err)
 }

@@ -84,7 +84,7 @@ func nodeStartedRun(ctx context.Context, f *Factory, p printer, o *NodeStartedOp
 			return usageError("pipe cockroach debug encryption-active-key STORE into it", "--active-key-id -: standard input is empty")
 		}
 	}
-	sts, err := keyring.NodeStarted(ctx, f.env(f.newSession()), keyring.Store{Dir: o.Keyring}, keyring.StartedOptions{StorePaths: o.StorePaths, ActiveKeyID: id})
+	sts, err := keyring.NodeStarted(ctx, f.env(f.newSession()), f.store(o.Keyring), keyring.StartedOptions{StorePaths: o.StorePaths, ActiveKeyID: id})
 	if err != nil {
 		return err
 	}

@@ -164,7 +164,7 @@ func statusRun(ctx context.Context, f *Factory, p printer, o *StatusOptions) err
 			return statusOutput(f, p, o, rep, unprotectedTable(unprotected))
 		}
 	}
-	g, err := keyring.LoadGroup(ctx, stores(dirs), false)
+	g, err := keyring.LoadGroup(ctx, f.stores(dirs), false)
 	if err != nil {
 		return err
 	}
@@ -322,12 +322,4 @@ func kmsTable(p printer, views []kmsView) table {
 		t.Rows = append(t.Rows, []string{v.URI, string(v.State.State), v.State.PrimaryVersion, strconv.Itoa(len(v.State.Versions)), detail})
 	}
 	return t
-}
-
-func stores(dirs []string) []keyring.Store {
-	out := make([]keyring.Store, len(dirs))
-	for i, d := range dirs {
-		out[i] = keyring.Store{Dir: d}
-	}
-	return out
 }

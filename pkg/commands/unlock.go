@@ -89,7 +89,7 @@ type unlockReport struct {
 
 func unlockRun(ctx context.Context, f *Factory, p printer, o *UnlockOptions) error {
 	s := f.newSession()
-	res, err := keyring.Unlock(ctx, f.env(s), keyring.Store{Dir: o.Keyring}, keyring.UnlockOptions{Out: o.Out, Format: o.Format, AllowDisk: o.AllowDisk,
+	res, err := keyring.Unlock(ctx, f.env(s), f.store(o.Keyring), keyring.UnlockOptions{Out: o.Out, Format: o.Format, AllowDisk: o.AllowDisk,
 		StorePaths: o.StorePaths, RotationPeriod: o.RotationPeriod, SpecFile: o.SpecFile})
 	if err != nil {
 		return err

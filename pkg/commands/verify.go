@@ -90,7 +90,7 @@ func verifyRun(ctx context.Context, f *Factory, p printer, o *VerifyOptions) err
 	if o.Accept != "" && o.Accept != "revoked" {
 		return usageError("use --accept revoked", "unknown --accept %q", o.Accept)
 	}
-	g, err := keyring.LoadGroup(ctx, stores(o.Keyrings), false)
+	g, err := keyring.LoadGroup(ctx, f.stores(o.Keyrings), false)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,10 @@ type Store struct {
 	FS  safefile.FS // nil: the real filesystem
 	// LockWait is how long a writer waits for another (default 30s).
 	LockWait time.Duration
+	// Trust, when set, vets a keyring's recorded CMEK keys before it is
+	// used (nil: none); its error is Load's. The commands set it from the
+	// operator's cluster config (docs/threat-model.md, rule 18).
+	Trust func(dir string, k *Keyring) error
 
 	dir      safefile.DirFS // set by Open: the directory, opened once and checked
 	borrowed bool           // Open of an opened Store: Close leaves dir to its opener
@@ -113,7 +117,13 @@ func (s Store) Load() (*Keyring, error) {
 		}
 		return nil
 	})
-	return k, err
+	if err == nil && s.Trust != nil {
+		err = s.Trust(s.Dir, k)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // Save replaces the keyring crash-safely.
