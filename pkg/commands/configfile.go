@@ -221,6 +221,7 @@ type configView struct {
 type configRegion struct {
 	Name          string       `json:"name"`
 	CMEK          string       `json:"cmek"`
+	PreviousCMEK  []string     `json:"previous_cmek,omitempty"`
 	AuthPrincipal string       `json:"auth_principal,omitempty"`
 	Nodes         []configNode `json:"nodes"`
 }
@@ -272,6 +273,9 @@ that verb, as it would run with them.`,
 				cv.Path, cv.ClusterID, cv.Plane = c.Path, c.ClusterID, c.Plane
 				for _, r := range c.Regions {
 					cr := configRegion{Name: r.Name, CMEK: provider.RedactURI(r.CMEK), AuthPrincipal: r.AuthPrincipal, Nodes: []configNode{}}
+					for _, u := range r.PreviousCMEK {
+						cr.PreviousCMEK = append(cr.PreviousCMEK, provider.RedactURI(u))
+					}
 					for _, n := range r.Nodes {
 						cr.Nodes = append(cr.Nodes, configNode{n.Name, n.Keyring})
 					}

@@ -14,8 +14,8 @@ import (
 
 // kmsTrust decides whether a KMS URI may be dialled in this run (DESIGN.md
 // section 9). A URI comes from the operator (this command line, or the
-// permission-checked config file's regions) or from a keyring. Whatever its
-// source:
+// permission-checked config file's regions: cmek, previous_cmek) or from a
+// keyring (which keyringtrust.go vets against the config). Whatever its source:
 //   - plaintext transport (tls=false, an http:// endpoint) outside loopback
 //     needs --insecure-kms on the command line: the requests carry the
 //     credentials, and the answers carry unwrapped keys;
@@ -68,6 +68,9 @@ func newKMSTrust(f *Factory, cmd *cobra.Command, args []string, cfg *config.Conf
 	if cfg != nil {
 		for _, r := range cfg.Regions {
 			add(r.CMEK)
+			for _, p := range r.PreviousCMEK {
+				add(p)
+			}
 		}
 	}
 	return t
