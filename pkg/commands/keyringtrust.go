@@ -9,7 +9,7 @@ import (
 	"github.com/cmekctl/cmekctl/pkg/provider"
 )
 
-// Keyring trust (docs/threat-model.md, rule 18). A keyring records the CMEK
+// Keyring trust (docs/threat-model.md, rule 19). A keyring records the CMEK
 // keys its wraps were made under, and later verbs dial them: the store-key
 // wrap's (unlock, rotate), the backup-key wraps' (backup-keys create wraps
 // new backup keys under the region's), the history's (verify-destroyed).
@@ -47,7 +47,7 @@ func trustRecordedKeys(c *config.Config, t *kmsTrust, dir string, k *keyring.Key
 	if k.ClusterID != c.ClusterID {
 		return &ExitError{Code: ExitForeign,
 			Err:  fmt.Errorf("keyring %s is of cluster %q, and config file %s describes cluster %q: its CMEK keys are vouched for by nothing", dir, k.ClusterID, c.Path, c.ClusterID),
-			Hint: fmt.Sprintf("pass --config with cluster %s's config file", k.ClusterID)}
+			Hint: fmt.Sprintf("pass --config with cluster %s's config file (its cluster_id and its regions' cmek are enough)", k.ClusterID)}
 	}
 	check := func(region, uri string) error {
 		r, ok := c.Region(region)

@@ -1,6 +1,6 @@
 package commands
 
-// Keyring trust (rule 18 of docs/threat-model.md): with a cluster config in
+// Keyring trust (rule 19 of docs/threat-model.md): with a cluster config in
 // use, a keyring whose recorded CMEK URI was changed to another key, at an
 // endpoint the endpoint checks allow, is refused before any KMS call. On the
 // code before it, each of these verbs dialled the swapped key.

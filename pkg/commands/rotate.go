@@ -44,7 +44,10 @@ refused unless --partial. A region whose nodes hold different store keys
 (after --partial) is reconciled by rotate store-key of every node of the
 region (cmekctl rotate store-key --region R): one unwrap per distinct bundle,
 then one new store key for all; every key a store may still run on is kept.
-cmekctl status flags such a region and names that command.`,
+cmekctl status flags such a region and names that command. rotate cmek
+--cmek NEW sets the config's cmek of each region it moved to NEW and keeps the
+old key in the region's previous_cmek: with a config, a keyring that records a
+key the config does not name is refused (docs/threat-model.md).`,
 	}
 	sub := func(op, use, short string) *cobra.Command {
 		opts := &RotateOptions{Op: op}

@@ -20,7 +20,7 @@ type Store struct {
 	LockWait time.Duration
 	// Trust, when set, vets a keyring's recorded CMEK keys before it is
 	// used (nil: none); its error is Load's. The commands set it from the
-	// operator's cluster config (docs/threat-model.md, rule 18).
+	// operator's cluster config (docs/threat-model.md, rule 19).
 	Trust func(dir string, k *Keyring) error
 
 	dir      safefile.DirFS // set by Open: the directory, opened once and checked
