@@ -58,7 +58,7 @@ func trustRecordedKeys(c *config.Config, t *kmsTrust, dir string, k *keyring.Key
 				Hint: fmt.Sprintf("if region %s is yours, add it to the config (cmekctl region add --region %s --cmek URI); otherwise restore the keyring from a copy you trust", region, region)}
 		}
 		id := provider.Identity(uri)
-		if id != "" && (t.operator[id] || id == provider.Identity(r.CMEK) ||
+		if id != "" && (t.given[id] || id == provider.Identity(r.CMEK) ||
 			slices.ContainsFunc(r.PreviousCMEK, func(p string) bool { return provider.Identity(p) == id })) {
 			return nil
 		}

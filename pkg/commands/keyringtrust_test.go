@@ -15,12 +15,13 @@ import (
 )
 
 // writeClusterConfig writes a config (mode 0600) of cluster c1 whose region
-// east has key cmek and the node east-1 at kr; extra is appended to the region.
-func writeClusterConfig(t *testing.T, e *hostileEnv, cmek, kr, extra string) string {
+// east has key cmek and the node east-1 at kr; extra goes into the region,
+// more (other regions) after it.
+func writeClusterConfig(t *testing.T, e *hostileEnv, cmek, kr, extra string, more ...string) string {
 	t.Helper()
 	cfg := e.path("cluster.yaml")
 	body := "# the operator's cluster\ncluster_id: c1\nregions:\n  - name: east\n    cmek: " + cmek + "\n" + extra +
-		"    nodes:\n      - {name: east-1, keyring: " + kr + "}\n"
+		"    nodes:\n      - {name: east-1, keyring: " + kr + "}\n" + strings.Join(more, "")
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestRotateCMEKUpdatesConfig(t *testing.T) {
 func TestKeyringOutsideConfigRefused(t *testing.T) {
 	e := newHostileEnv(t)
 	kr, uri := e.enable(t, "east")
-	wkr, _ := e.enable(t, "west")
+	wkr, wuri := e.enable(t, "west")
 	cfg := writeClusterConfig(t, e, uri, kr, "")
 	code, _, errOut := e.run(t, "backup-keys", "create", "--config", cfg, "--keyring", wkr)
 	if code != ExitForeign || !strings.Contains(errOut, "for region west, which config file "+cfg+" does not list") {
@@ -176,5 +177,13 @@ func TestKeyringOutsideConfigRefused(t *testing.T) {
 	code, _, errOut = e.run(t, "backup-keys", "create", "--config", other, "--keyring", kr)
 	if code != ExitForeign || !strings.Contains(errOut, `is of cluster "c1", and config file `+other+` describes cluster "c2"`) {
 		t.Errorf("a keyring of another cluster: exit %d\n%s", code, errOut)
+	}
+	// Another region's key of the config is not this region's.
+	both := writeClusterConfig(t, e, uri, kr, "", "  - name: west\n    cmek: "+wuri+"\n    nodes: [{name: west-1, keyring: "+wkr+"}]\n")
+	e.ok(t, "status", "--config", both)
+	tamperCMEKURI(t, kr, wuri)
+	code, _, errOut = e.run(t, "status", "--config", both)
+	if code != ExitForeign || !strings.Contains(errOut, "records CMEK key "+wuri+" for region east, but config file "+both+" names "+uri) {
+		t.Errorf("east's keyring naming west's key: exit %d\n%s", code, errOut)
 	}
 }

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -32,6 +33,7 @@ type kmsTrust struct {
 	insecure bool
 	allowed  []string
 	operator map[string]bool // provider.Identity of the operator's URIs
+	given    map[string]bool // those of this command line (flags, arguments)
 	getenv   func(string) string
 }
 
@@ -65,6 +67,7 @@ func newKMSTrust(f *Factory, cmd *cobra.Command, args []string, cfg *config.Conf
 	for _, a := range args {
 		add(a)
 	}
+	t.given = maps.Clone(t.operator)
 	if cfg != nil {
 		for _, r := range cfg.Regions {
 			add(r.CMEK)
