@@ -205,7 +205,7 @@ func closePair(b *testing.B, src, dst *os.File) {
 
 // floorGCM is the floor of a path: workers goroutines, each taking the
 // next job of as many chunks as the pipeline's jobs for that many workers
-// carry (Options.batch: one chunk for one worker, 8 for 2 to 4, fewer past
+// carry (Options.batch: one chunk for one worker, 4 for 2 to 8, fewer past
 // that), pread-ing it from path at its offset (into buffers kept from
 // earlier runs, as a driven stream's are) and running
 // AES-GCM over its chunks (open: the stream's chunks, authenticated as the

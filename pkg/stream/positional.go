@@ -142,11 +142,10 @@ func (p *pipeline) driveShape(fileOut, discard bool) (mode driveMode, batch, win
 	case p.workers > 1 && (fileOut || discard):
 		return driveOwn, p.batch, p.window, true
 	case p.workers > 1:
-		// A job that finishes early waits for its turn and holds its
-		// buffers meanwhile: as many jobs as the in-flight bound allows,
-		// up to four per worker, so that one slow job stalls no worker.
-		jobBytes := p.batch * (p.s.stride() + p.s.chunk)
-		return driveOrdered, p.batch, max(p.window, min(4*p.workers, maxInflight/jobBytes)), true
+		// Two jobs per worker, as the caller-fed pipeline: measured, four
+		// made workers wait less for buffers but cost more CPU and time
+		// (more memory cycled through the caches).
+		return driveOrdered, p.batch, p.window, true
 	case fileOut:
 		// One worker reads and seals or opens, the caller writes: in jobs
 		// as large as two workers' (serial mode's single chunks would cost

@@ -84,8 +84,8 @@ type Options struct {
 	ChunkSize int
 	// Parallel: 0 or 1 seals/opens chunks on the calling goroutine, one at a
 	// time; N > 1 seals/opens chunks on N worker goroutines, in jobs of up to
-	// 512 KiB of plaintext; at most 2N jobs in flight (4N when finished jobs
-	// wait for their turn to be written), within 8 MiB; output order kept.
+	// 256 KiB of plaintext; at most 2N jobs in flight, within 8 MiB; output
+	// order kept.
 	// With a regular file as input, copied whole (io.Copy: ReadFrom,
 	// WriteTo), the workers also read their own jobs, and write them at their
 	// offsets when the output is a regular file; with one worker and a
@@ -161,10 +161,14 @@ func (o Options) window(jobBytes int) int {
 }
 
 // batchBytes is the plaintext a job carries in parallel mode: enough chunks
-// that handing a job to another goroutine costs little next to sealing it.
+// that handing a job to another goroutine costs little next to sealing it,
+// few enough that its input and output stay near the core's caches
+// (measured at 2 workers, 15 runs ×4: 256 KiB jobs cost 3–8 % less CPU per
+// 64 MiB than 512 KiB ones, on verify and on decrypting and encrypting to
+// /dev/null).
 // Serial mode works a chunk at a time, so its buffers stay in the L1/L2 cache.
 const (
-	batchBytes = 512 << 10
+	batchBytes = 256 << 10
 	maxBatch   = 16
 )
 
