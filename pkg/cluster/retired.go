@@ -103,13 +103,14 @@ func retiredByRegion(ctx context.Context, s store.Store, c string, docs []*nodeD
 // now, in the same file format; a plain store stays plain. Records that
 // are not old keys' are left as they are.
 //
-// It needs at least one old key and a copy of the node's records in the
-// keyring (a node that has published its stores before): otherwise the
-// status is read, as is the first rotation after a node's first start.
+// A bundle of one key has no old key: nothing could be dropped, and no
+// status is read. A host that starts with an empty cache reads the node's
+// records from its status itself (Unlock), so the keyring's copy of them
+// needs no refresh here.
 func settleIfRetired(d *nodeDoc, retired map[string][]string) bool {
 	kr := d.kr
-	if len(kr.StoreWrap.KeyIDs) < 2 || len(kr.Stores) == 0 {
-		return false
+	if len(kr.StoreWrap.KeyIDs) < 2 {
+		return true
 	}
 	old := kr.StoreWrap.KeyIDs[1:]
 	for _, id := range old {

@@ -118,11 +118,13 @@ func Unlock(ctx context.Context, s store.Store, env keyring.Env, o UnlockOptions
 			}
 		} else if !errors.Is(lerr, keyring.ErrNotFound) {
 			return nil, lerr
-		} else if len(kr.Stores) > 0 {
-			// A host without a cache (a new pod) of a node that has
-			// published its stores: its own status has their records,
-			// fresher than the keyring's copy; and its version saves the
-			// status write a failed create.
+		} else if len(kr.StoreWrap.KeyIDs) > 1 {
+			// A host without a cache (a new pod) in a region whose bundle
+			// holds old keys: which one each store runs on is in the
+			// node's own status (the keyring's copy may be older or
+			// none); its version saves the status write a failed create.
+			// With one key in the bundle a store runs on it or is plain:
+			// either starts with it, and the start reads nothing more.
 			var prev Status
 			if v, err := getJSON(ctx, s, statusKey(o.Cluster, o.Region, o.Node), FormatStatus, &prev); err == nil {
 				statusVer = v
