@@ -65,16 +65,7 @@ func TestRotateCountsStoreKey(t *testing.T) {
 		if hosts[n] == "" {
 			hosts[n] = t.TempDir()
 		}
-		if _, err := f.unlock(t, hosts[n], r, n); err != nil {
-			t.Fatalf("%s: %v", n, err)
-		}
-		cache := filepath.Join(hosts[n], "cache")
-		if _, err := keyring.NodeStarted(ctx, f.kms.env(), keyring.Store{Dir: cache}, keyring.StartedOptions{}); err != nil {
-			t.Fatalf("%s: node started: %v", n, err)
-		}
-		if err := cluster.PublishStores(ctx, f.st, cluster.UnlockOptions{Cluster: "c1", Region: r, Node: n, Cache: cache}); err != nil {
-			t.Fatalf("%s: publish: %v", n, err)
-		}
+		f.startConfirmed(t, hosts[n], r, n)
 	}
 	startAll := func(skip string) {
 		for r, nodes := range f.nodes {
@@ -137,17 +128,7 @@ func TestRotateCountsStoreKey(t *testing.T) {
 func TestUnlockFreshCacheCounts(t *testing.T) {
 	ctx := context.Background()
 	f := enabled(t, 1, "r1")
-	first := t.TempDir()
-	if _, err := f.unlock(t, first, "r1", "r1-n1"); err != nil {
-		t.Fatal(err)
-	}
-	cache := filepath.Join(first, "cache")
-	if _, err := keyring.NodeStarted(ctx, f.kms.env(), keyring.Store{Dir: cache}, keyring.StartedOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.PublishStores(ctx, f.st, cluster.UnlockOptions{Cluster: "c1", Region: "r1", Node: "r1-n1", Cache: cache}); err != nil {
-		t.Fatal(err)
-	}
+	f.startConfirmed(t, t.TempDir(), "r1", "r1-n1")
 	if _, err := cluster.Rotate(ctx, f.st, f.kms.env(), rotate(f, keyring.OpRotateStoreKey)); err != nil {
 		t.Fatal(err)
 	}
@@ -171,19 +152,7 @@ func TestUnlockFreshCacheOldKey(t *testing.T) {
 	ctx := context.Background()
 	f := enabled(t, 1, "r1")
 	host := t.TempDir()
-	start := func() {
-		t.Helper()
-		if _, err := f.unlock(t, host, "r1", "r1-n1"); err != nil {
-			t.Fatal(err)
-		}
-		cache := filepath.Join(host, "cache")
-		if _, err := keyring.NodeStarted(ctx, f.kms.env(), keyring.Store{Dir: cache}, keyring.StartedOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if err := cluster.PublishStores(ctx, f.st, cluster.UnlockOptions{Cluster: "c1", Region: "r1", Node: "r1-n1", Cache: cache}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	start := func() { f.startConfirmed(t, host, "r1", "r1-n1") }
 	rotateKey := func() {
 		t.Helper()
 		if _, err := cluster.Rotate(ctx, f.st, f.kms.env(), rotate(f, keyring.OpRotateStoreKey)); err != nil {
@@ -211,5 +180,23 @@ func TestUnlockFreshCacheOldKey(t *testing.T) {
 	}
 	if len(res.Stores) != 1 || res.Stores[0].OldKeyID != on || res.Stores[0].KeyID != kr.StoreWrap.KeyIDs[0] {
 		t.Fatalf("start with an empty cache handed %+v: want key %s and old-key %s (the key the store runs on)", res.Stores, kr.StoreWrap.KeyIDs[0], on)
+	}
+}
+
+// startConfirmed is a node's start on host and its confirmation (node
+// started --store): unlock, the stores recorded as started, the records
+// published in the status (and the retired-key markers written).
+func (f *fixture) startConfirmed(t *testing.T, host, r, n string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := f.unlock(t, host, r, n); err != nil {
+		t.Fatalf("%s: %v", n, err)
+	}
+	cache := filepath.Join(host, "cache")
+	if _, err := keyring.NodeStarted(ctx, f.kms.env(), keyring.Store{Dir: cache}, keyring.StartedOptions{}); err != nil {
+		t.Fatalf("%s: node started: %v", n, err)
+	}
+	if err := cluster.PublishStores(ctx, f.st, cluster.UnlockOptions{Cluster: "c1", Region: r, Node: n, Cache: cache}); err != nil {
+		t.Fatalf("%s: publish: %v", n, err)
 	}
 }
