@@ -39,6 +39,9 @@ type Factory struct {
 	// started_at and verb; config view -- VERB changes Verb).
 	started    time.Time
 	reportVerb string
+	// kmsProgress writes slow or retried KMS calls' progress (kmsprogress.go;
+	// nil: none, as when stderr is not a terminal or with -o json).
+	kmsProgress *kmsProgress
 	// Config is the cluster config file, if one was found.
 	Config      *config.Config
 	flagSources map[string]string
@@ -67,13 +70,14 @@ type kmsSession struct {
 	verb     string
 	auditErr func(error)
 	trust    *kmsTrust
+	progress *kmsProgress
 	mu       sync.Mutex
 	keys     map[string]*provider.Counting
 }
 
 func (f *Factory) newSession() *kmsSession {
 	return &kmsSession{reg: f.Registry(), keys: map[string]*provider.Counting{}, audit: f.Audit, verb: f.Verb,
-		auditErr: func(err error) { f.warnAudit(err) }, trust: f.kmsTrust()}
+		auditErr: func(err error) { f.warnAudit(err) }, trust: f.kmsTrust(), progress: f.kmsProgress}
 }
 
 // kmsTrust returns this run's KMS trust settings, the strictest when the
@@ -101,6 +105,9 @@ func (s *kmsSession) Open(uri string) (provider.Key, error) {
 	}
 	if s.audit != nil {
 		k = &audit.Key{Key: k, Log: s.audit, Verb: s.verb, Err: s.auditErr}
+	}
+	if s.progress != nil {
+		k = &progressKey{Key: k, p: s.progress}
 	}
 	c := provider.NewCounting(k)
 	s.keys[uri] = c

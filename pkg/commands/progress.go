@@ -19,6 +19,9 @@ type progressBars struct {
 	failed  map[string]int
 	drawn   bool
 	active  bool
+	// kmsLines is how many KMS progress lines were written when the bars
+	// were last drawn: after a new one the bars are drawn below it.
+	kmsLines int64
 }
 
 // progress returns the bars for a group (inactive when stderr is not a
@@ -56,10 +59,10 @@ func (pb *progressBars) step(region, node string, err error) {
 
 func (pb *progressBars) draw() {
 	w := pb.f.IO.ErrOut
-	if pb.drawn {
+	if n := pb.f.kmsProgress.written(); pb.drawn && n == pb.kmsLines {
 		fmt.Fprintf(w, "\x1b[%dA", len(pb.regions))
 	}
-	pb.drawn = true
+	pb.drawn, pb.kmsLines = true, pb.f.kmsProgress.written()
 	for _, r := range pb.regions {
 		const width = 30
 		n, t := pb.done[r], pb.total[r]

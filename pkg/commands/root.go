@@ -70,6 +70,9 @@ Start with a drill on the embedded KMS (no cloud account needed):
 			if err := checkReport(cmd, g.Output); err != nil {
 				return err
 			}
+			if f.IO.IsStderrTTY() && (g.Output == OutputTable || g.Output == OutputTSV) {
+				f.kmsProgress = &kmsProgress{w: f.IO.ErrOut, slow: kmsSlow}
+			}
 			if g.RequireFIPS {
 				if err := checkRequireFIPS(f.fips()); err != nil {
 					return err

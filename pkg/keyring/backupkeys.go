@@ -110,7 +110,7 @@ func CreateBackupKey(ctx context.Context, env Env, g *Group, label string, regio
 			Wipe(key)
 			return BackupKey{}, nil, err
 		}
-		w, err := k.Wrap(ctx, key, BackupBinding(g.Cluster, r, bk.ID))
+		w, err := k.Wrap(provider.WithPurpose(ctx, "backup key of "+r), key, BackupBinding(g.Cluster, r, bk.ID))
 		if err != nil {
 			Wipe(key)
 			return BackupKey{}, nil, &KMSError{URI: uri, Op: "wrap backup key " + short(bk.ID), Err: err}
@@ -170,7 +170,7 @@ func UnwrapBackupKey(ctx context.Context, env Env, cluster string, bk BackupKey,
 			errs = append(errs, fmt.Errorf("region %s: %w", w.Region, err))
 			continue
 		}
-		pt, err := k.Unwrap(ctx, provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion}, BackupBinding(cluster, w.Region, bk.ID))
+		pt, err := k.Unwrap(provider.WithPurpose(ctx, "backup key of "+w.Region), provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion}, BackupBinding(cluster, w.Region, bk.ID))
 		if err != nil {
 			errs = append(errs, &KMSError{URI: w.CMEKURI, Op: "unwrap backup key " + short(bk.ID) + " in region " + w.Region, Err: err})
 			continue
@@ -208,6 +208,7 @@ func RewrapBackupKeys(ctx context.Context, env Env, g *Group) (int, error) {
 				}
 			}
 			aad := BackupBinding(g.Cluster, w.Region, bk.ID)
+			ctx := provider.WithPurpose(ctx, "backup key of "+w.Region)
 			old := provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion}
 			var nw provider.Wrapped
 			if r, ok := provider.AsRewrapper(k); ok && to == k {

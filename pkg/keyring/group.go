@@ -196,6 +196,7 @@ func UnwrapBundle(ctx context.Context, env Env, cluster, region string, w StoreW
 	if err != nil {
 		return nil, err
 	}
+	ctx = provider.WithPurpose(ctx, "store key of "+region)
 	raw, err := key.Unwrap(ctx, provider.Wrapped{Ciphertext: w.Wrapped, KeyVersion: w.CMEKVersion}, StoreBinding(cluster, region, w))
 	if err != nil {
 		return nil, &KMSError{URI: w.CMEKURI, Op: "unwrap store key " + short(w.KeyIDs[0]), Err: err}
@@ -208,7 +209,7 @@ func wrapBundle(ctx context.Context, key provider.Key, cluster, region string, b
 	w := StoreWrap{Generation: gen, CMEKURI: key.URI(), KeyIDs: slices.Clone(b.IDs), KeySizes: b.sizes(), WrappedAt: now}
 	raw := b.encode()
 	defer Wipe(raw)
-	out, err := key.Wrap(ctx, raw, StoreBinding(cluster, region, w))
+	out, err := key.Wrap(provider.WithPurpose(ctx, "store key of "+region), raw, StoreBinding(cluster, region, w))
 	if err != nil {
 		return StoreWrap{}, &KMSError{URI: key.URI(), Op: "wrap store key " + short(b.IDs[0]), Err: err}
 	}

@@ -33,6 +33,7 @@ func Retry(ctx context.Context, p RetryPolicy, fn func(context.Context) error) (
 	backoff := p.Base
 	var err error
 	for attempt := 1; ; attempt++ {
+		Attempt(ctx, p.Attempts)
 		err = fn(ctx)
 		if err == nil || Classify(err) != Transient || attempt >= p.Attempts {
 			return attempt, err

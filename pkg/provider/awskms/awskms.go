@@ -71,7 +71,7 @@ func New(client *kms.Client, keyID, uri string) *Key {
 // 5xx, connection errors). opts may adjust it further (tests disable the
 // retry quota with ratelimit.None to count attempts exactly).
 func NewRetryer(maxAttempts int, maxBackoff time.Duration, opts ...func(*retry.StandardOptions)) aws.Retryer {
-	return retry.NewStandard(func(o *retry.StandardOptions) {
+	return attemptsRetryer{retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = maxAttempts
 		o.MaxBackoff = maxBackoff
 		o.Retryables = append([]retry.IsErrorRetryable{onlyTransient{}}, o.Retryables...)
@@ -86,8 +86,19 @@ func NewRetryer(maxAttempts int, maxBackoff time.Duration, opts ...func(*retry.S
 		for _, f := range opts {
 			f(o)
 		}
-	})
+	})}
 }
+
+// attemptsRetryer tells the call's attempt observer (provider.Attempt) of
+// each attempt the SDK makes: it asks for an attempt token before each one.
+type attemptsRetryer struct{ *retry.Standard }
+
+func (r attemptsRetryer) GetAttemptToken(ctx context.Context) (func(error) error, error) {
+	provider.Attempt(ctx, r.MaxAttempts())
+	return r.Standard.GetAttemptToken(ctx)
+}
+
+var _ aws.RetryerV2 = attemptsRetryer{}
 
 // onlyTransient vetoes a retry of any error the table does not class
 // TRANSIENT, whatever the SDK's defaults would say.

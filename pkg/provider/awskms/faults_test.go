@@ -153,12 +153,19 @@ func TestNotFoundIsNeverDestroyed(t *testing.T) {
 func TestThrottledBeyondBudget(t *testing.T) {
 	f := startFaultKMS(t, map[string]reply{"*": errorReply(400, "ThrottlingException", "Rate exceeded")})
 	k := New(newClient(f.URL), faultARN, testURI(faultARN))
-	_, err := k.Unwrap(testCtx(t), provider.Wrapped{Ciphertext: []byte("blob")}, testAAD)
+	// The SDK's retryer tells the call's observer of every attempt (the
+	// progress lines of cmekctl at a terminal).
+	var seen []int
+	ctx := provider.WithAttempts(testCtx(t), func(max int) { seen = append(seen, max) })
+	_, err := k.Unwrap(ctx, provider.Wrapped{Ciphertext: []byte("blob")}, testAAD)
 	if provider.Classify(err) != provider.Transient || pe(t, err).Code != "ThrottlingException" {
 		t.Fatalf("%v: want ThrottlingException TRANSIENT", err)
 	}
 	if n := f.total(); n != testAttempts {
 		t.Fatalf("%d requests reached the server, want the bound %d", n, testAttempts)
+	}
+	if len(seen) != testAttempts || seen[0] != testAttempts {
+		t.Fatalf("attempts observed: %v, want %d of %d", seen, testAttempts, testAttempts)
 	}
 	// The production bound is the same retryer with DefaultMaxAttempts.
 	if got := NewRetryer(DefaultMaxAttempts, DefaultMaxBackoff).MaxAttempts(); got != DefaultMaxAttempts {
