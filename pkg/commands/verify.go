@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,7 +46,9 @@ longer be used, and give a verdict that can be filed with an audit:
   - a search of the keyring directories for key-like files, and of every
     directory unlock recorded (it records the directory before it writes a
     key) and every --unlock-dir, for any file left behind (dotfiles and
-    temporary files included);
+    temporary files included); a CockroachDB store-key file there whose key
+    no keyring given knows is another cluster's: reported FOREIGN, it does
+    not decide the verdict;
   - a node start attempt per node.
 
 The evidence rule: DESTROYED needs positive proof, from the KMS that holds
@@ -240,9 +243,13 @@ func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.
 		}
 		add(sampleCheck(ctx, env, node, path, now))
 	}
-	// Key material left on disk.
+	// Key material left on disk. A store-key file in an unlock directory
+	// whose key no keyring given knows is another cluster's: reported, not
+	// evidence against this one.
 	seenFile := map[string]bool{}
+	known := g.StoreKeyIDs()
 	for _, n := range g.Nodes {
+		unlocked := keyring.UnlockedFiles(n.KR, o.UnlockDirs...)
 		var left []string
 		for _, l := range keyring.LeftoverKeyFiles(n.Store, n.KR, o.UnlockDirs...) {
 			if !seenFile[l] {
@@ -254,6 +261,10 @@ func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.
 			add(verify.Check{Target: n.Store.Dir, Check: "search for unwrapped key files", Result: "none found", Outcome: verify.OutPass, At: f.Now().UTC()})
 		}
 		for _, l := range left {
+			if id := keyring.StoreKeyFileID(l); id != "" && !known[id] && slices.Contains(unlocked, l) {
+				add(verify.Check{Target: l, Check: "search for unwrapped key files", Result: foreignKeyFile(id), Outcome: verify.OutPass, At: f.Now().UTC()})
+				continue
+			}
 			add(verify.Check{Target: l, Check: "search for unwrapped key files", Result: "FOUND: a file is still in an unlock directory, or a key-like file in the keyring directory", Outcome: verify.OutAccessible, At: f.Now().UTC()})
 		}
 	}
@@ -274,4 +285,12 @@ func collectEvidence(ctx context.Context, f *Factory, s *kmsSession, g *keyring.
 	rep.FinishedAt = f.Now().UTC()
 	rep.Verdict, rep.Reason = verify.Decide(rep.Checks)
 	return rep, nil
+}
+
+// foreignKeyFile is the result of a search that found another cluster's
+// store-key file.
+func foreignKeyFile(id string) string {
+	return "FOREIGN: a CockroachDB store-key file of store key " + keyring.Short(id) +
+		", which no keyring given knows: another cluster's, not evidence about this one's keys " +
+		"(if these keyrings were restored from an older copy, it may be this cluster's newer key: give the newest copies)"
 }
