@@ -176,11 +176,7 @@ func stamp(path string) string {
 	if err != nil {
 		return "absent"
 	}
-	var ino uint64
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
-	}
-	return fmt.Sprintf("%d %d %d", fi.Size(), fi.ModTime().UnixNano(), ino)
+	return fmt.Sprintf("%d %d %d", fi.Size(), fi.ModTime().UnixNano(), inode(fi))
 }
 
 // changesOutside are the verbs whose work reaches beyond the keyrings and
