@@ -43,7 +43,7 @@ func loadConfig(f *Factory, root, cmd *cobra.Command, path string, explicit bool
 	}
 	if path != "" {
 		// The flag names of the whole tree, only when a file is parsed.
-		known := sync.OnceValue(func() []string { return allFlagNames(root) })
+		known := sync.OnceValue(func() []string { return allFlagNames(wholeTree(f, root)) })
 		cfg, err := loadConfigFile(path, func(n string) bool { return slices.Contains(known(), n) })
 		var ee *ExitError
 		switch {
