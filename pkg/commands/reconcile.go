@@ -59,7 +59,8 @@ func splitRegionExit(f *Factory, err error) error {
 }
 
 // splitRegions returns, per region whose nodes hold different store-key
-// bundles, the command that reconciles it.
+// bundles or generations (a rotate cmek --partial re-wraps the same keys),
+// the command that reconciles it.
 func splitRegions(f *Factory, g *keyring.Group) map[string]string {
 	out := map[string]string{}
 	for _, r := range g.Regions {
@@ -68,7 +69,7 @@ func splitRegions(f *Factory, g *keyring.Group) map[string]string {
 		for _, n := range g.ByRegion(r) {
 			krs, dirs = append(krs, n.KR), append(dirs, n.Store.Dir)
 		}
-		if keyring.Split(krs) {
+		if keyring.Split(krs) || slices.ContainsFunc(krs, func(kr *keyring.Keyring) bool { return kr.StoreWrap.Generation != krs[0].StoreWrap.Generation }) {
 			out[r] = reconcileCommand(f, r, dirs)
 		}
 	}
@@ -77,7 +78,7 @@ func splitRegions(f *Factory, g *keyring.Group) map[string]string {
 
 // reconcileLine says that a region is split and what reconciles it.
 func reconcileLine(r statusRegion) string {
-	return fmt.Sprintf("region %s: its nodes hold different store keys (a rotation with --partial left some behind): run %s", r.Region, r.Reconcile)
+	return fmt.Sprintf("region %s: its nodes hold different store keys or generations (a rotation with --partial left some behind): run %s", r.Region, r.Reconcile)
 }
 
 // reconcileRun is ": run COMMAND" for a split region, else "".
