@@ -13,16 +13,19 @@ import (
 // and hands out jobs runs only when a worker gives up its core, and the
 // workers wait for it (measured: a quarter to a third of their time).
 //
-// A job's output leaves in one of three ways (driveMode):
+// A job's output leaves in one of three ways (driveMode, chosen by
+// pipeline.driveShape):
 //
-//   - driveOwn: each job writes its own output at its offset in a regular
-//     file (pwrite), or has nothing to write (io.Discard). Each worker keeps
-//     one job's buffers for all its jobs; of the jobs that fail, the first in
-//     stream order decides the error, and no job after it starts.
-//   - driveOrdered: the output goes to dst in stream order (a pipe, a
+//   - driveOwn: nothing to write (io.Discard: backup verify). Each worker
+//     keeps one job's buffers for all its jobs; of the jobs that fail, the
+//     first in stream order decides the error, and no job after it starts.
+//   - driveOrdered: the output goes out in stream order, to a regular file
+//     (pwrite at the job's offset) or to any other writer (a pipe, a
 //     terminal, a device). A finished job waits in a ring of window jobs for
 //     its turn, and whichever worker finds the next job ready writes it, and
 //     those ready after it; the output stops at the first job that fails.
+//     No goroutine writes every byte, and no two write at once: buffered
+//     writes to one file take turns in the kernel anyway.
 //   - driveCaller: one worker and a regular file to write: the worker reads
 //     and seals or opens, the caller writes each job at its offset, so that
 //     writing overlaps the worker's reading and sealing.
