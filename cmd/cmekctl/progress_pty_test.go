@@ -140,3 +140,67 @@ func TestKMSProgressOnTerminal(t *testing.T) {
 		t.Errorf("stderr a pipe: progress written: %q", got)
 	}
 }
+
+// TestTableOnTerminal: with stdout a terminal, status's tables fit its
+// width: cut to fit on 120 columns, as records (too many columns) on 70;
+// times with their zone; piped, TSV.
+func TestTableOnTerminal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes: not in -short")
+	}
+	tmp := t.TempDir()
+	kr := rssKeyring(t, tmp)
+	for _, cols := range []int{120, 70} {
+		out := statusOnTerminal(t, tmp, kr, cols)
+		if !regexp.MustCompile(`(?m)(│ REGION +│|^REGION +r1)`).MatchString(out) || !regexp.MustCompile(` \d{4}-\d\d-\d\d \d\d:\d\d UTC`).MatchString(out) {
+			t.Fatalf("%d columns: not a table or records with zoned times: %q", cols, out)
+		}
+		for _, l := range regexp.MustCompile(`\r?\n`).Split(out, -1) {
+			if n := len([]rune(l)); n > cols {
+				t.Errorf("line of %d columns on a %d-column terminal: %q", n, cols, l)
+			}
+		}
+	}
+	code, piped, _ := cliRun(t, tmp, "status", "--no-kms", "--keyring", kr)
+	if code != 0 || !regexp.MustCompile(`(?m)^region\tnode\t`).MatchString(piped) {
+		t.Fatalf("piped: exit %d: %q", code, piped)
+	}
+}
+
+func statusOnTerminal(t *testing.T, tmp, kr string, cols int) string {
+	t.Helper()
+	m, s := openPTY(t)
+	defer m.Close()
+	if err := unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(cols), Row: 24}); err != nil {
+		t.Fatal(err)
+	}
+	c := cliCmd(t, tmp, "status", "--no-kms", "--keyring", kr)
+	c.Env = append(c.Env, "TZ=UTC")
+	c.Stdout = s
+	var errOut bytes.Buffer
+	c.Stderr = &errOut
+	done := make(chan []byte)
+	go func() {
+		var b bytes.Buffer
+		buf := make([]byte, 4096)
+		for {
+			n, err := m.Read(buf)
+			b.Write(buf[:n])
+			if err != nil {
+				done <- b.Bytes()
+				return
+			}
+		}
+	}()
+	if err := c.Run(); err != nil {
+		t.Fatalf("status: %v: %s", err, errOut.String())
+	}
+	s.Close()
+	var got []byte
+	select {
+	case got = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no output from the terminal")
+	}
+	return string(got)
+}

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 )
 
 // writeTSV writes one table as tab-separated lines: its header line (unless
@@ -35,7 +36,9 @@ const minColumn = 8
 
 // renderTable draws an aligned table no wider than width (0: any width):
 // while it is too wide, the widest column is cut (its header too), its
-// cells ending in "…", down to minColumn.
+// cells ending in "…", down to minColumn. A table still too wide (many
+// columns on a narrow terminal) is drawn as records instead: one
+// "HEADER  value" line per column, a blank line between rows.
 func renderTable(w io.Writer, t table, headers bool, width int) error {
 	head, rows := t.Headers, t.Rows
 	for range 64 {
@@ -54,8 +57,7 @@ func renderTable(w io.Writer, t table, headers bool, width int) error {
 		}
 		col, cur := widestColumn(all)
 		if cur <= minColumn {
-			_, err := w.Write(buf.Bytes()) // nothing left to cut
-			return err
+			break
 		}
 		all = cutColumn(all, col, max(minColumn, cur-over))
 		if headers {
@@ -63,20 +65,51 @@ func renderTable(w io.Writer, t table, headers bool, width int) error {
 		}
 		rows = all
 	}
-	return drawTable(w, head, rows, headers)
+	writeRecords(w, t, width)
+	return nil
 }
 
+// writeRecords writes each row as lines of "HEADER  value", values cut to
+// fit width, rows separated by a blank line.
+func writeRecords(w io.Writer, t table, width int) {
+	label := 0
+	for _, h := range t.Headers {
+		label = max(label, utf8.RuneCountInString(h))
+	}
+	room := max(minColumn, width-label-2)
+	for i, r := range t.Rows {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		for j, v := range r {
+			if j < len(t.Headers) {
+				if rs := []rune(v); len(rs) > room {
+					v = string(rs[:room-1]) + "…"
+				}
+				fmt.Fprintf(w, "%-*s  %s\n", label, strings.ToUpper(t.Headers[j]), v)
+			}
+		}
+	}
+}
+
+// drawTable draws the table, headers in capitals (tablewriter's own header
+// formatting, which also adds spaces, is off: a header is as wide as its
+// text, so fitting can measure it).
 func drawTable(w io.Writer, head []string, rows [][]string, headers bool) error {
-	tw := tablewriter.NewTable(w)
+	tb := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off))
 	if headers {
-		tw.Header(toAny(head)...)
+		upper := make([]string, len(head))
+		for i, h := range head {
+			upper[i] = strings.ToUpper(h)
+		}
+		tb.Header(toAny(upper)...)
 	}
 	for _, r := range rows {
-		if err := tw.Append(toAny(r)...); err != nil {
+		if err := tb.Append(toAny(r)...); err != nil {
 			return err
 		}
 	}
-	return tw.Render()
+	return tb.Render()
 }
 
 // tableWidth is the widest line of a drawn table, in runes.

@@ -62,3 +62,23 @@ func TestWhenShowsZone(t *testing.T) {
 		t.Errorf("table: %q has no zone", got)
 	}
 }
+
+// A table with more columns than a narrow terminal can hold even cut is
+// drawn as records ("HEADER  value" lines), every line within the width.
+func TestRenderTableRecords(t *testing.T) {
+	tb := table{Headers: []string{"a", "b", "c", "d", "e", "f", "g", "h", "data key created"}}
+	tb.Rows = [][]string{{"1", "2", "3", "4", "5", "6", "7", "8", "2026-11-01 12:00 UTC and much more text than fits"}}
+	var b bytes.Buffer
+	if err := renderTable(&b, tb, true, 40); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.Contains(out, "│") || !strings.Contains(out, "DATA KEY CREATED  2026-11-01 12:00 UTC") {
+		t.Fatalf("not records:\n%s", out)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if n := utf8.RuneCountInString(l); n > 40 {
+			t.Errorf("line of %d: %q", n, l)
+		}
+	}
+}
