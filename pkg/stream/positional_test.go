@@ -213,7 +213,8 @@ func TestPositionalMatchesSequential(t *testing.T) {
 	}
 }
 
-// FuzzPositional fuzzes the positional reader against the sequential one.
+// FuzzPositional fuzzes the positional reader against the sequential one,
+// through every sink (samePositional).
 func FuzzPositional(f *testing.F) {
 	const cs = 32
 	for _, n := range []int{0, 1, cs, 3 * cs, 4*cs + 5} {
@@ -223,7 +224,9 @@ func FuzzPositional(f *testing.F) {
 		f.Add(append(append([]byte(nil), ct...), 0), uint8(2))
 	}
 	f.Fuzz(func(t *testing.T, ct []byte, per uint8) {
-		samePositional(t, ct, V2, Options{ChunkSize: cs, chunksPerJob: int(per%4) + 1})
+		// per's low bits: chunks per job; the next: workers (0..3), so that
+		// every driven mode is fuzzed.
+		samePositional(t, ct, V2, Options{ChunkSize: cs, chunksPerJob: int(per%4) + 1, Parallel: int(per>>2) % 4})
 	})
 }
 
