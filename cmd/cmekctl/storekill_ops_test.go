@@ -49,7 +49,7 @@ func TestKillEnableStore(t *testing.T) {
 			c := fmt.Sprintf("e%d-%v", at, forward)
 			g.kp.arm(at, forward)
 			code, out := g.run(args(g.viaProxy, c)...)
-			if !g.kp.killed || code == 0 {
+			if !g.kp.wasKilled() || code == 0 {
 				t.Fatalf("%s: not killed at write %d (exit %d): %s", c, at, code, out)
 			}
 			before := map[string][]byte{}
@@ -137,7 +137,7 @@ func TestKillRevokeStore(t *testing.T) {
 			kms := setup(c)
 			g.kp.arm(at, forward)
 			code, out := g.run(args(g.viaProxy, c)...)
-			if !g.kp.killed {
+			if !g.kp.wasKilled() {
 				continue // a renewal shifted the count: this write did not come
 			}
 			kills++

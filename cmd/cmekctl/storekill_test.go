@@ -51,14 +51,21 @@ func (k *killProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				k.rp.ServeHTTP(httptest.NewRecorder(), r)
 			}
 			k.mu.Lock()
+			k.killed = true // before the kill: the test reads it once Wait returns
 			_ = k.victim.Kill()
-			k.killed = true
 			k.mu.Unlock()
 			http.Error(w, "killed", http.StatusServiceUnavailable)
 			return
 		}
 	}
 	k.rp.ServeHTTP(w, r)
+}
+
+// wasKilled says whether the proxy killed the run.
+func (k *killProxy) wasKilled() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.killed
 }
 
 func (k *killProxy) arm(at int, forward bool) {
@@ -175,7 +182,7 @@ func TestKillRotateStore(t *testing.T) {
 			enable(c)
 			kp.arm(at, forward)
 			code, out := run(rotateArgs(viaProxy, c)...)
-			if !kp.killed {
+			if !kp.wasKilled() {
 				continue // renewals shifted the count: this write did not come
 			}
 			kills++
