@@ -127,6 +127,7 @@ func TestEveryReportHasSchema(t *testing.T) {
 	walk(commands.NewRootCmd(commands.NewFactory()))
 	files, _ := filepath.Glob(filepath.Join(schemaDir, "*.json"))
 	for _, f := range files {
+		checkEnvelope(t, f)
 		verb, _, _ := strings.Cut(strings.ReplaceAll(strings.TrimSuffix(filepath.Base(f), ".json"), "_", " "), "@")
 		if !slices.Contains(verbs, verb) {
 			t.Errorf("%s is the schema of no verb with a report", f)
@@ -167,6 +168,30 @@ func TestJSONDocsListEveryField(t *testing.T) {
 			if !strings.Contains(section, "`"+name+"`") {
 				t.Errorf("docs/json.md: the section of %s does not name field %q", base, name)
 			}
+		}
+	}
+}
+
+// checkEnvelope: a schema requires the envelope every report carries
+// (docs/json.md): schema_version, verb, and RFC 3339 UTC started_at and
+// finished_at.
+func checkEnvelope(t *testing.T, file string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := jsonschema.Parse(b)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	for _, f := range []string{"schema_version", "verb", "started_at", "finished_at"} {
+		p, ok := s.Properties[f]
+		switch {
+		case !ok || !slices.Contains(s.Required, f):
+			t.Errorf("%s: the envelope field %s is not required", file, f)
+		case strings.HasSuffix(f, "_at") && p.Format != "date-time":
+			t.Errorf("%s: %s is not a date-time", file, f)
 		}
 	}
 }
