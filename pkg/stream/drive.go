@@ -115,6 +115,9 @@ func (d *driver) run() driveResult {
 	return driveResult{ok: d.failAt, err: d.err, failedOut: d.failedOut}
 }
 
+// madeJob, when set (tests), sees each job a driven stream makes.
+var madeJob func(*job)
+
 // spares keeps the buffers of finished driven streams for the next ones, by
 // size: a process that verifies many files (or a benchmark) then reuses
 // memory its jobs have touched, rather than having fresh pages faulted in
@@ -161,6 +164,9 @@ func (d *driver) take() (*job, bool) {
 	}
 	if d.made.Add(1) <= int64(d.window) {
 		j := d.fresh()
+		if madeJob != nil {
+			madeJob(j)
+		}
 		d.mu.Lock()
 		d.all = append(d.all, j)
 		d.mu.Unlock()

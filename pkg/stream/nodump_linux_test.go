@@ -78,3 +78,80 @@ func wholePage(b []byte) uint64 {
 	}
 	return uint64(lo)
 }
+
+// TestDrivenPlaintextNotDumped: the plaintext buffers of driven streams
+// (drive.go: a regular file copied whole), in every mode, are MADV_DONTDUMP
+// too, though their buffers are kept from stream to stream.
+func TestDrivenPlaintextNotDumped(t *testing.T) {
+	var made [][]byte // the plaintext buffer of each job made
+	madeJob = func(j *job) {
+		if j.open {
+			made = append(made, j.out)
+		} else {
+			made = append(made, j.in)
+		}
+	}
+	defer func() { madeJob = nil }()
+	pt := make([]byte, 1<<20)
+	rand.Read(pt)
+	for _, p := range []int{1, 2} {
+		for _, toFile := range []bool{false, true} {
+			opt := Options{ChunkSize: 64 << 10, Parallel: p}
+			made = nil
+			var buf bytes.Buffer
+			var dst io.Writer = &buf
+			out := &memOut{}
+			if toFile {
+				dst = out
+			}
+			w, err := NewWriter(dst, testKey, testHeader, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.(io.ReaderFrom).ReadFrom(newMemFile(pt)); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			ct := buf.Bytes()
+			if toFile {
+				ct = out.b
+			}
+			ins := made
+			made = nil
+			r, err := NewReader(newMemFile(ct), testKey, testHeader, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sink io.Writer = io.Discard
+			if toFile {
+				sink = &memOut{}
+			}
+			if _, err := io.Copy(sink, r); err != nil {
+				t.Fatal(err)
+			}
+			if p == 1 && !toFile {
+				continue // not driven: the caller does it all
+			}
+			if len(ins) == 0 || len(made) == 0 {
+				t.Fatalf("P=%d file=%v: %d writer jobs, %d reader jobs made: not driven", p, toFile, len(ins), len(made))
+			}
+			for what, bufs := range map[string][][]byte{"writer in": ins, "reader out": made} {
+				for _, b := range bufs {
+					page := wholePage(b)
+					if page == 0 {
+						t.Fatalf("P=%d %s: %d bytes hold no whole page", p, what, cap(b))
+					}
+					flags, err := smaps.VmFlagsAt(page)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !slices.Contains(flags, "dd") {
+						t.Errorf("P=%d file=%v %s: flags %v, want dd", p, toFile, what, flags)
+					}
+				}
+			}
+		}
+	}
+}

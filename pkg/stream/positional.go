@@ -189,7 +189,9 @@ func (w *writer) drive(f file, base, body int64) (done int64, ok bool, err error
 	unit := int64(batch) * c
 	d := &driver{mode: mode, jobs: jobsOf(body, unit), workers: w.workers, window: window}
 	d.fresh = func() *job {
-		return &job{s: s, in: buffer(batch * s.chunk), buf: buffer(batch * s.stride())}
+		j := &job{s: s, in: buffer(batch * s.chunk), buf: buffer(batch * s.stride())}
+		noDump(j.in) // plaintext (the buffer may have been another size's ciphertext)
+		return j
 	}
 	d.plan = func(j *job, k int64) {
 		off := k * unit
@@ -241,7 +243,9 @@ func (r *reader) drive(dst io.Writer) (n int64, ok bool, err error) {
 	body := r.end - r.base
 	d := &driver{mode: mode, jobs: jobsOf(body, int64(batch)*stride), workers: r.workers, window: window}
 	d.fresh = func() *job {
-		return &job{s: s, open: true, buf: buffer(batch * s.stride()), out: buffer(batch * s.chunk)[:0]}
+		j := &job{s: s, open: true, buf: buffer(batch * s.stride()), out: buffer(batch * s.chunk)[:0]}
+		noDump(j.out) // plaintext (the buffer may have been another size's ciphertext)
+		return j
 	}
 	d.plan = func(j *job, k int64) {
 		j.wa = nil
