@@ -1,7 +1,10 @@
 package main
 
 import (
+	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -29,6 +32,45 @@ func TestStartupLinksNoXDS(t *testing.T) {
 			if pkg == bad || strings.HasPrefix(pkg, bad) || strings.HasPrefix(pkg, bad+"/") {
 				t.Errorf("cmekctl links %s: its package init runs at every start (see docs/performance.md, Start-up)", pkg)
 			}
+		}
+	}
+}
+
+// initBytesLimit bounds what one linked package may allocate in its init:
+// every start of cmekctl pays for it, in page faults of fresh heap.
+// tablewriter v1.1 preallocated a 663 KB width cache (an 8192-entry map) in
+// pkg/twwidth's init, ~140 page faults and ~0.3 ms per start.
+var initBytesLimit = map[string]int{
+	"github.com/olekukonko/tablewriter/pkg/twwidth": 64 << 10,
+}
+
+var initTraceLine = regexp.MustCompile(`(?m)^init (\S+) @\S+ ms, \S+ ms clock, (\d+) bytes`)
+
+// TestStartupInitAllocations runs this test binary, which links the same
+// module versions as cmekctl, with GODEBUG=inittrace=1 and checks the
+// bytes the packages above allocate in their init.
+func TestStartupInitAllocations(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", os.Args[0], err, out)
+	}
+	seen := map[string]bool{}
+	for _, m := range initTraceLine.FindAllSubmatch(out, -1) {
+		pkg := string(m[1])
+		limit, ok := initBytesLimit[pkg]
+		if !ok {
+			continue
+		}
+		seen[pkg] = true
+		if n, _ := strconv.Atoi(string(m[2])); n > limit {
+			t.Errorf("init of %s allocates %d bytes at every start, over %d (docs/performance.md, Start-up)", pkg, n, limit)
+		}
+	}
+	for pkg := range initBytesLimit {
+		if !seen[pkg] {
+			t.Logf("%s has no init work", pkg)
 		}
 	}
 }
