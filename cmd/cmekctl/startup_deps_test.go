@@ -51,7 +51,11 @@ var initTraceLine = regexp.MustCompile(`(?m)^init (\S+) @\S+ ms, \S+ ms clock, (
 // bytes the packages above allocate in their init.
 func TestStartupInitAllocations(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	godebug := "inittrace=1"
+	if v := os.Getenv("GODEBUG"); v != "" { // e.g. fips140=only: keep it
+		godebug = v + "," + godebug
+	}
+	cmd.Env = append(os.Environ(), "GODEBUG="+godebug)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", os.Args[0], err, out)
