@@ -160,34 +160,44 @@ func TestGetIfChangedSendsNoBodyS3(t *testing.T) {
 			storetest.SetAWSTestEnv(t)
 			p := faultproxy.Start(t, srv.URL)
 			s := opener(srv.URI(p.URL, "p"))(t)
-			ctx := context.Background()
-			doc := bytes.Repeat([]byte("k"), 4096)
-			v1, err := s.CreateOnly(ctx, "c/keyring.json", doc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.Reset()
-			for range 5 {
-				body, got, changed, err := store.GetIfChanged(ctx, s, "c/keyring.json", v1)
-				if err != nil || changed || body != nil || got != v1 {
-					t.Fatalf("unchanged: %d bytes %+v changed=%v %v", len(body), got, changed, err)
-				}
-			}
-			statuses, n0 := p.Answers()
-			if p.Requests() != 5 || statuses[http.StatusNotModified] != 5 || n0 != 0 {
-				t.Fatalf("5 polls of an unchanged document: %d requests, answers %v, %d body bytes; want 5 requests answered 304 with no body",
-					p.Requests(), statuses, n0)
-			}
-			v2, err := s.ReplaceIfUnchanged(ctx, "c/keyring.json", doc, v1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.Reset()
-			body, got, changed, err := store.GetIfChanged(ctx, s, "c/keyring.json", v1)
-			statuses, n := p.Answers()
-			if err != nil || !changed || len(body) != len(doc) || got != v2 || statuses[http.StatusOK] != 1 || n < int64(len(doc)) {
-				t.Fatalf("changed: %d bytes %+v changed=%v %v; answers %v, %d body bytes", len(body), got, changed, err, statuses, n)
-			}
+			checkConditionalPolls(t, s, p)
 		})
 	}
+}
+
+// checkConditionalPolls writes a document through p and checks that five
+// conditional reads of it unchanged are five requests answered 304 with no
+// body, and that once replaced one read answers 200 with the new body. It
+// returns the document's first version.
+func checkConditionalPolls(t *testing.T, s store.Store, p *faultproxy.Proxy) store.Version {
+	t.Helper()
+	ctx := context.Background()
+	doc := bytes.Repeat([]byte("k"), 4096)
+	v1, err := s.CreateOnly(ctx, "c/keyring.json", doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Reset()
+	for range 5 {
+		body, got, changed, err := store.GetIfChanged(ctx, s, "c/keyring.json", v1)
+		if err != nil || changed || body != nil || got != v1 {
+			t.Fatalf("unchanged: %d bytes %+v changed=%v %v", len(body), got, changed, err)
+		}
+	}
+	statuses, n := p.Answers()
+	if p.Requests() != 5 || statuses[http.StatusNotModified] != 5 || n != 0 {
+		t.Fatalf("5 polls of an unchanged document: %d requests, answers %v, %d body bytes; want 5 requests answered 304 with no body",
+			p.Requests(), statuses, n)
+	}
+	v2, err := s.ReplaceIfUnchanged(ctx, "c/keyring.json", doc, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Reset()
+	body, got, changed, err := store.GetIfChanged(ctx, s, "c/keyring.json", v1)
+	statuses, n = p.Answers()
+	if err != nil || !changed || !bytes.Equal(body, doc) || got != v2 || statuses[http.StatusOK] != 1 || n < int64(len(doc)) {
+		t.Fatalf("changed: %d bytes %+v changed=%v %v; answers %v, %d body bytes", len(body), got, changed, err, statuses, n)
+	}
+	return v1
 }
