@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Helpers and tests for driven streams (drive.go), beside samePositional's
@@ -116,5 +118,110 @@ func TestPositionalEncryptSinks(t *testing.T) {
 				msg = err.Error()
 			}
 		}
+	}
+}
+
+// gid is the calling goroutine's number (from its stack header).
+func gid() string {
+	var b [64]byte
+	f := strings.Fields(string(b[:runtime.Stack(b[:], false)]))
+	return f[1]
+}
+
+// spy counts, per goroutine, the bytes read or written at offsets.
+type spy struct {
+	mu  sync.Mutex
+	per map[string]int
+}
+
+func (s *spy) add(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.per == nil {
+		s.per = map[string]int{}
+	}
+	s.per[gid()] += n
+	time.Sleep(100 * time.Microsecond) // jobs overlap, as on a real file
+}
+
+type spyIn struct {
+	*memFile
+	spy
+}
+
+func (s *spyIn) ReadAt(p []byte, off int64) (int, error) {
+	n, err := s.memFile.ReadAt(p, off)
+	s.add(n)
+	return n, err
+}
+
+func (s *spyIn) Read([]byte) (int, error) { return 0, errors.New("read sequentially") }
+
+type spyOut struct {
+	memOut
+	spy
+}
+
+func (s *spyOut) WriteAt(p []byte, off int64) (int, error) {
+	n, err := s.memOut.WriteAt(p, off)
+	s.add(n)
+	return n, err
+}
+
+// No stage of a driven stream moves every byte on one goroutine (issue 21):
+// from a regular file to a regular file with several workers, the caller's
+// goroutine reads and writes nothing but the salt and the final chunk, and
+// the chunks are read by more than one goroutine. (The writes to one file
+// go out in order, by whichever worker finds the next job ready: the kernel
+// takes them one at a time anyway.)
+func TestDrivenSpreadsIO(t *testing.T) {
+	const cs = 64
+	pt := randBytes(t, 200*16*cs+5)
+	opt := Options{ChunkSize: cs, Parallel: 4}
+	check := func(what string, s *spy, total int) {
+		t.Helper()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if mine := s.per[gid()]; mine > cs+Overhead+SaltSize {
+			t.Errorf("%s: the caller's goroutine moved %d of %d bytes", what, mine, total)
+		}
+		if len(s.per) < 2 {
+			t.Errorf("%s: one goroutine moved all %d bytes: %v", what, total, s.per)
+		}
+	}
+
+	in := &spyIn{memFile: newMemFile(pt)}
+	out := &spyOut{}
+	w, err := NewWriter(out, testKey, testHeader, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.(io.ReaderFrom).ReadFrom(in); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("encrypt: reads", &in.spy, len(pt))
+	ct := out.b
+	if got, err := open(ct, testKey, testHeader, Options{ChunkSize: cs}); err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("the stream does not open to the file: %d bytes, %v", len(got), err)
+	}
+
+	cin := &spyIn{memFile: newMemFile(ct)}
+	pout := &spyOut{}
+	r, err := NewReader(cin, testKey, testHeader, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.Copy(pout, r); err != nil || n != int64(len(pt)) || !bytes.Equal(pout.b, pt) {
+		t.Fatalf("decrypt: %d, %v", n, err)
+	}
+	check("decrypt: reads", &cin.spy, len(ct))
+	pout.spy.mu.Lock()
+	mine := pout.per[gid()]
+	pout.spy.mu.Unlock()
+	if mine != 0 {
+		t.Errorf("decrypt: the caller's goroutine wrote %d bytes", mine)
 	}
 }

@@ -24,6 +24,14 @@ import (
 //	floor-seal      the same for sealing the plaintext file
 //	encrypt-file, decrypt-file   file to file (a fresh output file each time)
 //	floor-copy      a plain copy of the file (io.Copy: copy_file_range, as cp)
+//	floor-rw        a plain copy through the program's own memory, as any
+//	                program that must see the bytes makes it: the same
+//	                number of goroutines, each pread-ing the next job (the
+//	                pipeline's job size) and pwrite-ing it at its offset of a
+//	                fresh file; no cipher. Not a target: it shows what of
+//	                the time over floor-copy is the copy through user space
+//	                (the kernel's copy moves page references on the read side
+//	                and copies each byte once; a program copies each twice)
 //
 // cpu-ms/op is the CPU time the whole process spent per op (user and
 // system, all threads; Linux): what a path costs, whatever the machine's
@@ -84,6 +92,11 @@ func pathCases(pt, ct string, w int) []pathCase {
 			if _, err := io.Copy(dst, src); err != nil {
 				b.Fatal(err)
 			}
+			closePair(b, src, dst)
+		}},
+		{"floor-rw", "", func(b *testing.B) {
+			src, dst := openPair(b, pt)
+			floorRW(b, src, dst, w)
 			closePair(b, src, dst)
 		}},
 		{"encrypt-file", "floor-copy", func(b *testing.B) {
@@ -262,6 +275,41 @@ func floorGCM(b *testing.B, path string, workers int, open bool) {
 					} else {
 						s.seal(&sc, out[i*s.stride():], chunk, c, last)
 					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// floorRW copies src to dst with workers goroutines, each pread-ing the next
+// job of the pipeline's job size for that many workers into a buffer of its
+// own and pwrite-ing it at the same offset: floor-rw.
+func floorRW(b *testing.B, src, dst *os.File, workers int) {
+	fi, err := src.Stat()
+	if err != nil {
+		b.Fatal(err)
+	}
+	unit := int64(Options{Parallel: workers}.batch(DefaultChunkSize) * DefaultChunkSize)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			buf := buffer(int(unit))
+			defer keep(buf)
+			for {
+				off := (next.Add(1) - 1) * unit
+				if off >= fi.Size() {
+					return
+				}
+				n, err := src.ReadAt(buf[:min(unit, fi.Size()-off)], off)
+				if err != nil && err != io.EOF {
+					b.Error(err)
+					return
+				}
+				if _, err := dst.WriteAt(buf[:n], off); err != nil {
+					b.Error(err)
+					return
 				}
 			}
 		})

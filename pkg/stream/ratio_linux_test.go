@@ -303,6 +303,13 @@ func BenchmarkPathsVsFloor(b *testing.B) {
 				floor := floors[p.floor]
 				interleave(b, size, false, func() { floor(b) }, func() { p.run(b) })
 			})
+			if p.floor == "floor-copy" {
+				// File to file beside a copy through user space too.
+				b.Run(fmt.Sprintf("%s-vs-rw/workers=%d", p.name, w), func(b *testing.B) {
+					floor := floors["floor-rw"]
+					interleave(b, size, false, func() { floor(b) }, func() { p.run(b) })
+				})
+			}
 		}
 	}
 }
