@@ -10,7 +10,9 @@ package main
 // directory first; each iteration is one process start to exit. Besides the
 // wall time per start (ns/op) it reports, per start, the CPU time of the
 // process (cpu-ms: user + system, which a loaded machine disturbs less than
-// the wall time) and its minor page faults (minflt); init-ms is the median,
+// the wall time), its minor page faults (minflt) and its context switches
+// (ctxsw: voluntary and involuntary, all threads; a thread that waits for
+// another is wall time without CPU time); init-ms is the median,
 // over 5 runs with GODEBUG=inittrace=1, of the summed package-init clock
 // times. (The child's ru_maxrss is not reported: Go starts it with vfork,
 // so it counts the test binary's own RSS; use /usr/bin/time -f %M.)
@@ -53,7 +55,7 @@ func BenchmarkStartup(b *testing.B) {
 	for _, name := range names {
 		b.Run(name, func(b *testing.B) {
 			var cpu time.Duration
-			var minflt int64
+			var minflt, ctxsw int64
 			for b.Loop() {
 				c := exec.Command(bins[name], "version")
 				c.Env = env
@@ -63,11 +65,13 @@ func BenchmarkStartup(b *testing.B) {
 				cpu += c.ProcessState.UserTime() + c.ProcessState.SystemTime()
 				if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
 					minflt += ru.Minflt
+					ctxsw += ru.Nvcsw + ru.Nivcsw
 				}
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N), "cpu-ms")
 			b.ReportMetric(float64(minflt)/float64(b.N), "minflt")
+			b.ReportMetric(float64(ctxsw)/float64(b.N), "ctxsw")
 			var inits []float64
 			for range 5 {
 				inits = append(inits, initMillis(b, bins[name], env))

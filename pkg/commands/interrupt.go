@@ -41,6 +41,23 @@ func signalName(s syscall.Signal) string {
 	return s.String()
 }
 
+// instantVerbs print what the binary itself holds and wait for nothing, so
+// they take no signals: Ctrl-C ends them as it ends any program that does
+// not catch it (a shell reports 128 + the signal number, as for the verbs
+// that do). os/signal's set-up and tear-down hand each of the three signals
+// to its own signal thread and back, which was ~0.8 ms of the ~9 ms that
+// `cmekctl version` takes (docs/performance.md, "Start-up").
+var instantVerbs = map[string]bool{"version": true, "exit-codes": true}
+
+// runContext is the context of a run of verb (as lazyVerb names it): for an
+// instant verb one that nothing cancels, else signalContext's.
+func runContext(verb string) (context.Context, func()) {
+	if instantVerbs[verb] {
+		return context.Background(), func() {}
+	}
+	return signalContext()
+}
+
 // signalContext returns a context cancelled, with an *InterruptError as its
 // cause, by the first SIGINT, SIGTERM or SIGHUP. Later signals are ignored
 // while the run cleans up (removes a partial output), which takes no time.

@@ -134,7 +134,7 @@ func Main(f *Factory, args []string) int {
 	// Before anything can hold a key: no core file, not dumpable (every
 	// verb, not only the unwrap paths).
 	keyring.DisableCoreDumps()
-	ctx, stop := signalContext()
+	ctx, stop := runContext(lazyVerb(args))
 	defer stop()
 	root := newRootCmd(f, lazyVerb(args))
 	if len(args) > 0 && strings.HasPrefix(args[0], cobra.ShellCompRequestCmd) {
