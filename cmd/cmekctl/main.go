@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 
+	_ "github.com/cmekctl/cmekctl/internal/hugeheap" // first in the init order: see its doc
 	"github.com/cmekctl/cmekctl/internal/startgc"
 	"github.com/cmekctl/cmekctl/pkg/commands"
 )

@@ -50,18 +50,8 @@ var initTraceLine = regexp.MustCompile(`(?m)^init (\S+) @\S+ ms, \S+ ms clock, (
 // module versions as cmekctl, with GODEBUG=inittrace=1 and checks the
 // bytes the packages above allocate in their init.
 func TestStartupInitAllocations(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	godebug := "inittrace=1"
-	if v := os.Getenv("GODEBUG"); v != "" { // e.g. fips140=only: keep it
-		godebug = v + "," + godebug
-	}
-	cmd.Env = append(os.Environ(), "GODEBUG="+godebug)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", os.Args[0], err, out)
-	}
 	seen := map[string]bool{}
-	for _, m := range initTraceLine.FindAllSubmatch(out, -1) {
+	for _, m := range initTraceLine.FindAllSubmatch(initTrace(t), -1) {
 		pkg := string(m[1])
 		limit, ok := initBytesLimit[pkg]
 		if !ok {
@@ -77,4 +67,43 @@ func TestStartupInitAllocations(t *testing.T) {
 			t.Logf("%s has no init work", pkg)
 		}
 	}
+}
+
+// initTrace runs this test binary, which links the same packages as
+// cmekctl, with GODEBUG=inittrace=1 and returns its output: a line per
+// package init, in the order they ran.
+func initTrace(t *testing.T) []byte {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	godebug := "inittrace=1"
+	if v := os.Getenv("GODEBUG"); v != "" { // e.g. fips140=only: keep it
+		godebug = v + "," + godebug
+	}
+	cmd.Env = append(os.Environ(), "GODEBUG="+godebug)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", os.Args[0], err, out)
+	}
+	return out
+}
+
+// internal/hugeheap advises the heap for huge pages in its init, which
+// helps only before the SDKs' init has written it: no package outside the
+// standard library may be initialised before it.
+func TestStartupHugeHeapFirst(t *testing.T) {
+	const hugeheap = "github.com/cmekctl/cmekctl/internal/hugeheap"
+	var before []string
+	for _, m := range initTraceLine.FindAllSubmatch(initTrace(t), -1) {
+		pkg := string(m[1])
+		if pkg == hugeheap {
+			if len(before) > 0 {
+				t.Errorf("initialised before %s: %s", hugeheap, strings.Join(before, ", "))
+			}
+			return
+		}
+		if first, _, _ := strings.Cut(pkg, "/"); strings.Contains(first, ".") {
+			before = append(before, pkg)
+		}
+	}
+	t.Fatalf("%s was not initialised (is it still imported by package main?)", hugeheap)
 }
