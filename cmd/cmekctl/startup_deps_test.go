@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,6 +93,9 @@ func initTrace(t *testing.T) []byte {
 // standard library may be initialised before it.
 func TestStartupHugeHeapFirst(t *testing.T) {
 	const hugeheap = "github.com/cmekctl/cmekctl/internal/hugeheap"
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
+		t.Skipf("internal/hugeheap is empty on %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
 	var before []string
 	for _, m := range initTraceLine.FindAllSubmatch(initTrace(t), -1) {
 		pkg := string(m[1])

@@ -20,5 +20,6 @@
 // after the advice is not advised: internal/startgc, initialised about
 // halfway through, calls Advise again. Where huge pages are "always" or
 // "never" it does nothing (the first needs no advice, the second refuses
-// it), and on other systems the package is empty.
+// it), and elsewhere than on 64-bit Linux (amd64, arm64: Go's heap arenas
+// there are the 64 MiB it assumes) the package is empty.
 package hugeheap

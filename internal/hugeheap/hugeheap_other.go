@@ -1,6 +1,6 @@
-//go:build !linux
+//go:build !linux || !(amd64 || arm64)
 
 package hugeheap
 
-// Advise does nothing: transparent huge pages are Linux's.
+// Advise does nothing: only 64-bit Linux (the release targets) is advised.
 func Advise() {}
