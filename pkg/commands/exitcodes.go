@@ -80,7 +80,7 @@ var exitTable = []exitRow{
 	{ExitStoreUnsafe, "store-unsafe", "store check: the store ignores conditional writes or does not read its own writes"},
 	{ExitCheckFailed, "check-failed", "status --check: a node is unprotected, revoked, mid-rotation or behind its region, a rotation is overdue, or a CMEK key is not enabled"},
 	{128 + 1, "sighup", "interrupted by SIGHUP (128 + 1); the hint says whether anything was changed"},
-	{128 + 2, "sigint", "interrupted by SIGINT, Ctrl-C (128 + 2); a partial output is removed, never sealed"},
+	{128 + 2, "sigint", "interrupted by SIGINT, Ctrl-C (128 + 2); a partial output is removed, never sealed (version and exit-codes do not catch signals: they end by the signal, which a shell reports the same way)"},
 	{128 + 15, "sigterm", "interrupted by SIGTERM (128 + 15); as for SIGINT"},
 }
 
