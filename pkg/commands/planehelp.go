@@ -94,10 +94,9 @@ func planeLong(c *cobra.Command) string {
 	return strings.TrimRight(strings.Replace(c.Long, "\n\n"+cloud, "", 1), "\n")
 }
 
-// setPlaneTemplates makes help and usage show one plane at a time.
+// setPlaneTemplates makes help and usage show one plane at a time (with
+// planeFlags and planeLong, which addTemplateFuncs registers).
 func setPlaneTemplates(root *cobra.Command) {
-	cobra.AddTemplateFunc("planeFlags", planeFlags)
-	cobra.AddTemplateFunc("planeLong", planeLong)
 	root.SetHelpTemplate(strings.Replace(root.HelpTemplate(), "(or .Long .Short)", "(or (planeLong .) .Short)", 1))
 	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}", "{{planeFlags .}}", 1))
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -101,7 +102,7 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	root.PersistentFlags().BoolVar(&g.RequireFIPS, "require-fips", false, "refuse to run unless this is a FIPS build running with GODEBUG=fips140=only (also CMEKCTL_REQUIRE_FIPS; see cmekctl version)")
 	addLockWaitFlag(root, &g.LockWait)
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{OutputTable, OutputTSV, OutputJSON, OutputYAML}, cobra.ShellCompDirectiveNoFileComp))
-	cobra.AddTemplateFunc("exitCodes", ExitCodesHelp)
+	addTemplateFuncs()
 	root.SetUsageTemplate(root.UsageTemplate() + exitStatusPointer)
 	setPlaneTemplates(root)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -127,6 +128,19 @@ Start with a drill on the embedded KMS (no cloud account needed):
 	addVersionFlag(root)
 	addExamples(root)
 	return root
+}
+
+// templateFuncs registers the help templates' functions in cobra's global
+// map once: command trees are built concurrently (tests run Main in
+// parallel), and concurrent writes to a map are fatal.
+var templateFuncs sync.Once
+
+func addTemplateFuncs() {
+	templateFuncs.Do(func() {
+		cobra.AddTemplateFunc("exitCodes", ExitCodesHelp)
+		cobra.AddTemplateFunc("planeFlags", planeFlags)
+		cobra.AddTemplateFunc("planeLong", planeLong)
+	})
 }
 
 // Main runs cmekctl with args and returns the exit code.
