@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Hosts in network namespaces of their own: the operator and each node run

@@ -1,3 +1,5 @@
+//go:build linux
+
 package commands
 
 // Keyring trust (rule 19 of docs/threat-model.md): with a cluster config in
