@@ -91,17 +91,11 @@ func Enable(ctx context.Context, env Env, req EnableRequest) (*Result, error) {
 	}
 	nodes := slices.Clone(req.Nodes)
 	for i, n := range nodes {
-		st, err := n.Store.Prepare()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", n.Store.Dir, err)
-		}
-		nodes[i].Store = st
-		locks = append(locks, func() { st.Close() })
-		l, err := st.Lock(ctx)
+		st, err := n.Store.prepareLocked(ctx, &locks)
 		if err != nil {
 			return nil, err
 		}
-		locks = append(locks, func() { l.Release() })
+		nodes[i].Store = st
 		if st.Exists() { // created while we waited for the lock
 			return nil, fmt.Errorf("%s: %w for this node", n.Store.Dir, ErrAlreadyEnabled)
 		}
@@ -194,17 +188,11 @@ func addNodes(ctx context.Context, env Env, src *Keyring, nodes []EnableNode, ad
 		if n.Store.Exists() {
 			return nil, fmt.Errorf("%s: %w for this node: nothing was changed", n.Store.Dir, ErrAlreadyEnabled)
 		}
-		st, err := n.Store.Prepare()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", n.Store.Dir, err)
-		}
-		nodes[i].Store = st
-		locks = append(locks, func() { st.Close() })
-		l, err := st.Lock(ctx)
+		st, err := n.Store.prepareLocked(ctx, &locks)
 		if err != nil {
 			return nil, err
 		}
-		locks = append(locks, func() { l.Release() })
+		nodes[i].Store = st
 	}
 	b, err := UnwrapBundle(ctx, env, src.ClusterID, src.Region, src.StoreWrap)
 	if err != nil {

@@ -153,6 +153,24 @@ func (s Store) Prepare() (Store, error) {
 	return s.Open()
 }
 
+// prepareLocked is Prepare, then Lock: the store ready to write, under its
+// writer lock. What undoes each step (closing the directory, releasing the
+// lock) is added to undo as soon as the step is done, for the caller to run
+// however far it got.
+func (s Store) prepareLocked(ctx context.Context, undo *[]func()) (Store, error) {
+	st, err := s.Prepare()
+	if err != nil {
+		return s, fmt.Errorf("%s: %w", s.Dir, err)
+	}
+	*undo = append(*undo, func() { st.Close() })
+	l, err := st.Lock(ctx)
+	if err != nil {
+		return st, err
+	}
+	*undo = append(*undo, func() { l.Release() })
+	return st, nil
+}
+
 // Lock takes the keyring's writer lock, as the context's LockPolicy says
 // (default: wait up to 30 s); s.LockWait, if set, overrides its wait. A lock
 // still held is ErrLocked, naming the holder (pid, verb, since).
