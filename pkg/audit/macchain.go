@@ -27,6 +27,7 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -266,7 +267,7 @@ func VerifyMACs(entries []Entry, keys []ExportedKey, writer *ExportedKey) []Prob
 		return nil
 	}
 	keys = slices.Clone(keys)
-	slices.SortFunc(keys, func(a, b ExportedKey) int { return cmpU(a.Seq, b.Seq) })
+	slices.SortFunc(keys, func(a, b ExportedKey) int { return cmp.Compare(a.Seq, b.Seq) })
 	var out []Problem
 	var cur chainKey
 	derive := func(seq uint64) chainKey {
@@ -328,16 +329,6 @@ func chainStart(keys []ExportedKey, seq uint64) int {
 		i--
 	}
 	return i
-}
-
-func cmpU(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // WriterKey reads the writer's key file of the log at path, as an

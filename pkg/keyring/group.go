@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -85,7 +86,7 @@ func LoadGroup(ctx context.Context, stores []Store, write bool) (*Group, error) 
 		return nil, errors.New("no keyring given: pass --keyring DIR (or a config file)")
 	}
 	sorted := slices.Clone(stores)
-	slices.SortFunc(sorted, func(a, b Store) int { return cmpStr(a.Dir, b.Dir) })
+	slices.SortFunc(sorted, func(a, b Store) int { return cmp.Compare(a.Dir, b.Dir) })
 	g := &Group{}
 	ok := false
 	defer func() {
@@ -154,16 +155,6 @@ func LoadGroup(ctx context.Context, stores []Store, write bool) (*Group, error) 
 	slices.Sort(g.Regions)
 	ok = true
 	return g, nil
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // CheckNotRevoked refuses a group with a revoked keyring.

@@ -50,12 +50,11 @@ func (OS) Rename(o, n string) error               { return os.Rename(o, n) }
 func (OS) Remove(name string) error               { return os.Remove(name) }
 func (OS) Lstat(name string) (os.FileInfo, error) { return os.Lstat(name) }
 
-// MkdirAll creates the missing directories of name, each followed by an
-// fsync of its parent.
-func (o OS) MkdirAll(name string, perm os.FileMode) error {
-	name = filepath.Clean(name)
+// MissingDirs is name (cleaned) and those of its parents that do not exist
+// (Lstat fails), from name up: what MkdirAll has to create, deepest first.
+func MissingDirs(name string) []string {
 	var missing []string
-	for p := name; ; p = filepath.Dir(p) {
+	for p := filepath.Clean(name); ; p = filepath.Dir(p) {
 		if _, err := os.Lstat(p); err == nil {
 			break
 		}
@@ -64,6 +63,14 @@ func (o OS) MkdirAll(name string, perm os.FileMode) error {
 			break
 		}
 	}
+	return missing
+}
+
+// MkdirAll creates the missing directories of name, each followed by an
+// fsync of its parent.
+func (o OS) MkdirAll(name string, perm os.FileMode) error {
+	name = filepath.Clean(name)
+	missing := MissingDirs(name)
 	if len(missing) == 0 {
 		return os.MkdirAll(name, perm) // reports a non-directory in the way
 	}

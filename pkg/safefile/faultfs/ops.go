@@ -185,16 +185,7 @@ func (f *FS) Remove(name string) error {
 // safefile.OS does.
 func (f *FS) MkdirAll(name string, perm os.FileMode) error {
 	name = filepath.Clean(name)
-	var missing []string
-	for p := name; ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			break
-		}
-		missing = append(missing, p)
-		if filepath.Dir(p) == p {
-			break
-		}
-	}
+	missing := safefile.MissingDirs(name)
 	if len(missing) == 0 {
 		f.mu.Lock()
 		defer f.mu.Unlock()
