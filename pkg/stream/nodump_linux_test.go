@@ -3,6 +3,7 @@ package stream
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
@@ -56,19 +57,26 @@ func TestPlaintextBuffersNotDumped(t *testing.T) {
 		if len(outs) == 0 {
 			t.Fatalf("P=%d: no reader job kept", p)
 		}
-		for what, bufs := range map[string][][]byte{"writer in": ins, "reader out": outs} {
-			for _, b := range bufs {
-				page := wholePage(b)
-				if page == 0 {
-					t.Fatalf("P=%d %s: %d bytes hold no whole page", p, what, cap(b))
-				}
-				flags, err := smaps.VmFlagsAt(page)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Contains(flags, "dd") {
-					t.Errorf("P=%d %s: flags %v, want dd", p, what, flags)
-				}
+		wantNoDump(t, fmt.Sprintf("P=%d", p), map[string][][]byte{"writer in": ins, "reader out": outs})
+	}
+}
+
+// wantNoDump checks that each buffer holds a whole page and that its pages
+// are left out of core dumps (VmFlags "dd", MADV_DONTDUMP).
+func wantNoDump(t *testing.T, label string, bufs map[string][][]byte) {
+	t.Helper()
+	for what, bs := range bufs {
+		for _, b := range bs {
+			page := wholePage(b)
+			if page == 0 {
+				t.Fatalf("%s %s: %d bytes hold no whole page", label, what, cap(b))
+			}
+			flags, err := smaps.VmFlagsAt(page)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(flags, "dd") {
+				t.Errorf("%s %s: flags %v, want dd", label, what, flags)
 			}
 		}
 	}
@@ -146,21 +154,7 @@ func TestDrivenPlaintextNotDumped(t *testing.T) {
 			if len(ins) == 0 || len(made) == 0 {
 				t.Fatalf("P=%d file=%v: %d writer jobs, %d reader jobs made: not driven", p, toFile, len(ins), len(made))
 			}
-			for what, bufs := range map[string][][]byte{"writer in": ins, "reader out": made} {
-				for _, b := range bufs {
-					page := wholePage(b)
-					if page == 0 {
-						t.Fatalf("P=%d %s: %d bytes hold no whole page", p, what, cap(b))
-					}
-					flags, err := smaps.VmFlagsAt(page)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !slices.Contains(flags, "dd") {
-						t.Errorf("P=%d file=%v %s: flags %v, want dd", p, toFile, what, flags)
-					}
-				}
-			}
+			wantNoDump(t, fmt.Sprintf("P=%d file=%v", p, toFile), map[string][][]byte{"writer in": ins, "reader out": made})
 		}
 	}
 }
