@@ -4,13 +4,11 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/cmekctl/cmekctl/internal/faultproxy"
 	"github.com/cmekctl/cmekctl/pkg/cluster"
-	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/store"
 	"github.com/cmekctl/cmekctl/pkg/store/storetest"
 )
@@ -34,16 +32,7 @@ func TestAgentConditionalGetS3(t *testing.T) {
 				t.Fatal(err)
 			}
 			k := newKMS(t)
-			if _, err := cluster.Enable(ctx, s, k.env(), "c1", "r1", k.create(t, "r1"), []string{"n1"}); err != nil {
-				t.Fatal(err)
-			}
-			host := t.TempDir()
-			o := cluster.UnlockOptions{Cluster: "c1", Region: "r1", Node: "n1", Cache: filepath.Join(host, "cache"),
-				Unlock: keyring.UnlockOptions{Out: filepath.Join(host, "out"), AllowDisk: true, StorePaths: []string{"/mnt/d1"}}}
-			unlocked, err := cluster.Unlock(ctx, s, k.env(), o)
-			if err != nil {
-				t.Fatal(err)
-			}
+			o, unlocked := enableAndUnlock(ctx, t, s, k)
 			passes := make(chan *cluster.AgentResult, 100)
 			go cluster.Agent(ctx, s, o, 20*time.Millisecond, func(r *cluster.AgentResult, err error) {
 				if err != nil {

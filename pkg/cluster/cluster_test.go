@@ -371,16 +371,7 @@ func TestAgentWatchEtcd(t *testing.T) {
 	}
 	defer s.Close()
 	k := newKMS(t)
-	if _, err := cluster.Enable(ctx, s, k.env(), "c1", "r1", k.create(t, "r1"), []string{"n1"}); err != nil {
-		t.Fatal(err)
-	}
-	host := t.TempDir()
-	o := cluster.UnlockOptions{Cluster: "c1", Region: "r1", Node: "n1", Cache: filepath.Join(host, "cache"),
-		Unlock: keyring.UnlockOptions{Out: filepath.Join(host, "out"), AllowDisk: true, StorePaths: []string{"/mnt/d1"}}}
-	res, err := cluster.Unlock(ctx, s, k.env(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o, res := enableAndUnlock(ctx, t, s, k)
 	acked := make(chan struct{})
 	go cluster.Agent(ctx, s, o, time.Hour, func(r *cluster.AgentResult, err error) {
 		if err == nil && r.Acked && !r.Unchanged { // the pass that acknowledged

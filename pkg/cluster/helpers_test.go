@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cmekctl/cmekctl/pkg/cluster"
 	"github.com/cmekctl/cmekctl/pkg/keyring"
 	"github.com/cmekctl/cmekctl/pkg/provider"
 	"github.com/cmekctl/cmekctl/pkg/provider/filekms"
@@ -57,6 +58,24 @@ func (k *kms) env() keyring.Env {
 		k.keys[uri] = c
 		return c, nil
 	}}
+}
+
+// enableAndUnlock enables node n1 of region r1 of cluster c1 in s, on a new
+// file-kms key of k's, and unlocks it as a host with a temporary directory
+// of its own would: the agent tests' starting point.
+func enableAndUnlock(ctx context.Context, t testing.TB, s store.Store, k *kms) (cluster.UnlockOptions, *cluster.UnlockResult) {
+	t.Helper()
+	if _, err := cluster.Enable(ctx, s, k.env(), "c1", "r1", k.create(t, "r1"), []string{"n1"}); err != nil {
+		t.Fatal(err)
+	}
+	host := t.TempDir()
+	o := cluster.UnlockOptions{Cluster: "c1", Region: "r1", Node: "n1", Cache: filepath.Join(host, "cache"),
+		Unlock: keyring.UnlockOptions{Out: filepath.Join(host, "out"), AllowDisk: true, StorePaths: []string{"/mnt/d1"}}}
+	res, err := cluster.Unlock(ctx, s, k.env(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, res
 }
 
 func (k *kms) total() provider.Counts {
