@@ -58,17 +58,7 @@ func TestRemanenceCopiesAreUseless(t *testing.T) {
 	step(k.Rotate)
 	step(k.Disable)
 	step(k.Enable)
-	st, err := k.load("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var materials [][]byte
-	for _, v := range st.Versions {
-		if len(v.Material) != keyBytes {
-			t.Fatalf("version %d: %d bytes of material", v.ID, len(v.Material))
-		}
-		materials = append(materials, bytes.Clone(v.Material))
-	}
+	materials := versionMaterials(t, k)
 	w, err := k.Wrap(ctx, make([]byte, 32), []byte("aad"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package filekms
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/url"
@@ -31,6 +32,24 @@ func newKey(t *testing.T, opt Options) *Key {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// versionMaterials is a copy of the key material of each of k's versions,
+// each checked to be a key's length.
+func versionMaterials(t *testing.T, k *Key) [][]byte {
+	t.Helper()
+	st, err := k.load("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, v := range st.Versions {
+		if len(v.Material) != keyBytes {
+			t.Fatalf("version %d: %d bytes of material", v.ID, len(v.Material))
+		}
+		out = append(out, bytes.Clone(v.Material))
+	}
+	return out
 }
 
 func TestSuite(t *testing.T) {

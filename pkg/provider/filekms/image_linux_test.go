@@ -106,17 +106,7 @@ func TestRemanenceOnExt4Image(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st, err := k.load("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var secrets [][]byte
-	for _, v := range st.Versions {
-		if len(v.Material) != keyBytes {
-			t.Fatalf("version %d: %d bytes of material", v.ID, len(v.Material))
-		}
-		secrets = append(secrets, bytes.Clone(v.Material))
-	}
+	secrets := versionMaterials(t, k)
 	secret, err := os.ReadFile(k.secretPath())
 	if err != nil || len(secret) != keyBytes || len(secrets) != 3 {
 		t.Fatalf("secret file: %d bytes, %v; %d versions", len(secret), err, len(secrets))
